@@ -1,0 +1,17 @@
+"""Protocol translators: one module per wire protocol, all through ``translators.canonical``.
+
+Every protocol module offers the same surface (see ``ProtocolModule``) and is registered in
+``PROTOCOLS`` under its name.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+
+def get(name: str) -> ModuleType:
+    """The protocol module called ``name`` ("openai-chat", "anthropic", "gemini")."""
+    from translators import anthropic, gemini, openai_chat
+
+    modules = {m.NAME: m for m in (openai_chat, anthropic, gemini)}
+    return modules[name]
