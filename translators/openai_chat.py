@@ -1,0 +1,1029 @@
+"""OpenAI Chat Completions (``POST /v1/chat/completions``) ⇄ the canonical model.
+
+Chat is also the dialect of most OpenAI-compatible servers (OpenRouter, vLLM, DeepSeek, …), so the
+parsers accept the non-standard bits those add (``reasoning_content`` / ``reasoning`` text, error
+chunks with empty ``choices``, numeric error codes, repeated tool-call indexes), while the
+renderers emit only what the official SDK types describe. Wire facts: protocols.md §1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from translators.canonical import (
+    ChatRequest,
+    ChatResponse,
+    End,
+    Event,
+    Image,
+    Message,
+    MessageStart,
+    Part,
+    Reasoning,
+    ReasoningConfig,
+    ReasoningDelta,
+    ResponseFormat,
+    Stop,
+    StopReason,
+    StreamError,
+    Text,
+    TextDelta,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolChoice,
+    ToolResult,
+    Usage,
+    UsageUpdate,
+    dump_arguments,
+    split_data_url,
+)
+from translators.errors import CODES, ProxyError, code_for_status
+from translators.mapping import effort_for_budget
+from translators.sse import SSEEvent, SSEParser
+
+NAME = "openai-chat"
+STREAM_CONTENT_TYPE = "text/event-stream"
+
+# OpenAI rejects longer tool-call ids (400 string_above_max_length, trap 7) and more stop sequences.
+MAX_TOOL_CALL_ID = 40
+MAX_STOP = 4
+
+_DONE = b"data: [DONE]\n\n"
+
+
+# json.dumps builds a new encoder per call when given options; streams encode per event.
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _new_completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def _new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+# -- request parsing: typed access with key paths -------------------------------------------------
+
+_KINDS: dict[str, tuple[type, ...]] = {
+    "a string": (str,),
+    "an object": (dict,),
+    "an array": (list,),
+    "a number": (int, float),
+    "an integer": (int,),
+    "a boolean": (bool,),
+}
+_JSON_TYPES: dict[type, str] = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "number",
+    float: "number",
+}
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), "null")
+
+
+def _path(where: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where}.{key}" if where else key
+
+
+def _invalid(path: str, problem: str) -> ProxyError:
+    return ProxyError("invalid_request", f"{path}: {problem}")
+
+
+def _refuse(path: str, what: str) -> ProxyError:
+    return ProxyError("invalid_request", f"{path}: {what} cannot be translated to another protocol")
+
+
+def _check(value: Any, path: str, kind: str) -> Any:
+    # bool is an int in Python but not a number in JSON.
+    if not isinstance(value, _KINDS[kind]) or (isinstance(value, bool) and kind != "a boolean"):
+        raise _invalid(path, f"expected {kind}, got {_json_type(value)}")
+    return value
+
+
+def _get(obj: dict[str, Any], key: str, where: str, kind: str, *, required: bool = False) -> Any:
+    """``obj[key]`` checked against ``kind``; absent and ``null`` both read as None (SDKs send
+    explicit nulls for unset optionals)."""
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise _invalid(_path(where, key), f"required, expected {kind}")
+        return None
+    return _check(value, _path(where, key), kind)
+
+
+def _items(
+    obj: dict[str, Any], key: str, where: str, *, required: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
+    """The objects of an array, each with its key path."""
+    at = _path(where, key)
+    values = _get(obj, key, where, "an array", required=required) or []
+    return [(_path(at, i), _check(value, _path(at, i), "an object")) for i, value in enumerate(values)]
+
+
+# -- request parsing: content parts ---------------------------------------------------------------
+
+PartParser = Callable[[dict[str, Any], str], Part]
+
+
+def _text_part(part: dict[str, Any], where: str) -> Text:
+    # cache_control is not OpenAI's, but OpenRouter clients send it in Chat bodies (trap 18).
+    marker = part.get("cache_control")
+    return Text(
+        text=_get(part, "text", where, "a string", required=True),
+        cache_control=marker if isinstance(marker, dict) else None,
+    )
+
+
+def _refusal_part(part: dict[str, Any], where: str) -> Text:
+    return Text(text=_get(part, "refusal", where, "a string", required=True))
+
+
+def _image_part(part: dict[str, Any], where: str) -> Image:
+    image = part.get("image_url")
+    if isinstance(image, str):  # lenient: some clients send the URL itself
+        image = {"url": image}
+    image = _check(image, _path(where, "image_url"), "an object")
+    url = _get(image, "url", _path(where, "image_url"), "a string", required=True)
+    detail = _get(image, "detail", _path(where, "image_url"), "a string")
+    inline = split_data_url(url)
+    if inline is None:
+        return Image(url=url, detail=detail)
+    return Image(media_type=inline[0], data=inline[1], detail=detail)
+
+
+_SYSTEM_PARTS: dict[str, PartParser] = {"text": _text_part}
+_USER_PARTS: dict[str, PartParser] = {"text": _text_part, "image_url": _image_part}
+_ASSISTANT_PARTS: dict[str, PartParser] = {"text": _text_part, "refusal": _refusal_part}
+_TOOL_PARTS: dict[str, PartParser] = {"text": _text_part}
+_REFUSED_PARTS: dict[str, str] = {"input_audio": "audio input", "file": "file input"}
+
+
+def _content(value: Any, where: str, parsers: dict[str, PartParser]) -> list[Part]:
+    """``content`` as a string or an array of parts; empty text is dropped."""
+    if value is None or isinstance(value, str):
+        return [Text(text=value)] if value else []
+    parts: list[Part] = []
+    for i, raw in enumerate(_check(value, where, "an array")):
+        path = _path(where, i)
+        kind = _get(_check(raw, path, "an object"), "type", path, "a string", required=True)
+        if kind in _REFUSED_PARTS:
+            raise _refuse(_path(path, "type"), _REFUSED_PARTS[kind])
+        if kind not in parsers:
+            raise _invalid(_path(path, "type"), f"unknown part type {kind!r}")
+        part = parsers[kind](raw, path)
+        if not (isinstance(part, Text) and not part.text):
+            parts.append(part)
+    return parts
+
+
+# -- request parsing: messages --------------------------------------------------------------------
+
+_SYSTEM_ROLES = frozenset({"system", "developer"})
+# Assistant keys whose content the canonical model cannot carry.
+_REFUSED_ASSISTANT_KEYS: dict[str, str] = {
+    "audio": "an audio reference",
+    "function_call": "a legacy function_call",
+}
+
+
+def _reasoning_text(obj: dict[str, Any]) -> str:
+    """Non-standard reasoning text (DeepSeek ``reasoning_content``, OpenRouter/vLLM ``reasoning``);
+    servers that send both send the same text, so the first one wins."""
+    for key in ("reasoning_content", "reasoning"):
+        value = obj.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _arguments(value: Any) -> str:
+    """Arguments as JSON text: a string as sent (empty → ``{}``, trap 5), an object serialised."""
+    if isinstance(value, str):
+        return value if value.strip() else "{}"
+    return dump_arguments(value)
+
+
+def _tool_call(call: dict[str, Any], where: str) -> ToolCall:
+    kind = _get(call, "type", where, "a string") or "function"
+    if kind == "custom":
+        raise _refuse(_path(where, "type"), "a custom tool call")
+    if kind != "function":
+        raise _invalid(_path(where, "type"), f"unknown tool call type {kind!r}")
+    function = _get(call, "function", where, "an object", required=True)
+    return ToolCall(
+        id=_get(call, "id", where, "a string", required=True),
+        name=_get(function, "name", _path(where, "function"), "a string", required=True),
+        arguments=_arguments(function.get("arguments")),
+    )
+
+
+def _user_message(item: dict[str, Any], where: str) -> Message:
+    return Message(role="user", content=_content(item.get("content"), _path(where, "content"), _USER_PARTS))
+
+
+def _assistant_message(item: dict[str, Any], where: str) -> Message:
+    for key, what in _REFUSED_ASSISTANT_KEYS.items():
+        if item.get(key) is not None:
+            raise _refuse(_path(where, key), what)
+    reasoning = _reasoning_text(item)
+    parts: list[Part] = [Reasoning(text=reasoning, origin=NAME)] if reasoning else []
+    parts += _content(item.get("content"), _path(where, "content"), _ASSISTANT_PARTS)
+    if refusal := _get(item, "refusal", where, "a string"):
+        parts.append(Text(text=refusal))
+    parts += [_tool_call(call, path) for path, call in _items(item, "tool_calls", where)]
+    return Message(role="assistant", content=parts)
+
+
+def _tool_message(item: dict[str, Any], where: str) -> Message:
+    result = ToolResult(
+        tool_call_id=_get(item, "tool_call_id", where, "a string", required=True),
+        content=_content(item.get("content"), _path(where, "content"), _TOOL_PARTS),
+    )
+    return Message(role="user", content=[result])
+
+
+_MESSAGE_PARSERS: dict[str, Callable[[dict[str, Any], str], Message]] = {
+    "user": _user_message,
+    "assistant": _assistant_message,
+    "tool": _tool_message,
+}
+
+
+def _messages(body: dict[str, Any]) -> tuple[list[Text], list[Message]]:
+    """System/developer messages hoisted out; a run of ``tool`` messages becomes one user message
+    (all results of one assistant turn together, as Anthropic and Gemini need them)."""
+    system: list[Text] = []
+    messages: list[Message] = []
+    previous = ""
+    for where, item in _items(body, "messages", "", required=True):
+        role = _get(item, "role", where, "a string", required=True)
+        if role in _SYSTEM_ROLES:
+            parts = _content(item.get("content"), _path(where, "content"), _SYSTEM_PARTS)
+            system += [p for p in parts if isinstance(p, Text)]
+            continue
+        if role == "function":
+            raise _refuse(_path(where, "role"), "the legacy 'function' role")
+        if role not in _MESSAGE_PARSERS:
+            raise _invalid(_path(where, "role"), f"unknown role {role!r}")
+        message = _MESSAGE_PARSERS[role](item, where)
+        if role == "tool" and previous == "tool":
+            messages[-1].content.extend(message.content)
+        else:
+            messages.append(message)
+        previous = role
+    return system, messages
+
+
+# -- request parsing: tools and options -----------------------------------------------------------
+
+
+def _tool(tool: dict[str, Any], where: str) -> Tool:
+    kind = _get(tool, "type", where, "a string") or "function"
+    if kind == "custom":
+        raise _refuse(_path(where, "type"), "a custom tool")
+    if kind != "function":
+        raise _invalid(_path(where, "type"), f"unknown tool type {kind!r}")
+    function = _get(tool, "function", where, "an object", required=True)
+    at = _path(where, "function")
+    parameters = _get(function, "parameters", at, "an object")
+    return Tool(
+        name=_get(function, "name", at, "a string", required=True),
+        description=_get(function, "description", at, "a string"),
+        strict=_get(function, "strict", at, "a boolean"),
+        **({"parameters": parameters} if parameters is not None else {}),
+    )
+
+
+_CHOICE_MODES = frozenset({"none", "auto", "required"})
+
+
+def _named_choice(value: dict[str, Any], where: str) -> ToolChoice:
+    function = _get(value, "function", where, "an object", required=True)
+    name = _get(function, "name", _path(where, "function"), "a string", required=True)
+    return ToolChoice(mode="tool", name=name)
+
+
+def _allowed_choice(value: dict[str, Any], where: str) -> ToolChoice:
+    """The mode survives; the subset itself has no canonical field and is dropped."""
+    allowed = _get(value, "allowed_tools", where, "an object", required=True)
+    mode = _get(allowed, "mode", _path(where, "allowed_tools"), "a string", required=True)
+    if mode not in ("auto", "required"):
+        raise _invalid(_path(where, "allowed_tools.mode"), f"unknown value {mode!r}")
+    return ToolChoice(mode=mode)
+
+
+def _custom_choice(value: dict[str, Any], where: str) -> ToolChoice:
+    raise _refuse(where, "a custom tool choice")
+
+
+_CHOICE_OBJECTS: dict[str, Callable[[dict[str, Any], str], ToolChoice]] = {
+    "function": _named_choice,
+    "allowed_tools": _allowed_choice,
+    "custom": _custom_choice,
+}
+
+
+def _tool_choice(body: dict[str, Any]) -> ToolChoice | None:
+    value = body.get("tool_choice")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in _CHOICE_MODES:
+            raise _invalid("tool_choice", f"unknown value {value!r}")
+        return ToolChoice(mode=value)  # type: ignore[arg-type]
+    kind = _get(_check(value, "tool_choice", "an object"), "type", "tool_choice", "a string", required=True)
+    if kind not in _CHOICE_OBJECTS:
+        raise _invalid("tool_choice.type", f"unknown value {kind!r}")
+    return _CHOICE_OBJECTS[kind](value, "tool_choice")
+
+
+def _stop(body: dict[str, Any]) -> list[str]:
+    value = body.get("stop")
+    if value is None or isinstance(value, str):
+        return [value] if value else []
+    return [_check(s, _path("stop", i), "a string") for i, s in enumerate(_check(value, "stop", "an array"))]
+
+
+def _reasoning(body: dict[str, Any]) -> ReasoningConfig | None:
+    effort = _get(body, "reasoning_effort", "", "a string")
+    return ReasoningConfig(effort=effort, enabled=effort != "none") if effort else None
+
+
+_FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
+
+
+def _response_format(body: dict[str, Any]) -> ResponseFormat | None:
+    value = _get(body, "response_format", "", "an object")
+    if value is None:
+        return None
+    kind = _get(value, "type", "response_format", "a string", required=True)
+    if kind not in _FORMAT_TYPES:
+        raise _invalid("response_format.type", f"unknown value {kind!r}")
+    if kind != "json_schema":
+        return ResponseFormat(type=kind)  # type: ignore[arg-type]
+    schema = _get(value, "json_schema", "response_format", "an object", required=True)
+    at = "response_format.json_schema"
+    return ResponseFormat(
+        type="json_schema",
+        name=_get(schema, "name", at, "a string"),
+        json_schema=_get(schema, "schema", at, "an object"),
+        strict=_get(schema, "strict", at, "a boolean"),
+    )
+
+
+def parse_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
+    """A Chat Completions request body as canonical; ``model``/``stream`` override the body's."""
+    if not isinstance(body, dict):
+        raise _invalid("body", f"expected a JSON object, got {_json_type(body)}")
+    if (_get(body, "n", "", "an integer") or 1) > 1:
+        raise _refuse("n", "more than one choice (n > 1)")
+    system, messages = _messages(body)
+    options = _get(body, "stream_options", "", "an object") or {}
+    max_tokens = _get(body, "max_completion_tokens", "", "an integer")
+    return ChatRequest(
+        model=model if model is not None else _get(body, "model", "", "a string", required=True),
+        system=system,
+        messages=messages,
+        tools=[_tool(tool, where) for where, tool in _items(body, "tools", "")],
+        tool_choice=_tool_choice(body),
+        parallel_tool_calls=_get(body, "parallel_tool_calls", "", "a boolean"),
+        max_tokens=max_tokens if max_tokens is not None else _get(body, "max_tokens", "", "an integer"),
+        temperature=_get(body, "temperature", "", "a number"),
+        top_p=_get(body, "top_p", "", "a number"),
+        stop=_stop(body),
+        seed=_get(body, "seed", "", "an integer"),
+        frequency_penalty=_get(body, "frequency_penalty", "", "a number"),
+        presence_penalty=_get(body, "presence_penalty", "", "a number"),
+        reasoning=_reasoning(body),
+        response_format=_response_format(body),
+        stream=stream if stream is not None else bool(_get(body, "stream", "", "a boolean")),
+        stream_usage=bool(_get(options, "include_usage", "stream_options", "a boolean")),
+        user=_get(body, "safety_identifier", "", "a string") or _get(body, "user", "", "a string"),
+        metadata=_get(body, "metadata", "", "an object") or {},
+    )
+
+
+# -- request rendering ----------------------------------------------------------------------------
+
+
+def short_call_id(call_id: str) -> str:
+    """A tool-call id OpenAI accepts: long foreign ids (Gemini signatures, trap 9) become a stable
+    hash, so a call and its result still match across turns (trap 7)."""
+    if len(call_id) <= MAX_TOOL_CALL_ID:
+        return call_id
+    return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
+
+
+def _render_image(image: Image) -> dict[str, Any]:
+    if image.data is not None:
+        url = f"data:{image.media_type or 'application/octet-stream'};base64,{image.data}"
+    else:
+        url = image.url or ""
+    target: dict[str, Any] = {"url": url}
+    if image.detail:
+        target["detail"] = image.detail
+    return {"type": "image_url", "image_url": target}
+
+
+def _render_user_content(parts: list[Text | Image]) -> str | list[dict[str, Any]] | None:
+    kept = [p for p in parts if not (isinstance(p, Text) and not p.text)]
+    if len(kept) == 1 and isinstance(kept[0], Text):
+        return kept[0].text
+    return [
+        {"type": "text", "text": p.text} if isinstance(p, Text) else _render_image(p) for p in kept
+    ] or None
+
+
+def _render_tool_result(result: ToolResult) -> dict[str, Any]:
+    text = "\n\n".join(p.text for p in result.content if isinstance(p, Text) and p.text)
+    return {"role": "tool", "tool_call_id": short_call_id(result.tool_call_id), "content": text}
+
+
+def _render_user(parts: list[Part]) -> list[dict[str, Any]]:
+    """One ``tool`` message per result first; images the results carried (Chat tool messages are
+    text only, trap 8) travel in the user message after them, ahead of the user's own content."""
+    results = [p for p in parts if isinstance(p, ToolResult)]
+    carried = [image for r in results for image in r.content if isinstance(image, Image)]
+    own = [p for p in parts if isinstance(p, (Text, Image))]
+    rendered = [_render_tool_result(r) for r in results]
+    content = _render_user_content(carried + own)
+    if content is not None:
+        rendered.append({"role": "user", "content": content})
+    return rendered
+
+
+def _render_call(call: ToolCall, call_id: str) -> dict[str, Any]:
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments or "{}"},
+    }
+
+
+def _render_assistant(parts: list[Part]) -> list[dict[str, Any]]:
+    """Text joined, tool calls listed; Reasoning has no Chat field and is dropped."""
+    text = "".join(p.text for p in parts if isinstance(p, Text))
+    calls = [_render_call(p, short_call_id(p.id)) for p in parts if isinstance(p, ToolCall)]
+    if not text and not calls:
+        return []
+    message: dict[str, Any] = {"role": "assistant", "content": text or None}
+    if calls:
+        message["tool_calls"] = calls
+    return [message]
+
+
+_MESSAGE_RENDERERS: dict[str, Callable[[list[Part]], list[dict[str, Any]]]] = {
+    "user": _render_user,
+    "assistant": _render_assistant,
+}
+
+
+def _render_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    rendered: list[dict[str, Any]] = []
+    system = "\n\n".join(p.text for p in request.system if p.text)
+    if system:
+        rendered.append({"role": "system", "content": system})
+    for message in request.messages:
+        rendered += _MESSAGE_RENDERERS[message.role](message.content)
+    return rendered
+
+
+def _render_tool(tool: Tool) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        function["description"] = tool.description
+    function["parameters"] = tool.parameters
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+def _render_tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
+    if choice.mode == "tool":
+        return {"type": "function", "function": {"name": choice.name or ""}}
+    return choice.mode
+
+
+def _render_effort(config: ReasoningConfig | None) -> str | None:
+    if config is None:
+        return None
+    if not config.enabled:
+        return "none"
+    if config.effort:
+        return config.effort
+    return effort_for_budget(config.budget_tokens) if config.budget_tokens is not None else None
+
+
+def _render_response_format(fmt: ResponseFormat) -> dict[str, Any]:
+    if fmt.type != "json_schema":
+        return {"type": fmt.type}
+    schema: dict[str, Any] = {"name": fmt.name or "response"}  # name is required by OpenAI
+    if fmt.json_schema is not None:
+        schema["schema"] = fmt.json_schema
+    if fmt.strict is not None:
+        schema["strict"] = fmt.strict
+    return {"type": "json_schema", "json_schema": schema}
+
+
+_PLAIN_FIELDS = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty", "user")
+
+
+def render_request(request: ChatRequest) -> dict[str, Any]:
+    """Body for an OpenAI-compatible provider. ``top_k`` has no Chat field and is dropped;
+    ``tool_choice``/``parallel_tool_calls`` go only with tools (OpenAI rejects them alone)."""
+    body: dict[str, Any] = {"model": request.model, "messages": _render_messages(request)}
+    if request.tools:
+        body["tools"] = [_render_tool(tool) for tool in request.tools]
+        if request.tool_choice is not None:
+            body["tool_choice"] = _render_tool_choice(request.tool_choice)
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.max_tokens is not None:
+        body["max_completion_tokens"] = request.max_tokens
+    for field in _PLAIN_FIELDS:
+        if (value := getattr(request, field)) is not None:
+            body[field] = value
+    if request.stop:
+        body["stop"] = request.stop[:MAX_STOP]
+    if effort := _render_effort(request.reasoning):
+        body["reasoning_effort"] = effort
+    if request.response_format is not None:
+        body["response_format"] = _render_response_format(request.response_format)
+    if request.stream:
+        # Always ask for usage: the proxy accounts for it; the encoder decides what the client sees.
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+# -- responses ------------------------------------------------------------------------------------
+
+_STOP_REASONS: dict[str, StopReason] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+    "error": "error",  # OpenRouter
+}
+
+_FINISH_REASONS: dict[str, str] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "error": "stop",
+    "max_tokens": "length",
+    "context_window": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def _stop_reason(finish: Any, has_calls: bool, refused: bool) -> StopReason | None:
+    """Servers that answer ``stop`` while calling tools still called tools (trap 17); unknown
+    reasons read as a natural end."""
+    if finish is None:
+        return None
+    if refused:
+        return "refusal"
+    reason = _STOP_REASONS.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
+    return "tool_use" if has_calls and reason == "end_turn" else reason
+
+
+def _finish_reason(reason: StopReason | None, has_calls: bool) -> str:
+    finish = _FINISH_REASONS.get(reason or "end_turn", "stop")
+    return "tool_calls" if has_calls and finish == "stop" else finish
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _details(usage: dict[str, Any], key: str) -> dict[str, Any]:
+    value = usage.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _parse_usage(raw: dict[str, Any]) -> Usage:
+    prompt = _details(raw, "prompt_tokens_details")
+    return Usage(
+        input_tokens=_count(raw.get("prompt_tokens")),
+        output_tokens=_count(raw.get("completion_tokens")),
+        cache_read_tokens=_count(prompt.get("cached_tokens")),
+        cache_write_tokens=_count(prompt.get("cache_write_tokens")),
+        reasoning_tokens=_count(_details(raw, "completion_tokens_details").get("reasoning_tokens")),
+    )
+
+
+def _render_usage(usage: Usage) -> dict[str, Any]:
+    prompt, completion = usage.input_tokens or 0, usage.output_tokens or 0
+    details: dict[str, int] = {"cached_tokens": usage.cache_read_tokens or 0}
+    if usage.cache_write_tokens is not None:
+        details["cache_write_tokens"] = usage.cache_write_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": details,
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
+    }
+
+
+def _response_call(call: Any) -> ToolCall | None:
+    if not isinstance(call, dict):
+        return None
+    function = call.get("function") if isinstance(call.get("function"), dict) else {}
+    return ToolCall(
+        id=str(call.get("id") or _new_call_id()),
+        name=str(function.get("name") or ""),
+        arguments=_arguments(function.get("arguments")),
+    )
+
+
+def _response_parts(message: dict[str, Any]) -> list[Part]:
+    reasoning = _reasoning_text(message)
+    parts: list[Part] = [Reasoning(text=reasoning, origin=NAME)] if reasoning else []
+    for key in ("content", "refusal"):
+        if isinstance(text := message.get(key), str) and text:
+            parts.append(Text(text=text))
+    calls = message.get("tool_calls")
+    parts += [c for c in map(_response_call, calls if isinstance(calls, list) else []) if c]
+    return parts
+
+
+def parse_response(body: Any) -> ChatResponse:
+    """The first choice of a ``chat.completion``; a refusal reads as text with stop ``refusal``."""
+    if not isinstance(body, dict):
+        raise ProxyError("upstream_error", f"response: expected a JSON object, got {_json_type(body)}")
+    choices = body.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    parts = _response_parts(message)
+    has_calls = any(isinstance(p, ToolCall) for p in parts)
+    usage = body.get("usage")
+    return ChatResponse(
+        id=str(body.get("id") or ""),
+        model=str(body.get("model") or ""),
+        content=parts,
+        stop_reason=_stop_reason(choice.get("finish_reason"), has_calls, bool(message.get("refusal"))),
+        usage=_parse_usage(usage) if isinstance(usage, dict) else Usage(),
+    )
+
+
+def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
+    """A ``chat.completion``; Reasoning has no standard field and is left out, tool-call ids are
+    kept as they are (the client echoes them back to this proxy, not to OpenAI)."""
+    calls = [p for p in response.content if isinstance(p, ToolCall)]
+    text = "".join(p.text for p in response.content if isinstance(p, Text))
+    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+    if calls:
+        message["tool_calls"] = [_render_call(call, call.id) for call in calls]
+    return {
+        "id": response.id or _new_completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": response.model or request.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": _finish_reason(response.stop_reason, bool(calls)),
+            }
+        ],
+        "usage": _render_usage(response.usage),
+    }
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+# Provider type/code strings precise enough to name the canonical code whatever the status; our
+# own envelopes carry the canonical code itself in ``code``.
+_PRECISE_CODES: dict[str, str] = {
+    **{code: code for code in CODES},
+    "invalid_api_key": "authentication",
+    "authentication_error": "authentication",
+    "permission_error": "permission",
+    "not_found_error": "not_found",
+    "model_not_found": "not_found",
+    "rate_limit_exceeded": "rate_limited",
+    "rate_limit_error": "rate_limited",
+    "insufficient_quota": "billing",
+    "overloaded_error": "overloaded",
+}
+
+# Without a status (in-stream errors), the broad types still say something.
+_STATUSLESS_CODES: dict[str, str] = {"invalid_request_error": "invalid_request"}
+
+# canonical code -> OpenAI-like `type` for errors the proxy originates.
+_ERROR_TYPES: dict[str, str] = {
+    "invalid_request": "invalid_request_error",
+    "too_large": "invalid_request_error",
+    "authentication": "authentication_error",
+    "permission": "permission_error",
+    "not_found": "not_found_error",
+    "billing": "insufficient_quota",
+    "rate_limited": "rate_limit_error",
+    "overloaded": "server_error",
+    "upstream_error": "server_error",
+    "upstream_unreachable": "server_error",
+    "timeout": "server_error",
+    "internal": "server_error",
+}
+
+# OpenAI has no 529; its SDK retries every 5xx alike.
+_STATUS_ALIASES: dict[int, int] = {529: 503}
+
+
+def _error_from_object(error: dict[str, Any], status: int | None) -> ProxyError:
+    """An OpenAI-style error object; OpenRouter puts the HTTP status in ``code`` as a number."""
+    kind = error.get("type") if isinstance(error.get("type"), str) else None
+    code = error.get("code")
+    if _count(code) and not status:
+        status = code
+    label = code if isinstance(code, str) else None
+    canonical = _PRECISE_CODES.get(label or "") or _PRECISE_CODES.get(kind or "")
+    if canonical is None:
+        canonical = code_for_status(status) if status else _STATUSLESS_CODES.get(kind or "", "upstream_error")
+    message = error.get("message")
+    param = error.get("param")
+    return ProxyError(
+        canonical,
+        message if isinstance(message, str) and message else _no_message(status),
+        status=status,
+        provider_type=kind,
+        param=param if isinstance(param, str) else None,
+    )
+
+
+def _no_message(status: int | None) -> str:
+    return f"upstream returned HTTP {status}" if status else "upstream reported an error"
+
+
+def parse_error(status: int, body: bytes) -> ProxyError:
+    """Any upstream error body: OpenAI's envelope, OpenRouter's, a list-wrapped one, or not JSON."""
+    text = body.decode("utf-8", "replace")
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, list) and data:
+        data = data[0]
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        return _error_from_object(error, status)
+    message = error if isinstance(error, str) and error else text.strip()[:300]
+    return ProxyError.from_status(status, message or _no_message(status))
+
+
+def _error_envelope(error: ProxyError) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": error.message,
+            "type": error.provider_type or _ERROR_TYPES.get(error.code, "server_error"),
+            "param": error.param,
+            "code": error.code,
+        }
+    }
+
+
+def render_error(error: ProxyError) -> tuple[int, bytes]:
+    status = _STATUS_ALIASES.get(error.status, error.status)
+    return status, _dumps(_error_envelope(error)).encode()
+
+
+# -- streams --------------------------------------------------------------------------------------
+
+
+class StreamDecoder:
+    """``chat.completion.chunk`` SSE → canonical events.
+
+    Each chunk splits into ordered events (trap 3): reasoning, text, refusal, tool calls, finish,
+    usage. Tool calls are keyed by the provider's ``index``; a new ``id`` on a known index starts a
+    new call (servers that send every parallel call as index 0), and canonical indexes follow the
+    order of first appearance.
+    """
+
+    def __init__(self) -> None:
+        self._sse = SSEParser()
+        self._started = False
+        self._stopped = False
+        self._finished = False
+        self._refused = False
+        # provider index -> (canonical index, provider id or None)
+        self._calls: dict[Any, tuple[int, str | None]] = {}
+        self._open: list[int] = []
+        self._next_index = 0
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        return self._decode(self._sse.feed(chunk))
+
+    def close(self) -> list[Event]:
+        events = self._decode(self._sse.close())
+        if self._finished:
+            return events
+        if self._stopped:
+            self._end(events)
+        else:
+            self._fail(events, ProxyError("upstream_error", "upstream stream ended before it finished"))
+        return events
+
+    def _decode(self, sse_events: list[SSEEvent]) -> list[Event]:
+        events: list[Event] = []
+        for sse in sse_events:
+            if self._finished:
+                break
+            self._on_data(sse.data, events)
+        return events
+
+    def _on_data(self, data: str, events: list[Event]) -> None:
+        if data.startswith("[DONE]"):
+            self._end(events)
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            self._fail(events, ProxyError("upstream_error", f"upstream sent a malformed chunk: {data[:100]}"))
+            return
+        if not isinstance(chunk, dict):
+            return
+        if error := chunk.get("error"):  # OpenRouter: empty choices + error (trap 6)
+            fields = error if isinstance(error, dict) else {"message": str(error)}
+            self._fail(events, _error_from_object(fields, None))
+            return
+        self._start(events, chunk)
+        choices = chunk.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            self._on_choice(choices[0], events)
+        if isinstance(usage := chunk.get("usage"), dict):
+            events.append(UsageUpdate(usage=_parse_usage(usage)))
+
+    def _start(self, events: list[Event], chunk: dict[str, Any]) -> None:
+        if not self._started:
+            self._started = True
+            events.append(MessageStart(id=str(chunk.get("id") or ""), model=str(chunk.get("model") or "")))
+
+    def _on_choice(self, choice: dict[str, Any], events: list[Event]) -> None:
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        if reasoning := _reasoning_text(delta):
+            events.append(ReasoningDelta(text=reasoning, origin=NAME))
+        if isinstance(text := delta.get("content"), str) and text:
+            events.append(TextDelta(text=text))
+        if isinstance(refusal := delta.get("refusal"), str) and refusal:
+            self._refused = True
+            events.append(TextDelta(text=refusal))
+        calls = delta.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            if isinstance(call, dict):
+                self._on_tool_call(call, events)
+        finish = choice.get("finish_reason")
+        if finish is not None and not self._stopped:
+            self._stopped = True
+            self._close_calls(events)
+            reason = _stop_reason(finish, self._next_index > 0, self._refused)
+            events.append(Stop(reason=reason or "end_turn"))
+
+    def _on_tool_call(self, call: dict[str, Any], events: list[Event]) -> None:
+        key = call.get("index") if isinstance(call.get("index"), int) else None
+        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
+        known = self._calls.get(key)
+        if known is None or (call_id and known[1] and call_id != known[1]):
+            known = self._calls[key] = (self._next_index, call_id)
+            self._next_index += 1
+            self._open.append(known[0])
+            name = function.get("name")
+            events.append(
+                ToolCallStart(
+                    index=known[0], id=call_id or _new_call_id(), name=name if isinstance(name, str) else ""
+                )
+            )
+        arguments = function.get("arguments")
+        if arguments:
+            text = arguments if isinstance(arguments, str) else dump_arguments(arguments)
+            events.append(ToolCallDelta(index=known[0], arguments=text))
+
+    def _close_calls(self, events: list[Event]) -> None:
+        events += [ToolCallEnd(index=index) for index in self._open]
+        self._open.clear()
+
+    def _end(self, events: list[Event]) -> None:
+        self._start(events, {})
+        self._close_calls(events)
+        events.append(End())
+        self._finished = True
+
+    def _fail(self, events: list[Event], error: ProxyError) -> None:
+        events.append(StreamError(error=error.to_dict()))
+        self._finished = True
+
+
+class StreamEncoder:
+    """Canonical events → ``chat.completion.chunk`` SSE ending in ``data: [DONE]``.
+
+    ``id``/``created``/``model`` are fixed at MessageStart and rendered once into a byte prefix
+    shared by every chunk. Usage is sent (in the final ``choices: []`` chunk) only when the client
+    asked for it with ``stream_options.include_usage``.
+    """
+
+    def __init__(self, request: ChatRequest) -> None:
+        self._request = request
+        self._head = b""  # 'data: {"id":…,"model":…,"choices":[' once started
+        self._calls: dict[int, int] = {}  # canonical index -> Chat index
+        self._usage = Usage()
+        self._stopped = False
+        self._finished = False
+
+    def encode(self, events: list[Event]) -> bytes:
+        out: list[bytes] = []
+        for event in events:
+            if self._finished:
+                break
+            self._on_event(event, out)
+        return b"".join(out)
+
+    def close(self) -> bytes:
+        out: list[bytes] = []
+        if not self._finished:
+            self._finish(out)
+        return b"".join(out)
+
+    def _on_event(self, event: Event, out: list[bytes]) -> None:
+        match event:
+            case MessageStart():
+                self._start(event, out)
+            case TextDelta() if event.text:
+                self._chunk(out, {"content": event.text})
+            case ToolCallStart():
+                self._on_call_start(event, out)
+            case ToolCallDelta() if event.arguments and event.index in self._calls:
+                call = {"index": self._calls[event.index], "function": {"arguments": event.arguments}}
+                self._chunk(out, {"tool_calls": [call]})
+            case UsageUpdate():
+                self._usage = self._usage.merged(event.usage)
+            case Stop():
+                self._on_stop(event.reason, out)
+            case End():
+                self._finish(out)
+            case StreamError():
+                error = _error_envelope(ProxyError.from_dict(event.error))
+                out.append(f"data: {_dumps(error)}\n\n".encode() + _DONE)
+                self._finished = True
+            # ReasoningDelta (no standard Chat field), ToolCallEnd, empty deltas: nothing to send.
+
+    def _start(self, event: MessageStart, out: list[bytes]) -> None:
+        if self._head:
+            return
+        if event.usage:
+            self._usage = self._usage.merged(event.usage)
+        head = {
+            "id": event.id or _new_completion_id(),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": event.model or self._request.model,
+        }
+        self._head = b"data: " + _dumps(head)[:-1].encode() + b',"choices":['
+        self._chunk(out, {"role": "assistant", "content": ""})
+
+    def _chunk(self, out: list[bytes], delta: dict[str, Any], finish: str | None = None) -> None:
+        if not self._head:
+            self._start(MessageStart(id="", model=""), out)
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        out.append(self._head + _dumps(choice).encode() + b"]}\n\n")
+
+    def _on_call_start(self, event: ToolCallStart, out: list[bytes]) -> None:
+        if event.index in self._calls:
+            return
+        index = self._calls[event.index] = len(self._calls)
+        function = {"name": event.name, "arguments": ""}
+        call = {"index": index, "id": event.id, "type": "function", "function": function}
+        self._chunk(out, {"tool_calls": [call]})
+
+    def _on_stop(self, reason: StopReason, out: list[bytes]) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self._chunk(out, {}, _finish_reason(reason, bool(self._calls)))
+
+    def _finish(self, out: list[bytes]) -> None:
+        self._on_stop("end_turn", out)
+        if self._request.stream_usage:
+            usage = _dumps(_render_usage(self._usage)).encode()
+            out.append(self._head + b'],"usage":' + usage + b"}\n\n")
+        out.append(_DONE)
+        self._finished = True
