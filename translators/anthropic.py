@@ -1,0 +1,1128 @@
+"""Anthropic Messages API (protocols.md §3) to and from the canonical model.
+
+Anthropic differs from the canonical model in ways that decide most of this module: usage counts
+cache reads and writes *outside* ``input_tokens``, tool ids must match ``^[a-zA-Z0-9_-]+$``,
+thinking blocks carry byte-exact signatures that only Anthropic may see again, and a stream's
+content blocks share one index space while canonical tool calls are numbered on their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NoReturn
+
+from translators.canonical import (
+    ChatRequest,
+    ChatResponse,
+    End,
+    Event,
+    Image,
+    Message,
+    MessageStart,
+    Part,
+    Reasoning,
+    ReasoningConfig,
+    ReasoningDelta,
+    ResponseFormat,
+    Stop,
+    StopReason,
+    StreamError,
+    Text,
+    TextDelta,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolChoice,
+    ToolResult,
+    Usage,
+    UsageUpdate,
+    dump_arguments,
+    parse_arguments,
+    split_data_url,
+)
+from translators.errors import ProxyError, code_for_status
+from translators.mapping import ANTHROPIC_MIN_BUDGET, DEFAULT_MAX_TOKENS, EFFORT_BUDGET
+from translators.sse import SSEEvent, SSEParser, format_event
+
+NAME = "anthropic"
+STREAM_CONTENT_TYPE = "text/event-stream"
+
+# -- tables --------------------------------------------------------------------------------------
+
+STOP_REASONS: dict[str, StopReason] = {
+    "end_turn": "end_turn",
+    "max_tokens": "max_tokens",
+    "stop_sequence": "stop_sequence",
+    "tool_use": "tool_use",
+    "pause_turn": "pause_turn",
+    "refusal": "refusal",
+    "model_context_window_exceeded": "context_window",
+}
+WIRE_STOP_REASONS: dict[str, str] = {
+    **{canonical: wire for wire, canonical in STOP_REASONS.items()},
+    "error": "end_turn",  # Anthropic has no error stop reason; the turn did end
+}
+
+# Anthropic error type -> (canonical code, the status Anthropic sends it with).
+ERROR_TYPES: dict[str, tuple[str, int]] = {
+    "invalid_request_error": ("invalid_request", 400),
+    "authentication_error": ("authentication", 401),
+    "billing_error": ("billing", 402),
+    "permission_error": ("permission", 403),
+    "not_found_error": ("not_found", 404),
+    "conflict_error": ("invalid_request", 409),
+    "request_too_large": ("too_large", 413),
+    "rate_limit_error": ("rate_limited", 429),
+    "api_error": ("internal", 500),
+    "timeout_error": ("timeout", 504),
+    "overloaded_error": ("overloaded", 529),
+}
+CODE_ERROR_TYPES: dict[str, str] = {
+    "invalid_request": "invalid_request_error",
+    "authentication": "authentication_error",
+    "billing": "billing_error",
+    "permission": "permission_error",
+    "not_found": "not_found_error",
+    "too_large": "request_too_large",
+    "rate_limited": "rate_limit_error",
+    "internal": "api_error",
+    "upstream_error": "api_error",
+    "upstream_unreachable": "api_error",
+    "overloaded": "overloaded_error",
+    "timeout": "timeout_error",
+}
+
+IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+# Blocks Anthropic accepts that the canonical model cannot carry: refused, so that the caller
+# can fall back to a byte-exact pass-through on an Anthropic-to-Anthropic route.
+UNTRANSLATABLE_BLOCKS = frozenset(
+    {
+        "document",
+        "search_result",
+        "server_tool_use",
+        "web_search_tool_result",
+        "web_fetch_tool_result",
+        "code_execution_tool_result",
+        "bash_code_execution_tool_result",
+        "text_editor_code_execution_tool_result",
+        "tool_search_tool_result",
+        "container_upload",
+        "mcp_tool_use",
+        "mcp_tool_result",
+        "tool_reference",
+    }
+)
+
+TOOL_CHOICES_IN: dict[str, str] = {"auto": "auto", "any": "required", "none": "none", "tool": "tool"}
+TOOL_CHOICES_OUT: dict[str, str] = {mode: wire for wire, mode in TOOL_CHOICES_IN.items()}
+FORCED_TOOL_CHOICES = frozenset({"any", "tool"})
+
+_KIND_NAMES: dict[type, str] = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "an array",
+    dict: "an object",
+}
+_VALID_ID = re.compile(r"[a-zA-Z0-9_-]+")
+_INVALID_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+# -- shared helpers ------------------------------------------------------------------------------
+
+
+def tool_id(value: str) -> str:
+    """A tool-call id Anthropic accepts (trap 9). Valid ids pass unchanged; any other id (also an
+    empty one) gets its invalid characters replaced and a short hash of the original appended, so
+    the mapping is deterministic (tool_use and tool_result agree across turns) and two ids that
+    differ only in invalid characters stay distinct."""
+    if _VALID_ID.fullmatch(value):
+        return value
+    digest = hashlib.blake2s(value.encode(), digest_size=6).hexdigest()
+    cleaned = _INVALID_ID_CHARS.sub("_", value)
+    return f"{cleaned}_{digest}" if cleaned else f"toolu_{digest}"
+
+
+def _new_message_id() -> str:
+    return f"msg_{uuid.uuid4().hex[:24]}"
+
+
+def _fail(path: str, what: str) -> NoReturn:
+    raise ProxyError("invalid_request", f"{path}: {what}")
+
+
+def _is(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
+
+
+def _field(obj: dict[str, Any], key: str, kind: type, path: str, *, required: bool = False) -> Any:
+    """``obj[key]`` checked to be of ``kind``; None when absent (or a ``required`` error)."""
+    where = f"{path}.{key}" if path else key
+    value = obj.get(key)
+    if value is None:
+        if required:
+            _fail(where, "required")
+        return None
+    if not _is(value, kind):
+        _fail(where, f"expected {_KIND_NAMES[kind]}")
+    return value
+
+
+def _object(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        _fail(path, "expected an object")
+    return value
+
+
+def _count(obj: dict[str, Any], key: str) -> int | None:
+    value = obj.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# -- request: parse ------------------------------------------------------------------------------
+
+
+def parse_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
+    body = _object(body, "body")
+    system = _parse_texts(body["system"], "system") if body.get("system") is not None else []
+    messages: list[Message] = []
+    for i, raw in enumerate(_field(body, "messages", list, "", required=True)):
+        _parse_message(_object(raw, f"messages[{i}]"), f"messages[{i}]", messages, system)
+    tool_choice, parallel = _parse_tool_choice(body.get("tool_choice"))
+    return ChatRequest(
+        model=model or _field(body, "model", str, "", required=True),
+        system=system,
+        messages=messages,
+        tools=[_parse_tool(t, f"tools[{i}]") for i, t in enumerate(_field(body, "tools", list, "") or [])],
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
+        max_tokens=_field(body, "max_tokens", int, "", required=True),
+        temperature=_field(body, "temperature", float, ""),
+        top_p=_field(body, "top_p", float, ""),
+        top_k=_field(body, "top_k", int, ""),
+        stop=_parse_strings(body, "stop_sequences"),
+        reasoning=_parse_reasoning(body),
+        response_format=_parse_format(body),
+        stream=stream if stream is not None else bool(_field(body, "stream", bool, "")),
+        user=_field(_object(body.get("metadata") or {}, "metadata"), "user_id", str, "metadata"),
+    )
+
+
+def _parse_strings(body: dict[str, Any], key: str) -> list[str]:
+    values = _field(body, key, list, "") or []
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            _fail(f"{key}[{i}]", "expected a string")
+    return values
+
+
+def _parse_texts(value: Any, path: str) -> list[Text]:
+    """A string or an array of text blocks (system prompts accept nothing else)."""
+    if isinstance(value, str):
+        return [Text(text=value)]
+    if not isinstance(value, list):
+        _fail(path, "expected a string or an array of text blocks")
+    parts = [_parse_block(block, f"{path}[{i}]", _TEXT_ONLY) for i, block in enumerate(value)]
+    return [part for part in parts if isinstance(part, Text)]
+
+
+def _parse_message(raw: dict[str, Any], path: str, messages: list[Message], system: list[Text]) -> None:
+    """Append the message; a ``system`` role (SDK 2.x, Claude Code) is hoisted into ``system``."""
+    role = _field(raw, "role", str, path, required=True)
+    content = raw.get("content")
+    if role == "system":
+        system.extend(_parse_texts(content, f"{path}.content"))
+    elif role in ("user", "assistant"):
+        messages.append(Message(role=role, content=_parse_content(content, f"{path}.content")))
+    else:
+        _fail(f"{path}.role", f"unknown role {role!r}")
+
+
+def _parse_content(value: Any, path: str) -> list[Part]:
+    if isinstance(value, str):
+        return [Text(text=value)]
+    if not isinstance(value, list):
+        _fail(path, "expected a string or an array of blocks")
+    return [_parse_block(block, f"{path}[{i}]", _BLOCK_PARSERS) for i, block in enumerate(value)]
+
+
+def _parse_block(block: Any, path: str, parsers: dict[str, Callable[[dict[str, Any], str], Part]]) -> Part:
+    block = _object(block, path)
+    kind = _field(block, "type", str, path, required=True)
+    parser = parsers.get(kind)
+    if parser is not None:
+        return parser(block, path)
+    if kind in UNTRANSLATABLE_BLOCKS or kind in _BLOCK_PARSERS:
+        _fail(f"{path}.type", f"{kind!r} blocks cannot be translated here")
+    _fail(f"{path}.type", f"unknown part type {kind!r}")
+
+
+def _parse_text(block: dict[str, Any], path: str) -> Text:
+    return Text(
+        text=_field(block, "text", str, path, required=True),
+        cache_control=_field(block, "cache_control", dict, path),
+    )
+
+
+def _parse_image(block: dict[str, Any], path: str) -> Image:
+    source = _object(block.get("source"), f"{path}.source")
+    kind = _field(source, "type", str, f"{path}.source", required=True)
+    if kind == "base64":
+        return Image(
+            media_type=_field(source, "media_type", str, f"{path}.source", required=True),
+            data=_field(source, "data", str, f"{path}.source", required=True),
+        )
+    if kind == "url":
+        return Image(url=_field(source, "url", str, f"{path}.source", required=True))
+    if kind == "file":
+        _fail(f"{path}.source.type", "file sources cannot be translated")
+    _fail(f"{path}.source.type", f"unknown image source type {kind!r}")
+
+
+def _parse_tool_use(block: dict[str, Any], path: str) -> ToolCall:
+    return ToolCall(
+        id=_field(block, "id", str, path, required=True),
+        name=_field(block, "name", str, path, required=True),
+        arguments=dump_arguments(block.get("input")),
+    )
+
+
+def _parse_tool_result(block: dict[str, Any], path: str) -> ToolResult:
+    content = block.get("content")
+    if content is None:
+        parts: list[Part] = []
+    elif isinstance(content, str):
+        parts = [Text(text=content)]
+    elif isinstance(content, list):
+        parts = [_parse_block(b, f"{path}.content[{i}]", _RESULT_PARSERS) for i, b in enumerate(content)]
+    else:
+        _fail(f"{path}.content", "expected a string or an array of blocks")
+    return ToolResult(
+        tool_call_id=_field(block, "tool_use_id", str, path, required=True),
+        content=parts,
+        is_error=bool(_field(block, "is_error", bool, path)),
+    )
+
+
+def _parse_thinking(block: dict[str, Any], path: str) -> Reasoning:
+    return Reasoning(
+        text=_field(block, "thinking", str, path) or "",
+        signature=_field(block, "signature", str, path),
+        origin=NAME,
+    )
+
+
+def _parse_redacted(block: dict[str, Any], path: str) -> Reasoning:
+    return Reasoning(redacted=True, signature=_field(block, "data", str, path, required=True), origin=NAME)
+
+
+_BLOCK_PARSERS: dict[str, Callable[[dict[str, Any], str], Part]] = {
+    "text": _parse_text,
+    "image": _parse_image,
+    "tool_use": _parse_tool_use,
+    "tool_result": _parse_tool_result,
+    "thinking": _parse_thinking,
+    "redacted_thinking": _parse_redacted,
+}
+_RESULT_PARSERS = {kind: _BLOCK_PARSERS[kind] for kind in ("text", "image")}
+_TEXT_ONLY = {"text": _parse_text}
+
+
+def _parse_tool(raw: Any, path: str) -> Tool:
+    raw = _object(raw, path)
+    kind = _field(raw, "type", str, path)
+    if kind not in (None, "custom"):
+        _fail(f"{path}.type", f"server tool {kind!r} cannot be translated")
+    schema = _field(raw, "input_schema", dict, path)
+    return Tool(
+        name=_field(raw, "name", str, path, required=True),
+        description=_field(raw, "description", str, path),
+        strict=_field(raw, "strict", bool, path),
+        **({"parameters": schema} if schema is not None else {}),
+    )
+
+
+def _parse_tool_choice(value: Any) -> tuple[ToolChoice | None, bool | None]:
+    if value is None:
+        return None, None
+    value = _object(value, "tool_choice")
+    kind = _field(value, "type", str, "tool_choice", required=True)
+    if kind not in TOOL_CHOICES_IN:
+        _fail("tool_choice.type", f"unknown tool choice {kind!r}")
+    name = _field(value, "name", str, "tool_choice", required=kind == "tool")
+    disable = _field(value, "disable_parallel_tool_use", bool, "tool_choice")
+    return ToolChoice(mode=TOOL_CHOICES_IN[kind], name=name), None if disable is None else not disable
+
+
+def _thinking_enabled(thinking: dict[str, Any], effort: str | None, include: bool | None) -> ReasoningConfig:
+    budget = _field(thinking, "budget_tokens", int, "thinking", required=True)
+    return ReasoningConfig(budget_tokens=budget, effort=effort, include_thoughts=include)
+
+
+def _thinking_adaptive(thinking: dict[str, Any], effort: str | None, include: bool | None) -> ReasoningConfig:
+    return ReasoningConfig(effort=effort or "medium", include_thoughts=include)
+
+
+def _thinking_disabled(thinking: dict[str, Any], effort: str | None, include: bool | None) -> ReasoningConfig:
+    return ReasoningConfig(enabled=False)
+
+
+_THINKING_TYPES = {
+    "enabled": _thinking_enabled,
+    "adaptive": _thinking_adaptive,
+    "between_tools": _thinking_adaptive,
+    "disabled": _thinking_disabled,
+}
+
+
+def _parse_reasoning(body: dict[str, Any]) -> ReasoningConfig | None:
+    """``thinking`` and ``output_config.effort`` together; effort alone still sets the effort."""
+    effort = _field(_object(body.get("output_config") or {}, "output_config"), "effort", str, "output_config")
+    thinking = _field(body, "thinking", dict, "")
+    if thinking is None:
+        return ReasoningConfig(effort=effort) if effort else None
+    kind = _field(thinking, "type", str, "thinking", required=True)
+    if kind not in _THINKING_TYPES:
+        _fail("thinking.type", f"unknown thinking type {kind!r}")
+    display = _field(thinking, "display", str, "thinking")
+    return _THINKING_TYPES[kind](thinking, effort, None if display is None else display != "omitted")
+
+
+def _parse_format(body: dict[str, Any]) -> ResponseFormat | None:
+    fmt = _field(_object(body.get("output_config") or {}, "output_config"), "format", dict, "output_config")
+    if fmt is None:
+        return None
+    kind = _field(fmt, "type", str, "output_config.format", required=True)
+    if kind != "json_schema":
+        _fail("output_config.format.type", f"unknown format type {kind!r}")
+    schema = _field(fmt, "schema", dict, "output_config.format", required=True)
+    return ResponseFormat(type="json_schema", json_schema=schema)
+
+
+# -- request: render -----------------------------------------------------------------------------
+
+
+def render_request(request: ChatRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+        "messages": _render_messages(request.messages),
+    }
+    if system := _render_system(request.system):
+        body["system"] = system
+    if request.tools:
+        body["tools"] = [_render_tool(tool) for tool in request.tools]
+        if choice := _render_tool_choice(request):
+            body["tool_choice"] = choice
+    elif called := _called_tools(body["messages"]):
+        body["tools"], body["tool_choice"] = called, {"type": "none"}
+    if budget := _thinking_budget(request.reasoning, body):
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        if body["max_tokens"] <= budget:  # the budget is part of max_tokens (trap 16)
+            body["max_tokens"] += budget
+    else:  # Anthropic rejects sampling parameters with thinking on
+        sampling = {"temperature": request.temperature, "top_p": request.top_p, "top_k": request.top_k}
+        body.update({key: value for key, value in sampling.items() if value is not None})
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    if fmt := _render_format(request.response_format):
+        body["output_config"] = {"format": fmt}
+    if request.user:
+        body["metadata"] = {"user_id": request.user}
+    if request.stream:
+        body["stream"] = True
+    return body
+
+
+def _render_system(parts: list[Text]) -> str | list[dict[str, Any]] | None:
+    """A plain string when that loses nothing; blocks otherwise, so cache markers survive (trap 18)."""
+    blocks = [block for part in parts if (block := _render_text(part, "system"))]
+    if len(blocks) == 1 and "cache_control" not in blocks[0]:
+        return blocks[0]["text"]
+    return blocks or None
+
+
+def _render_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Anthropic rejects empty blocks and messages, merges same-role turns anyway, and wants the
+    tool results of a turn at the start of the next user message (trap 10)."""
+    out: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        blocks = [
+            block
+            for j, part in enumerate(message.content)
+            if (block := _RENDERERS[part.type](part, f"messages[{i}].content[{j}]")) is not None
+        ]
+        if not blocks:
+            continue
+        if out and out[-1]["role"] == message.role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": message.role, "content": blocks})
+    for message in out:
+        if message["role"] == "user":
+            message["content"].sort(key=lambda block: block["type"] != "tool_result")  # stable
+    return out
+
+
+def _render_text(part: Text, path: str) -> dict[str, Any] | None:
+    if not part.text:
+        return None
+    block: dict[str, Any] = {"type": "text", "text": part.text}
+    if part.cache_control:
+        block["cache_control"] = dict(part.cache_control)
+    return block
+
+
+def _render_image(part: Image, path: str) -> dict[str, Any]:
+    data, media_type = part.data, part.media_type
+    if data is None and part.url and (inline := split_data_url(part.url)):
+        media_type, data = inline
+    if data is not None:
+        if media_type not in IMAGE_MEDIA_TYPES:
+            _fail(path, f"image type {media_type!r} cannot be sent to Anthropic (jpeg, png, gif, webp only)")
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    if part.url:
+        return {"type": "image", "source": {"type": "url", "url": part.url}}
+    _fail(path, "image has neither data nor url")
+
+
+def _render_tool_call(part: ToolCall, path: str) -> dict[str, Any]:
+    arguments = parse_arguments(part.arguments)
+    return {"type": "tool_use", "id": tool_id(part.id), "name": part.name, "input": arguments}
+
+
+def _render_tool_result(part: ToolResult, path: str) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_id(part.tool_call_id)}
+    content = [
+        rendered
+        for k, item in enumerate(part.content)
+        if (rendered := _RENDERERS[item.type](item, f"{path}.content[{k}]")) is not None
+    ]
+    if content:
+        block["content"] = content
+    if part.is_error:
+        block["is_error"] = True
+    return block
+
+
+def _render_reasoning(part: Reasoning, path: str) -> dict[str, Any] | None:
+    """Only Anthropic's own signed thinking goes back to Anthropic (trap 13)."""
+    if part.origin != NAME or not part.signature:
+        return None
+    if part.redacted:
+        return {"type": "redacted_thinking", "data": part.signature}
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+
+
+_RENDERERS: dict[str, Callable[[Any, str], dict[str, Any] | None]] = {
+    "text": _render_text,
+    "image": _render_image,
+    "tool_call": _render_tool_call,
+    "tool_result": _render_tool_result,
+    "reasoning": _render_reasoning,
+}
+
+
+def _render_tool(tool: Tool) -> dict[str, Any]:
+    schema = {**tool.parameters, "type": "object"}  # Anthropic insists on an object root
+    schema.setdefault("properties", {})
+    rendered: dict[str, Any] = {"name": tool.name, "input_schema": schema}
+    if tool.description:
+        rendered["description"] = tool.description
+    return rendered
+
+
+def _called_tools(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Anthropic rejects tool_use history without a ``tools`` array (protocols.md §6, trap 4), which
+    clients of other protocols may omit on a last turn: declare the tools the history called,
+    and tool_choice ``none`` keeps the model from calling them again."""
+    names = dict.fromkeys(
+        block["name"] for message in messages for block in message["content"] if block["type"] == "tool_use"
+    )
+    return [{"name": name, "input_schema": {"type": "object", "properties": {}}} for name in names]
+
+
+def _render_tool_choice(request: ChatRequest) -> dict[str, Any] | None:
+    """The choice, carrying ``disable_parallel_tool_use`` (which needs a choice object, trap 20)."""
+    choice = request.tool_choice
+    serial = request.parallel_tool_calls is False
+    if choice is None and not serial:
+        return None
+    mode = choice.mode if choice else "auto"
+    rendered: dict[str, Any] = {"type": TOOL_CHOICES_OUT[mode]}
+    if mode == "tool":
+        if not choice or not choice.name:
+            _fail("tool_choice.name", "required for a named tool choice")
+        rendered["name"] = choice.name
+    if serial and mode != "none":
+        rendered["disable_parallel_tool_use"] = True
+    return rendered
+
+
+def _thinking_budget(config: ReasoningConfig | None, body: dict[str, Any]) -> int | None:
+    """The thinking budget to send, or None when thinking must stay off: not asked for, below
+    Anthropic's minimum, incompatible with a forced tool choice, or mid tool loop whose last
+    assistant turn has no thinking block to start with (history from another provider)."""
+    if config is None or not config.enabled:
+        return None
+    budget = config.budget_tokens
+    if budget is None:
+        budget = EFFORT_BUDGET.get(config.effort or "", 0)
+    if budget < ANTHROPIC_MIN_BUDGET:
+        return None
+    if body.get("tool_choice", {}).get("type") in FORCED_TOOL_CHOICES:
+        return None
+    return None if _tool_turn_lacks_thinking(body["messages"]) else budget
+
+
+def _tool_turn_lacks_thinking(messages: list[dict[str, Any]]) -> bool:
+    last = next((m for m in reversed(messages) if m["role"] == "assistant"), None)
+    if last is None or not any(block["type"] == "tool_use" for block in last["content"]):
+        return False
+    return last["content"][0]["type"] not in ("thinking", "redacted_thinking")
+
+
+def _render_format(fmt: ResponseFormat | None) -> dict[str, Any] | None:
+    """JSON schema output only; ``json_object`` has no Anthropic equivalent (protocols.md §6, trap 18)."""
+    if fmt is None or fmt.type != "json_schema" or fmt.json_schema is None:
+        return None
+    return {"type": "json_schema", "schema": dict(fmt.json_schema)}
+
+
+# -- usage and stop reasons ----------------------------------------------------------------------
+
+
+def _usage(raw: dict[str, Any]) -> Usage:
+    """Anthropic usage → canonical: cache reads and writes join the input count."""
+    read = _count(raw, "cache_read_input_tokens")
+    write = _count(raw, "cache_creation_input_tokens")
+    base = _count(raw, "input_tokens")
+    details = raw.get("output_tokens_details")
+    return Usage(
+        input_tokens=None if base is None else base + (read or 0) + (write or 0),
+        output_tokens=_count(raw, "output_tokens"),
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+        reasoning_tokens=_count(details, "thinking_tokens") if isinstance(details, dict) else None,
+    )
+
+
+def _wire_usage(usage: Usage, *, complete: bool) -> dict[str, Any]:
+    """Canonical usage → Anthropic's. ``complete`` (message_start, a full message) reports unknown
+    counts as 0 because the SDK requires them; otherwise (message_delta) only known counts are
+    sent, since each one overwrites what message_start reported."""
+    read, write = usage.cache_read_tokens, usage.cache_write_tokens
+    base = None if usage.input_tokens is None else max(0, usage.input_tokens - (read or 0) - (write or 0))
+    counts = {
+        "input_tokens": base,
+        "cache_creation_input_tokens": write,
+        "cache_read_input_tokens": read,
+        "output_tokens": usage.output_tokens,
+    }
+    if complete:
+        wire = {key: value or 0 for key, value in counts.items()}
+    else:
+        wire = {key: value for key, value in counts.items() if value is not None}
+        wire.setdefault("output_tokens", 0)
+    if usage.reasoning_tokens is not None:
+        wire["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
+    return wire
+
+
+def _wire_stop(reason: StopReason | None, has_calls: bool) -> str:
+    """A turn that called tools must say ``tool_use`` or agents stop after one turn (trap 17)."""
+    if has_calls and reason in (None, "end_turn"):
+        return "tool_use"
+    return WIRE_STOP_REASONS[reason or "end_turn"]
+
+
+# -- response ------------------------------------------------------------------------------------
+
+_RESPONSE_PARSERS = {
+    kind: _BLOCK_PARSERS[kind] for kind in ("text", "tool_use", "thinking", "redacted_thinking")
+}
+
+
+def parse_response(body: Any) -> ChatResponse:
+    """Server-tool blocks are skipped: they only answer server tools, which translated routes refuse."""
+    if not isinstance(body, dict):
+        raise ProxyError("upstream_error", "response: expected a JSON object")
+    blocks = body.get("content") if isinstance(body.get("content"), list) else []
+    try:
+        content = [
+            _RESPONSE_PARSERS[block["type"]](block, f"content[{i}]")
+            for i, block in enumerate(blocks)
+            if isinstance(block, dict) and block.get("type") in _RESPONSE_PARSERS
+        ]
+    except ProxyError as error:
+        raise ProxyError("upstream_error", f"response {error.message}") from None
+    reason = body.get("stop_reason")
+    stop_sequence = body.get("stop_sequence")
+    return ChatResponse(
+        id=str(body.get("id") or ""),
+        model=str(body.get("model") or ""),
+        content=content,
+        stop_reason=STOP_REASONS.get(reason, "end_turn") if reason else None,
+        stop_sequence=stop_sequence if isinstance(stop_sequence, str) else None,
+        usage=_usage(body.get("usage") if isinstance(body.get("usage"), dict) else {}),
+    )
+
+
+def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
+    has_calls = any(isinstance(part, ToolCall) for part in response.content)
+    reason = _wire_stop(response.stop_reason, has_calls)
+    return {
+        "id": response.id or _new_message_id(),
+        "type": "message",
+        "role": "assistant",
+        "model": response.model or request.model,
+        "content": [block for part in response.content if (block := _client_block(part)) is not None],
+        "stop_reason": reason,
+        "stop_sequence": response.stop_sequence if reason == "stop_sequence" else None,
+        "usage": _wire_usage(response.usage, complete=True),
+    }
+
+
+def _client_block(part: Part) -> dict[str, Any] | None:
+    """A content block for an Anthropic client. Foreign reasoning is shown as thinking with an
+    empty signature: the client echoes it back and ``render_request`` then drops it."""
+    match part:
+        case Text():
+            return {"type": "text", "text": part.text} if part.text else None
+        case ToolCall():
+            return _render_tool_call(part, "")
+        case Reasoning() if part.origin == NAME and part.signature:
+            return _render_reasoning(part, "")
+        case Reasoning() if part.text and not part.redacted:
+            return {"type": "thinking", "thinking": part.text, "signature": ""}
+    return None
+
+
+# -- stream decoding -----------------------------------------------------------------------------
+
+
+def _text_delta(delta: dict[str, Any]) -> Event | None:
+    text = delta.get("text")
+    return TextDelta(text=text) if isinstance(text, str) and text else None
+
+
+def _thinking_delta(delta: dict[str, Any]) -> Event | None:
+    text = delta.get("thinking")
+    return ReasoningDelta(text=text, origin=NAME) if isinstance(text, str) and text else None
+
+
+def _signature_delta(delta: dict[str, Any]) -> Event | None:
+    signature = delta.get("signature")
+    if isinstance(signature, str) and signature:
+        return ReasoningDelta(signature=signature, origin=NAME)
+    return None
+
+
+_DELTAS: dict[str, Callable[[dict[str, Any]], Event | None]] = {
+    "text_delta": _text_delta,
+    "thinking_delta": _thinking_delta,
+    "signature_delta": _signature_delta,
+}
+
+
+class StreamDecoder:
+    """Anthropic SSE → canonical events.
+
+    Block indexes are shared by every block kind while canonical tool-call indexes count tool
+    calls only, hence the block → call map. Usage is merged in Anthropic's own terms before being
+    normalised, because a message_delta may repeat ``input_tokens`` without the cache counts that
+    message_start gave (normalising each event alone would then lose the cached part)."""
+
+    def __init__(self) -> None:
+        self._sse = SSEParser()
+        self._calls: dict[int, int] = {}  # content-block index -> canonical tool-call index
+        self._usage: dict[str, Any] = {}  # Anthropic's raw usage, merged
+        self._stopped = False
+        self._done = False
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        return self._decode(self._sse.feed(chunk))
+
+    def close(self) -> list[Event]:
+        events = self._decode(self._sse.close())
+        if not self._done:
+            self._done = True
+            events.append(End() if self._stopped else _broken_off())
+        return events
+
+    def _decode(self, frames: list[SSEEvent]) -> list[Event]:
+        events: list[Event] = []
+        for frame in frames:
+            if self._done:
+                break
+            if frame.data:
+                events.extend(self._frame(frame))
+        return events
+
+    def _frame(self, frame: SSEEvent) -> list[Event]:
+        try:
+            data = json.loads(frame.data)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            self._done = True
+            message = frame.data if frame.event == "error" else "upstream sent a malformed stream event"
+            return [StreamError(error=ProxyError("upstream_error", message).to_dict())]
+        handler = self._HANDLERS.get(data.get("type") or frame.event or "")
+        return handler(self, data) if handler else []
+
+    def _message_start(self, data: dict[str, Any]) -> list[Event]:
+        message = data.get("message") if isinstance(data.get("message"), dict) else {}
+        raw = message.get("usage")
+        self._usage = dict(raw) if isinstance(raw, dict) else {}
+        return [
+            MessageStart(
+                id=str(message.get("id") or ""),
+                model=str(message.get("model") or ""),
+                usage=_usage(self._usage) if self._usage else None,
+            )
+        ]
+
+    def _block_start(self, data: dict[str, Any]) -> list[Event]:
+        block = data.get("content_block") if isinstance(data.get("content_block"), dict) else {}
+        kind = block.get("type")
+        if kind == "tool_use":
+            call = self._calls[data.get("index")] = len(self._calls)
+            name = str(block.get("name") or "")
+            start = ToolCallStart(index=call, id=str(block.get("id") or ""), name=name)
+            events: list[Event] = [start]
+            if block.get("input"):  # some compatible servers send the whole input here
+                events.append(ToolCallDelta(index=call, arguments=dump_arguments(block["input"])))
+            return events
+        if kind == "redacted_thinking":
+            return [ReasoningDelta(redacted=True, signature=str(block.get("data") or ""), origin=NAME)]
+        first = _text_delta(block) if kind == "text" else None
+        return [first] if first else []
+
+    def _block_delta(self, data: dict[str, Any]) -> list[Event]:
+        delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+        kind = delta.get("type")
+        if kind == "input_json_delta":
+            call = self._calls.get(data.get("index"))  # None for server-tool blocks
+            fragment = delta.get("partial_json")
+            return [ToolCallDelta(index=call, arguments=fragment)] if call is not None and fragment else []
+        event = _DELTAS[kind](delta) if kind in _DELTAS else None
+        return [event] if event else []
+
+    def _block_stop(self, data: dict[str, Any]) -> list[Event]:
+        call = self._calls.get(data.get("index"))
+        return [ToolCallEnd(index=call)] if call is not None else []
+
+    def _message_delta(self, data: dict[str, Any]) -> list[Event]:
+        events: list[Event] = []
+        delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+        if reason := delta.get("stop_reason"):
+            self._stopped = True
+            sequence = delta.get("stop_sequence")
+            events.append(Stop(reason=STOP_REASONS.get(reason, "end_turn"), stop_sequence=sequence or None))
+        if isinstance(usage := data.get("usage"), dict):
+            self._usage.update({key: value for key, value in usage.items() if value is not None})
+            events.append(UsageUpdate(usage=_usage(self._usage)))
+        return events
+
+    def _message_stop(self, data: dict[str, Any]) -> list[Event]:
+        self._done = True
+        return [End()]
+
+    def _error(self, data: dict[str, Any]) -> list[Event]:
+        self._done = True
+        return [StreamError(error=_error_from_body(data, None).to_dict())]
+
+    _HANDLERS: ClassVar[dict[str, Callable[[StreamDecoder, dict[str, Any]], list[Event]]]] = {
+        "message_start": _message_start,
+        "content_block_start": _block_start,
+        "content_block_delta": _block_delta,
+        "content_block_stop": _block_stop,
+        "message_delta": _message_delta,
+        "message_stop": _message_stop,
+        "error": _error,
+    }
+
+
+def _broken_off() -> StreamError:
+    error = ProxyError("upstream_error", "upstream stream ended before it finished")
+    return StreamError(error=error.to_dict())
+
+
+# -- stream encoding -----------------------------------------------------------------------------
+
+
+@dataclass
+class _QueuedCall:
+    start: ToolCallStart
+    fragments: list[str] = field(default_factory=list)
+    ended: bool = False
+
+
+class StreamEncoder:
+    """Canonical events → Anthropic SSE, one content block open at a time.
+
+    Blocks open only when content arrives (trap 1) and every event carries its ``event:`` line.
+    ``message_delta`` is held until End so that late usage still makes it (trap 4).
+
+    Tool calls: Anthropic cannot interleave blocks, so a call that starts while another call's
+    block is open is queued with its fragments and emitted, in order, when the open call ends.
+    Text or reasoning arriving while calls are open closes them (queued ones are emitted first);
+    fragments that arrive for a call after its block closed, or for a call that never started,
+    are dropped — no provider streams that way, and a delta without a start breaks clients."""
+
+    def __init__(self, request: ChatRequest) -> None:
+        self._request = request
+        self._out: list[bytes] = []
+        self._started = False
+        self._done = False
+        self._blocks = 0  # content blocks opened so far
+        self._open: str | None = None  # type of the open block
+        self._open_call: int | None = None  # canonical index of the open tool call
+        self._queued: dict[int, _QueuedCall] = {}
+        self._has_calls = False
+        self._usage = Usage()
+        self._stop: Stop | None = None
+
+    def encode(self, events: list[Event]) -> bytes:
+        for event in events:
+            if self._done:
+                break
+            self._HANDLERS[event.type](self, event)
+        return self._flush()
+
+    def close(self) -> bytes:
+        if not self._done:
+            self._finish()
+        return self._flush()
+
+    def _flush(self) -> bytes:
+        out, self._out = b"".join(self._out), []
+        return out
+
+    def _emit(self, data: dict[str, Any]) -> None:
+        self._out.append(format_event(data, data["type"]))
+
+    # message framing
+
+    def _on_message_start(self, event: MessageStart) -> None:
+        if event.usage:
+            self._usage = self._usage.merged(event.usage)
+        if not self._started:
+            self._start(event.id, event.model)
+
+    def _start(self, message_id: str, model: str) -> None:
+        self._started = True
+        message = {
+            "id": message_id or _new_message_id(),
+            "type": "message",
+            "role": "assistant",
+            "model": model or self._request.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": _wire_usage(self._usage, complete=True),  # real input when known (trap 5)
+        }
+        self._emit({"type": "message_start", "message": message})
+
+    def _ensure_started(self) -> None:
+        if not self._started:
+            self._start("", "")
+
+    def _finish(self) -> None:
+        self._ensure_started()
+        self._close_all()
+        stop = self._stop
+        reason = _wire_stop(stop.reason if stop else None, self._has_calls)
+        sequence = stop.stop_sequence if stop and reason == "stop_sequence" else None
+        usage = _wire_usage(self._usage, complete=False)
+        delta = {"stop_reason": reason, "stop_sequence": sequence}
+        self._emit({"type": "message_delta", "delta": delta, "usage": usage})
+        self._emit({"type": "message_stop"})
+        self._done = True
+
+    # blocks
+
+    def _open_block(self, block: dict[str, Any]) -> None:
+        self._emit({"type": "content_block_start", "index": self._blocks, "content_block": block})
+        self._blocks += 1
+        self._open = block["type"]
+
+    def _delta(self, delta: dict[str, Any]) -> None:
+        self._emit({"type": "content_block_delta", "index": self._blocks - 1, "delta": delta})
+
+    def _close_block(self) -> None:
+        if self._open is not None:
+            self._emit({"type": "content_block_stop", "index": self._blocks - 1})
+            self._open, self._open_call = None, None
+
+    def _close_all(self) -> None:
+        self._close_block()
+        self._drain(keep_open=False)
+
+    def _switch_to(self, kind: str, block: dict[str, Any]) -> None:
+        if self._open != kind:
+            self._ensure_started()
+            self._close_all()
+            self._open_block(block)
+
+    # content
+
+    def _on_text(self, event: TextDelta) -> None:
+        if event.text:
+            self._switch_to("text", {"type": "text", "text": ""})
+            self._delta({"type": "text_delta", "text": event.text})
+
+    def _on_reasoning(self, event: ReasoningDelta) -> None:
+        """Signatures and redacted data go out only when Anthropic made them (trap 13). A thinking
+        block for foreign reasoning still starts with ``signature: ""`` to stay well-formed."""
+        native = event.origin == NAME
+        if event.redacted:
+            if native and event.signature:
+                self._ensure_started()
+                self._close_all()
+                self._open_block({"type": "redacted_thinking", "data": event.signature})
+                self._close_block()
+            return
+        signature = event.signature if native else None
+        if not event.text and not signature:
+            return
+        self._switch_to("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+        if event.text:
+            self._delta({"type": "thinking_delta", "thinking": event.text})
+        if signature:  # the signature completes its block
+            self._delta({"type": "signature_delta", "signature": signature})
+            self._close_block()
+
+    # tool calls
+
+    def _on_tool_start(self, event: ToolCallStart) -> None:
+        self._has_calls = True
+        if self._open == "tool_use":
+            self._queued[event.index] = _QueuedCall(event)
+            return
+        self._ensure_started()
+        self._close_all()
+        self._open_tool(event)
+
+    def _open_tool(self, start: ToolCallStart) -> None:
+        self._open_block({"type": "tool_use", "id": tool_id(start.id), "name": start.name, "input": {}})
+        self._open_call = start.index
+
+    def _on_tool_delta(self, event: ToolCallDelta) -> None:
+        if not event.arguments:
+            return
+        if event.index == self._open_call:
+            self._delta({"type": "input_json_delta", "partial_json": event.arguments})
+        elif event.index in self._queued:
+            self._queued[event.index].fragments.append(event.arguments)
+
+    def _on_tool_end(self, event: ToolCallEnd) -> None:
+        if event.index == self._open_call:
+            self._close_block()
+            self._drain(keep_open=True)
+        elif event.index in self._queued:
+            self._queued[event.index].ended = True
+
+    def _drain(self, *, keep_open: bool) -> None:
+        """Emit queued calls in order; with ``keep_open`` the first unfinished one stays open."""
+        while self._queued:
+            call = self._queued.pop(next(iter(self._queued)))
+            self._open_tool(call.start)
+            for fragment in call.fragments:
+                self._delta({"type": "input_json_delta", "partial_json": fragment})
+            if keep_open and not call.ended:
+                return
+            self._close_block()
+
+    # end of turn
+
+    def _on_usage(self, event: UsageUpdate) -> None:
+        self._usage = self._usage.merged(event.usage)
+
+    def _on_stop(self, event: Stop) -> None:
+        self._stop = event
+
+    def _on_end(self, event: End) -> None:
+        self._finish()
+
+    def _on_error(self, event: StreamError) -> None:
+        self._close_block()
+        self._queued.clear()
+        self._emit(_error_body(ProxyError.from_dict(event.error)))
+        self._done = True
+
+    _HANDLERS: ClassVar[dict[str, Callable[[StreamEncoder, Any], None]]] = {
+        "message_start": _on_message_start,
+        "text_delta": _on_text,
+        "reasoning_delta": _on_reasoning,
+        "tool_call_start": _on_tool_start,
+        "tool_call_delta": _on_tool_delta,
+        "tool_call_end": _on_tool_end,
+        "usage": _on_usage,
+        "stop": _on_stop,
+        "end": _on_end,
+        "error": _on_error,
+    }
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def _error_type(error: ProxyError) -> str:
+    """The provider's own type when it is Anthropic's and agrees with the code (an OpenAI 401 also
+    says ``invalid_request_error``), else the type for the canonical code."""
+    known = ERROR_TYPES.get(error.provider_type or "")
+    if known and known[0] == error.code:
+        return error.provider_type  # type: ignore[return-value]
+    return CODE_ERROR_TYPES.get(error.code, "api_error")
+
+
+def _error_body(error: ProxyError) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": _error_type(error), "message": error.message}}
+
+
+def render_error(error: ProxyError) -> tuple[int, bytes]:
+    body = json.dumps(_error_body(error), ensure_ascii=False, separators=(",", ":"))
+    return error.status, body.encode()
+
+
+def parse_error(status: int, body: bytes) -> ProxyError:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        return _error_from_body(data, status)
+    text = body.decode("utf-8", "replace").strip()
+    return ProxyError.from_status(status, text[:500] or f"upstream returned HTTP {status}")
+
+
+def _error_from_body(data: dict[str, Any], status: int | None) -> ProxyError:
+    """Anthropic's envelope, or other ``{"error": …}`` shapes (OpenAI's, a bare string). Without
+    a ``status`` (in-stream errors) the status Anthropic uses for the type is taken."""
+    error = data.get("error")
+    details = error if isinstance(error, dict) else {}
+    kind = details.get("type") if isinstance(details.get("type"), str) else None
+    message = details.get("message") or (error if isinstance(error, str) else None) or data.get("message")
+    code, usual_status = ERROR_TYPES.get(kind or "", (None, 502))
+    status = status or usual_status
+    if kind == "invalid_request_error":  # Anthropic (and OpenAI) use it for other 4xx too
+        code = None
+    return ProxyError(
+        code or code_for_status(status),
+        str(message or f"upstream returned HTTP {status}"),
+        status=status,
+        provider_type=kind,
+    )
