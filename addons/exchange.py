@@ -1,0 +1,57 @@
+"""The one carrier of LLM state on a flow: ``flow.metadata["llm"]``.
+
+Each addon reads and writes its own part; nothing else passes state between addons.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mitmproxy import http
+
+from backends.routing import Target
+from translators.canonical import ChatRequest, Usage
+from translators.errors import ProxyError
+
+KEY = "llm"
+
+
+@dataclass
+class Attempt:
+    instance: str
+    model: str
+    url: str
+    status: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class Exchange:
+    client_protocol: str  # translators NAME the client speaks
+    surface: str  # "front_door" | "anthropic_port" | "proxy"
+    body: Any  # the client's decoded JSON body
+    stream: bool
+    selector: str  # the model the client asked for, as sent
+    gemini_sse: bool = True  # Gemini clients without ?alt=sse get a streamed JSON array
+    host_family: str | None = None  # family of the host an intercepted client addressed
+    request: ChatRequest | None = None  # canonical request, parsed only when translating
+    target: Target | None = None
+    passthrough: bool = False  # same protocol, nothing to rewrite: bytes go through untouched
+    upstream_url: str = ""
+    upstream: Any = None  # addons.router.Upstream, consumed by the egress
+    attempts: list[Attempt] = field(default_factory=list)
+    usage: Usage | None = None
+    error: ProxyError | None = None
+    started: float = field(default_factory=time.time)
+    first_byte: float | None = None
+    ended: float | None = None
+
+    @property
+    def backend_protocol(self) -> str:
+        return self.target.protocol if self.target else self.client_protocol
+
+
+def get(flow: http.HTTPFlow) -> Exchange | None:
+    return flow.metadata.get(KEY)

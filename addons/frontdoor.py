@@ -1,0 +1,139 @@
+"""Recognises LLM API calls, decodes their bodies and opens the flow's Exchange.
+
+The listener and the request's host and path decide the client protocol. At the front door every
+path is ours (unknown ones get a native 404); in HTTPS-proxy mode only the generation endpoints of
+known provider hosts are taken, and everything else passes through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from mitmproxy import http
+
+from addons import exchange, listeners, models
+from addons.replies import error_response
+from addons.settings import Settings
+from backends.families import family_for_host
+from translators.errors import ProxyError
+
+GEMINI_PATH = re.compile(r"^/v1beta/models/(?P<model>.+):(?P<method>generateContent|streamGenerateContent)$")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    protocol: str
+    kind: str  # "generate" | "models"
+
+
+# (surface, method, path) -> endpoint. Gemini generation paths carry the model and are matched
+# by GEMINI_PATH instead.
+FRONT_DOOR: dict[tuple[str, str], Endpoint] = {
+    ("POST", "/v1/chat/completions"): Endpoint("openai-chat", "generate"),
+    ("POST", "/v1/messages"): Endpoint("anthropic", "generate"),
+    ("POST", "/anthropic/v1/messages"): Endpoint("anthropic", "generate"),
+    ("GET", "/v1/models"): Endpoint("openai-chat", "models"),
+    ("GET", "/anthropic/v1/models"): Endpoint("anthropic", "models"),
+    ("GET", "/v1beta/models"): Endpoint("gemini", "models"),
+}
+ANTHROPIC_PORT: dict[tuple[str, str], Endpoint] = {
+    ("POST", "/v1/messages"): Endpoint("anthropic", "generate"),
+    ("GET", "/v1/models"): Endpoint("anthropic", "models"),
+}
+# Intercepted provider hosts: host -> (method, path) -> endpoint.
+PROVIDER_HOSTS: dict[str, dict[tuple[str, str], Endpoint]] = {
+    "api.openai.com": {("POST", "/v1/chat/completions"): Endpoint("openai-chat", "generate")},
+    "api.anthropic.com": {("POST", "/v1/messages"): Endpoint("anthropic", "generate")},
+    "openrouter.ai": {("POST", "/api/v1/chat/completions"): Endpoint("openai-chat", "generate")},
+    "generativelanguage.googleapis.com": {},
+}
+
+
+def protocol_for_path(path: str) -> str:
+    """The protocol whose error envelope suits an unknown front-door path."""
+    if path.startswith("/anthropic/"):
+        return "anthropic"
+    if path.startswith("/v1beta/"):
+        return "gemini"
+    return "openai-chat"
+
+
+class FrontDoor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        where = listeners.surface(flow)
+        path, _, query = flow.request.path.partition("?")
+        method = flow.request.method
+        host_family = None
+        if where == "proxy":
+            table = PROVIDER_HOSTS.get(flow.request.pretty_host)
+            if table is None:
+                return  # not an LLM host: tunnel untouched (traps.md 24)
+            host_family = family_for_host(flow.request.pretty_host).name
+        else:
+            table = ANTHROPIC_PORT if where == "anthropic_port" else FRONT_DOOR
+        endpoint = table.get((method, path))
+        gemini_model = None
+        if endpoint is None and method == "POST" and (m := GEMINI_PATH.match(path)):
+            if where != "anthropic_port" and host_family in (None, "gemini"):
+                endpoint = Endpoint("gemini", "generate")
+                gemini_model = (unquote(m["model"]), m["method"] == "streamGenerateContent")
+        if endpoint is None:
+            if where != "proxy":
+                protocol = "anthropic" if where == "anthropic_port" else protocol_for_path(path)
+                message = f"{method} {path} is not an endpoint of this proxy"
+                flow.response = error_response(protocol, ProxyError("not_found", message))
+            return
+        if endpoint.kind == "models":
+            flow.response = models.listing(endpoint.protocol, self.settings.config)
+            return
+        try:
+            flow.metadata[exchange.KEY] = self._open(flow, endpoint.protocol, where, host_family, gemini_model)
+        except ProxyError as e:
+            flow.response = error_response(endpoint.protocol, e)
+
+    def _open(
+        self,
+        flow: http.HTTPFlow,
+        protocol: str,
+        where: str,
+        host_family: str | None,
+        gemini_model: tuple[str, bool] | None,
+    ) -> exchange.Exchange:
+        started = time.time()
+        content = flow.request.raw_content or b""
+        limit = self.settings.config.max_request_bytes
+        if len(content) > limit:
+            raise ProxyError("too_large", f"request body of {len(content)} bytes exceeds the limit of {limit} bytes")
+        try:
+            body = json.loads(flow.request.get_content(strict=False) or b"")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ProxyError("invalid_request", f"request body is not valid JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise ProxyError("invalid_request", "request body must be a JSON object")
+        if gemini_model is not None:
+            selector, stream = gemini_model
+            selector = selector.removeprefix("models/")
+            gemini_sse = flow.request.query.get("alt") == "sse"
+        else:
+            selector, stream, gemini_sse = body.get("model"), body.get("stream") is True, True
+            if not isinstance(selector, str) or not selector:
+                raise ProxyError("invalid_request", "model: a model name is required", param="model")
+        return exchange.Exchange(
+            client_protocol=protocol,
+            surface=where,
+            body=body,
+            stream=stream,
+            selector=selector,
+            gemini_sse=gemini_sse,
+            host_family=host_family,
+            started=started,
+        )

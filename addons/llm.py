@@ -1,0 +1,35 @@
+"""Entry script of the LLM suite: ``mitmdump -s addons/llm.py``.
+
+The addons run in pipeline order: configuration, listeners, the front door that recognises LLM
+calls, routing, the egress relay, and the translation of answers back to the client's protocol.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# mitmproxy puts only addons/ on sys.path; the suite's packages live beside it.
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from addons.egress import Egress  # noqa: E402
+from addons.fallback import Fallback  # noqa: E402
+from addons.frontdoor import FrontDoor  # noqa: E402
+from addons.listeners import Listeners  # noqa: E402
+from addons.router import RouteRequests  # noqa: E402
+from addons.settings import Settings  # noqa: E402
+from addons.translate import TranslateResponses  # noqa: E402
+
+settings = Settings()
+
+addons = [
+    settings,
+    Listeners(),
+    FrontDoor(settings),
+    RouteRequests(settings),
+    Egress(settings),
+    Fallback(),
+    TranslateResponses(settings),
+]

@@ -1,0 +1,68 @@
+"""Loads the suite's YAML configuration (``llm_config``) and owns the router built from it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions
+
+from backends.config import Config, ConfigError, config_from_environment, load_config
+from backends.routing import Router
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = "llm.yaml"
+# Key-shaped tokens, masked or not, as providers echo them in authentication errors.
+KEY_SHAPED = re.compile(rb"\b(?:sk-|AIza)[A-Za-z0-9_\-*.]{4,}")
+
+
+class Settings:
+    def __init__(self) -> None:
+        self.config = Config()
+        self.router = Router(self.config)
+        self._secrets: list[bytes] = []
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "llm_config",
+            str,
+            "",
+            f"""
+            YAML configuration file of the LLM suite. Default: {DEFAULT_CONFIG} in the current
+            directory when present, otherwise one backend per provider key found in the environment
+            (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, OPENROUTER_API_KEY).
+            """,
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "llm_config" not in updated:
+            return
+        try:
+            config, source = self._read(ctx.options.llm_config)
+        except ConfigError as e:
+            raise exceptions.OptionsError(f"LLM configuration error: {e}") from None
+        self.config, self.router = config, Router(config)
+        self._secrets = sorted({k.encode() for b in config.backends.values() for k in b.api_keys if k}, key=len)[::-1]
+        names = ", ".join(config.backends) or "none"
+        logger.info(f"LLM backends from {source}: {names} (default: {config.default_backend or 'none'})")
+
+    def redact(self, content: bytes) -> bytes:
+        """Remove every configured provider key (providers echo keys in auth errors)."""
+        for secret in self._secrets:
+            if secret in content:
+                content = content.replace(secret, b"[redacted]")
+        return KEY_SHAPED.sub(b"[redacted]", content)
+
+    @staticmethod
+    def _read(option: str) -> tuple[Config, str]:
+        if option:
+            path = Path(os.path.expanduser(option))
+            if not path.is_file():
+                raise ConfigError(f"{path}: no such file")
+            return load_config(path), str(path)
+        if Path(DEFAULT_CONFIG).is_file():
+            return load_config(Path(DEFAULT_CONFIG)), DEFAULT_CONFIG
+        return config_from_environment(), "the environment"

@@ -1,0 +1,154 @@
+"""The suite's configuration: one YAML file, one pydantic schema, validated at start.
+
+Errors name the file, the key path and what is wrong, so a bad file stops start-up with one
+clear line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from backends.families import FAMILIES
+
+ENV_KEYS = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+}
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    pass
+
+
+class Timeouts(BaseModel):
+    """Seconds. ``first_byte`` and ``idle`` are generous because reasoning models think quietly."""
+
+    model_config = ConfigDict(extra="forbid")
+    connect: float = Field(10.0, gt=0)
+    first_byte: float = Field(300.0, gt=0)
+    idle: float = Field(300.0, gt=0)
+
+
+class BackendConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    base_url: str = ""
+    api_keys: list[str] = Field(default_factory=list)
+    models: list[str] = Field(default_factory=list)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
+    @field_validator("type")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        if value not in FAMILIES:
+            raise ValueError(f"unknown backend type {value!r}; expected one of: {', '.join(FAMILIES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _base_url(self) -> BackendConfig:
+        if not self.base_url:
+            self.base_url = FAMILIES[self.type].default_base_url
+        if not self.base_url:
+            raise ValueError(f"base_url is required for type {self.type}")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        return self
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    default_backend: str | None = None
+    # Requests larger than this are refused with a clear error (traps.md 20).
+    max_request_bytes: int = Field(32 * 1024 * 1024, gt=0)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        for name in self.backends:
+            if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)?", name):
+                raise ValueError(f"backend instance name {name!r}: use a family name, optionally .suffix")
+        if self.default_backend is not None and self.default_backend not in self.backends:
+            raise ValueError(
+                f"default_backend {self.default_backend!r} is not a configured backend "
+                f"(configured: {', '.join(self.backends) or 'none'})"
+            )
+        return self
+
+
+def _expand(value: Any, path: str) -> Any:
+    """Expand ``${VAR}`` from the environment in every string; an unset variable is an error."""
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return os.environ[name]
+
+        return _VAR.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _with_family_types(raw: dict[str, Any]) -> dict[str, Any]:
+    """``type`` may be left out when the instance name starts with a family name."""
+    backends = raw.get("backends")
+    if isinstance(backends, dict):
+        for name, backend in backends.items():
+            if isinstance(backend, dict) and "type" not in backend:
+                family = str(name).split(".", 1)[0]
+                if family in FAMILIES:
+                    backend["type"] = family
+    return raw
+
+
+def parse_config(raw: Any, source: str) -> Config:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    try:
+        expanded = _expand(raw, "")
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    try:
+        return Config.model_validate(_with_family_types(expanded))
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{source}: {where}: {message}") from None
+
+
+def load_config(path: Path) -> Config:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return parse_config(raw, str(path))
+
+
+def config_from_environment() -> Config:
+    """One backend per provider key found in the environment; the first found is the default."""
+    backends = {
+        family: {"type": family, "api_keys": [os.environ[var]]}
+        for family, var in ENV_KEYS.items()
+        if os.environ.get(var)
+    }
+    return parse_config(
+        {"backends": backends, "default_backend": next(iter(backends), None)}, "environment"
+    )
