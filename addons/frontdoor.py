@@ -21,7 +21,8 @@ from addons.settings import Settings
 from backends.families import family_for_host
 from translators.errors import ProxyError
 
-GEMINI_PATH = re.compile(r"^/v1beta/models/(?P<model>.+):(?P<method>generateContent|streamGenerateContent)$")
+# google-genai calls /v1 by default, other Gemini clients /v1beta.
+GEMINI_PATH = re.compile(r"^/v1(?:beta)?/models/(?P<model>.+):(?P<method>generateContent|streamGenerateContent)$")
 
 
 @dataclass(frozen=True)

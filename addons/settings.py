@@ -24,6 +24,7 @@ class Settings:
         self.config = Config()
         self.router = Router(self.config)
         self._secrets: list[bytes] = []
+        self._running = False
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -43,11 +44,18 @@ class Settings:
         try:
             config, source = self._read(ctx.options.llm_config)
         except ConfigError as e:
-            raise exceptions.OptionsError(f"LLM configuration error: {e}") from None
+            if self._running:
+                raise exceptions.OptionsError(f"LLM configuration error: {e}") from None
+            # At start-up an error log line stops mitmdump with just this message, no traceback.
+            logger.error(f"LLM configuration error: {e}")
+            return
         self.config, self.router = config, Router(config)
         self._secrets = sorted({k.encode() for b in config.backends.values() for k in b.api_keys if k}, key=len)[::-1]
         names = ", ".join(config.backends) or "none"
         logger.info(f"LLM backends from {source}: {names} (default: {config.default_backend or 'none'})")
+
+    def running(self) -> None:
+        self._running = True
 
     def redact(self, content: bytes) -> bytes:
         """Remove every configured provider key (providers echo keys in auth errors)."""
