@@ -4,6 +4,7 @@ backends, while every other host passes through untouched."""
 from __future__ import annotations
 
 import ssl
+import time
 
 import anthropic
 import httpx
@@ -89,4 +90,7 @@ def test_unconfigured_provider_host_keeps_client_credentials(start_proxy, fakes)
     except anthropic.APIError:
         pass
     assert fakes.openai.requests == []
+    deadline = time.monotonic() + 15
+    while "api.anthropic.com" not in running.log and time.monotonic() < deadline:
+        time.sleep(0.1)  # mitmproxy logs the failed dial after answering the client
     assert "api.anthropic.com" in running.log
