@@ -34,6 +34,11 @@ class Exchange:
     body: Any  # the client's decoded JSON body
     stream: bool
     selector: str  # the model the client asked for, as sent
+    # The request as the client sent it (the router may replace the flow's body and the egress
+    # its URL and headers); kept by reference, not copied.
+    client_url: str = ""
+    client_headers: dict[str, str] = field(default_factory=dict)
+    client_content: bytes = b""
     gemini_sse: bool = True  # Gemini clients without ?alt=sse get a streamed JSON array
     host_family: str | None = None  # family of the host an intercepted client addressed
     request: ChatRequest | None = None  # canonical request, parsed only when translating

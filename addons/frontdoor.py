@@ -137,4 +137,7 @@ class FrontDoor:
             gemini_sse=gemini_sse,
             host_family=host_family,
             started=started,
+            client_url=flow.request.pretty_url,
+            client_headers=dict(flow.request.headers.items()),
+            client_content=content,
         )

@@ -64,10 +64,24 @@ class BackendConfig(BaseModel):
         return self
 
 
+class ModelCost(BaseModel):
+    """US dollars per million tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+    cached_input: float | None = Field(None, ge=0)
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     default_backend: str | None = None
+    # The proxy's state (usage, availability): one SQLite file. Default: llm-state.sqlite in
+    # mitmproxy's confdir.
+    database: str | None = None
+    # Model name globs -> prices, for usage reports; the first matching glob wins.
+    costs: dict[str, ModelCost] = Field(default_factory=dict)
     # Requests larger than this are refused with a clear error (traps.md 20).
     max_request_bytes: int = Field(32 * 1024 * 1024, gt=0)
 
