@@ -47,7 +47,13 @@ class Exchange:
     upstream_url: str = ""
     upstream: Any = None  # addons.router.Upstream, consumed by the egress
     attempts: list[Attempt] = field(default_factory=list)
-    usage: Usage | None = None
+    usage: Usage | None = None  # as the provider reported it (None: not reported)
+    # The provider's answer before translation (non-streamed bodies only).
+    upstream_status: int | None = None
+    upstream_content: bytes | None = None
+    # What the model said, in pieces (text, tool arguments, reasoning), for estimates and policies.
+    output_parts: list[str] = field(default_factory=list)
+    first_token: float | None = None  # when the first content event arrived
     error: ProxyError | None = None
     started: float = field(default_factory=time.time)
     first_byte: float | None = None

@@ -57,12 +57,16 @@ class Settings:
     def running(self) -> None:
         self._running = True
 
-    def redact(self, content: bytes) -> bytes:
-        """Remove every configured provider key (providers echo keys in auth errors)."""
+    def redact_secrets(self, content: bytes) -> bytes:
+        """Remove exactly the configured provider keys (cheap enough for every captured chunk)."""
         for secret in self._secrets:
             if secret in content:
                 content = content.replace(secret, b"[redacted]")
-        return KEY_SHAPED.sub(b"[redacted]", content)
+        return content
+
+    def redact(self, content: bytes) -> bytes:
+        """Remove provider keys and key-shaped tokens (providers echo masked keys in auth errors)."""
+        return KEY_SHAPED.sub(b"[redacted]", self.redact_secrets(content))
 
     @staticmethod
     def _read(option: str) -> tuple[Config, str]:
