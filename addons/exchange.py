@@ -34,6 +34,7 @@ class Exchange:
     body: Any  # the client's decoded JSON body
     stream: bool
     selector: str  # the model the client asked for, as sent
+    operation: str = "generate"  # or "count_tokens"
     # The request as the client sent it (the router may replace the flow's body and the egress
     # its URL and headers); kept by reference, not copied.
     client_url: str = ""

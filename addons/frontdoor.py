@@ -22,33 +22,47 @@ from backends.families import family_for_host
 from translators.errors import ProxyError
 
 # google-genai calls /v1 by default, other Gemini clients /v1beta.
-GEMINI_PATH = re.compile(r"^/v1(?:beta)?/models/(?P<model>.+):(?P<method>generateContent|streamGenerateContent)$")
+GEMINI_PATH = re.compile(
+    r"^/v1(?:beta)?/models/(?P<model>.+):(?P<method>generateContent|streamGenerateContent|countTokens)$"
+)
+GEMINI_METHODS = {"generateContent": "generate", "streamGenerateContent": "generate", "countTokens": "count_tokens"}
 
 
 @dataclass(frozen=True)
 class Endpoint:
     protocol: str
-    kind: str  # "generate" | "models"
+    kind: str  # "generate" | "count_tokens" | "models" | "websocket"
 
 
-# (surface, method, path) -> endpoint. Gemini generation paths carry the model and are matched
-# by GEMINI_PATH instead.
+# (method, path) -> endpoint, per surface. Gemini paths carry the model and match GEMINI_PATH.
 FRONT_DOOR: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/chat/completions"): Endpoint("openai-chat", "generate"),
+    ("POST", "/v1/responses"): Endpoint("openai-responses", "generate"),
+    ("GET", "/v1/responses"): Endpoint("openai-responses", "websocket"),
     ("POST", "/v1/messages"): Endpoint("anthropic", "generate"),
     ("POST", "/anthropic/v1/messages"): Endpoint("anthropic", "generate"),
+    ("POST", "/v1/messages/count_tokens"): Endpoint("anthropic", "count_tokens"),
+    ("POST", "/anthropic/v1/messages/count_tokens"): Endpoint("anthropic", "count_tokens"),
     ("GET", "/v1/models"): Endpoint("openai-chat", "models"),
     ("GET", "/anthropic/v1/models"): Endpoint("anthropic", "models"),
     ("GET", "/v1beta/models"): Endpoint("gemini", "models"),
 }
 ANTHROPIC_PORT: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/messages"): Endpoint("anthropic", "generate"),
+    ("POST", "/v1/messages/count_tokens"): Endpoint("anthropic", "count_tokens"),
     ("GET", "/v1/models"): Endpoint("anthropic", "models"),
 }
-# Intercepted provider hosts: host -> (method, path) -> endpoint.
+# Intercepted provider hosts: host -> (method, path) -> endpoint. Anything else on them passes.
 PROVIDER_HOSTS: dict[str, dict[tuple[str, str], Endpoint]] = {
-    "api.openai.com": {("POST", "/v1/chat/completions"): Endpoint("openai-chat", "generate")},
-    "api.anthropic.com": {("POST", "/v1/messages"): Endpoint("anthropic", "generate")},
+    "api.openai.com": {
+        ("POST", "/v1/chat/completions"): Endpoint("openai-chat", "generate"),
+        ("POST", "/v1/responses"): Endpoint("openai-responses", "generate"),
+        ("GET", "/v1/responses"): Endpoint("openai-responses", "websocket"),
+    },
+    "api.anthropic.com": {
+        ("POST", "/v1/messages"): Endpoint("anthropic", "generate"),
+        ("POST", "/v1/messages/count_tokens"): Endpoint("anthropic", "count_tokens"),
+    },
     "openrouter.ai": {("POST", "/api/v1/chat/completions"): Endpoint("openai-chat", "generate")},
     "generativelanguage.googleapis.com": {},
 }
@@ -85,7 +99,7 @@ class FrontDoor:
         gemini_model = None
         if endpoint is None and method == "POST" and (m := GEMINI_PATH.match(path)):
             if where != "anthropic_port" and host_family in (None, "gemini"):
-                endpoint = Endpoint("gemini", "generate")
+                endpoint = Endpoint("gemini", GEMINI_METHODS[m["method"]])
                 gemini_model = (unquote(m["model"]), m["method"] == "streamGenerateContent")
         if endpoint is None:
             if where != "proxy":
@@ -96,8 +110,15 @@ class FrontDoor:
         if endpoint.kind == "models":
             flow.response = models.listing(endpoint.protocol, self.settings.config)
             return
+        if endpoint.kind == "websocket":
+            # Codex tries a WebSocket first; a plain refusal makes it fall back to HTTPS at once.
+            error = ProxyError("invalid_request", "WebSocket transport is not supported; use HTTPS", status=426)
+            flow.response = error_response(endpoint.protocol, error)
+            return
         try:
-            flow.metadata[exchange.KEY] = self._open(flow, endpoint.protocol, where, host_family, gemini_model)
+            ex = self._open(flow, endpoint.protocol, where, host_family, gemini_model)
+            ex.operation = endpoint.kind
+            flow.metadata[exchange.KEY] = ex
         except ProxyError as e:
             flow.response = error_response(endpoint.protocol, e)
 

@@ -14,6 +14,7 @@ ROOT = str(Path(__file__).resolve().parents[1])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from addons.counting import CountTokens  # noqa: E402
 from addons.egress import Egress  # noqa: E402
 from addons.fallback import Fallback  # noqa: E402
 from addons.frontdoor import FrontDoor  # noqa: E402
@@ -29,6 +30,7 @@ addons = [
     Listeners(),
     FrontDoor(settings),
     RouteRequests(settings),
+    CountTokens(settings),
     Egress(settings),
     Fallback(),
     TranslateResponses(settings),

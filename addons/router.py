@@ -16,7 +16,6 @@ import translators
 from addons import exchange
 from addons.replies import error_response
 from addons.settings import Settings
-from backends.routing import Target
 from translators.canonical import ChatRequest, ReasoningConfig
 from translators.errors import ProxyError
 
@@ -55,7 +54,7 @@ class RouteRequests:
 
     def request(self, flow: http.HTTPFlow) -> None:
         ex = exchange.get(flow)
-        if ex is None or flow.response:
+        if ex is None or flow.response or ex.operation != "generate":
             return
         router = self.settings.router
         if ex.surface == "proxy" and not (
@@ -65,7 +64,7 @@ class RouteRequests:
             del flow.metadata[exchange.KEY]
             return
         try:
-            ex.target = router.resolve(ex.selector, ex.host_family)
+            ex.target = router.resolve(ex.selector, ex.host_family, ex.client_protocol)
             ex.passthrough = ex.target.protocol == ex.client_protocol and not ex.target.params
             body = self._passthrough_body(flow, ex) if ex.passthrough else self._translated_body(ex)
         except ProxyError as e:
@@ -74,17 +73,12 @@ class RouteRequests:
             return
         if body is not None:
             flow.request.content = body
-        target = ex.target
         sse = ex.gemini_sse if ex.passthrough else True
-        ex.upstream_url = target.family.url(target.backend.base_url, target.model, ex.stream, sse=sse)
-        ex.upstream = Upstream(ex.upstream_url, self._headers(flow, ex, target))
+        dispatch(flow, ex, ex.target.url(ex.stream, sse=sse))
 
     @staticmethod
     def _passthrough_body(flow: http.HTTPFlow, ex: exchange.Exchange) -> bytes | None:
-        """None keeps the client's bytes; only a changed model name is written back."""
-        if ex.client_protocol == "gemini" or ex.body.get("model") == ex.target.model:
-            return None
-        return _dumps({**ex.body, "model": ex.target.model})
+        return passthrough_body(ex)
 
     @staticmethod
     def _translated_body(ex: exchange.Exchange) -> bytes:
@@ -94,17 +88,29 @@ class RouteRequests:
         upstream_request = _apply_parameters(request, ex.target)
         return _dumps(translators.get(ex.target.protocol).render_request(upstream_request))
 
-    @staticmethod
-    def _headers(flow: http.HTTPFlow, ex: exchange.Exchange, target: Target) -> dict[str, str]:
-        headers = dict(target.family.extra_headers)
-        if ex.passthrough:
-            for name, value in flow.request.headers.items():
-                if name.lower() not in DROPPED_HEADERS and not name.lower().startswith("x-llm-"):
-                    headers[name.lower()] = value
-        else:
-            headers["accept"] = "text/event-stream" if ex.stream else "application/json"
-        headers["content-type"] = "application/json"
-        return headers
+
+
+def passthrough_body(ex: exchange.Exchange) -> bytes | None:
+    """None keeps the client's bytes; only a changed model name is written back (Gemini carries
+    the model in the URL)."""
+    if ex.client_protocol == "gemini" or ex.body.get("model") == ex.target.model:
+        return None
+    return _dumps({**ex.body, "model": ex.target.model})
+
+
+def dispatch(flow: http.HTTPFlow, ex: exchange.Exchange, url: str) -> None:
+    """Hand the flow to the egress: where it goes and with which headers (never a key here)."""
+    target = ex.target
+    headers = dict(target.family.extra_headers)
+    if ex.passthrough:
+        for name, value in flow.request.headers.items():
+            if name.lower() not in DROPPED_HEADERS and not name.lower().startswith("x-llm-"):
+                headers[name.lower()] = value
+    else:
+        headers["accept"] = "text/event-stream" if ex.stream else "application/json"
+    headers["content-type"] = "application/json"
+    ex.upstream_url = url
+    ex.upstream = Upstream(url, headers)
 
 
 def _apply_parameters(request: ChatRequest, target: Target) -> ChatRequest:

@@ -145,7 +145,7 @@ class TranslateResponses:
             flow.response = error_response(ex.client_protocol, ex.error)
         elif response.status_code >= 400:
             self._upstream_error(flow, ex)
-        elif not ex.stream:
+        elif not ex.stream and ex.operation == "generate":
             self._translate_body(flow, ex)
 
     def _upstream_error(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> None:

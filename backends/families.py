@@ -9,51 +9,89 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 
+# Where each protocol's operations live under a base URL (as the vendor's SDK takes it).
+GENERATE = {
+    "openai-chat": "{base}/chat/completions",
+    "openai-responses": "{base}/responses",
+    "anthropic": "{base}/v1/messages",
+}
+COUNT_TOKENS = {"anthropic": "{base}/v1/messages/count_tokens"}
+MODELS = {"openai-chat": "{base}/models", "openai-responses": "{base}/models", "anthropic": "{base}/v1/models"}
+
+
+def _gemini_root(base: str) -> str:
+    return base if base.endswith(("/v1beta", "/v1")) else f"{base}/v1beta"
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
-    protocol: str  # translators module NAME
+    protocols: tuple[str, ...]  # translators module NAMEs it speaks; the first is its native one
     default_base_url: str
     auth_header: str  # header that carries the key
     auth_prefix: str = ""  # e.g. "Bearer "
     hosts: tuple[str, ...] = ()  # hosts whose traffic belongs to this family in HTTPS-proxy mode
     extra_headers: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def protocol(self) -> str:
+        return self.protocols[0]
+
+    def protocol_for(self, client_protocol: str) -> str:
+        """Speak the client's protocol when the family can (no translation), else its own."""
+        return client_protocol if client_protocol in self.protocols else self.protocols[0]
+
     def auth_headers(self, key: str) -> dict[str, str]:
         return {self.auth_header: self.auth_prefix + key}
 
-    def url(self, base_url: str, model: str, stream: bool, *, sse: bool = True) -> str:
-        """The generation endpoint for ``model`` under ``base_url`` (as the vendor's SDK takes it).
-        ``sse=False`` asks Gemini for its streamed JSON array instead of SSE."""
+    def url(self, protocol: str, base_url: str, model: str, stream: bool, *, sse: bool = True) -> str:
+        """The generation endpoint. ``sse=False`` asks Gemini for its streamed JSON array."""
         base = base_url.rstrip("/")
-        match self.protocol:
-            case "openai-chat":
-                return f"{base}/chat/completions"
-            case "anthropic":
-                return f"{base}/v1/messages"
-            case "gemini":
-                method = "generateContent"
-                if stream:
-                    method = "streamGenerateContent?alt=sse" if sse else "streamGenerateContent"
-                root = base if base.endswith(("/v1beta", "/v1")) else f"{base}/v1beta"
-                return f"{root}/models/{quote(model, safe='-._~/')}:{method}"
-        raise ValueError(f"no endpoint for protocol {self.protocol}")
+        if protocol == "gemini":
+            method = "generateContent"
+            if stream:
+                method = "streamGenerateContent?alt=sse" if sse else "streamGenerateContent"
+            return f"{_gemini_root(base)}/models/{quote(model, safe='-._~/')}:{method}"
+        return GENERATE[protocol].format(base=base)
 
+    def count_tokens_url(self, base_url: str, model: str) -> str | None:
+        """The provider's own token-counting endpoint, if it has one."""
+        base = base_url.rstrip("/")
+        if self.protocol == "gemini":
+            return f"{_gemini_root(base)}/models/{quote(model, safe='-._~/')}:countTokens"
+        template = COUNT_TOKENS.get(self.protocol)
+        return template.format(base=base) if template else None
+
+    def models_url(self, base_url: str) -> str:
+        base = base_url.rstrip("/")
+        if self.protocol == "gemini":
+            return f"{_gemini_root(base)}/models?pageSize=1000"
+        return MODELS[self.protocol].format(base=base)
+
+
+OPENAI_PROTOCOLS = ("openai-chat", "openai-responses")
 
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family(
             "openai",
-            "openai-chat",
+            OPENAI_PROTOCOLS,
             "https://api.openai.com/v1",
             "authorization",
             "Bearer ",
             hosts=("api.openai.com",),
         ),
         Family(
+            "openai-responses",
+            ("openai-responses",),
+            "https://api.openai.com/v1",
+            "authorization",
+            "Bearer ",
+        ),
+        Family(
             "anthropic",
-            "anthropic",
+            ("anthropic",),
             "https://api.anthropic.com",
             "x-api-key",
             hosts=("api.anthropic.com",),
@@ -61,20 +99,20 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "gemini",
-            "gemini",
+            ("gemini",),
             "https://generativelanguage.googleapis.com",
             "x-goog-api-key",
             hosts=("generativelanguage.googleapis.com",),
         ),
         Family(
             "openrouter",
-            "openai-chat",
+            ("openai-chat",),
             "https://openrouter.ai/api/v1",
             "authorization",
             "Bearer ",
             hosts=("openrouter.ai",),
         ),
-        Family("openai-compatible", "openai-chat", "", "authorization", "Bearer "),
+        Family("openai-compatible", ("openai-chat",), "", "authorization", "Bearer "),
     )
 }
 

@@ -38,10 +38,13 @@ class Target:
     family: Family
     model: str
     params: dict[str, Any] = field(default_factory=dict)
+    protocol: str = ""  # what the provider is spoken to in: the client's own when the family can
 
-    @property
-    def protocol(self) -> str:
-        return self.family.protocol
+    def __post_init__(self) -> None:
+        self.protocol = self.protocol or self.family.protocol
+
+    def url(self, stream: bool, *, sse: bool = True) -> str:
+        return self.family.url(self.protocol, self.backend.base_url, self.model, stream, sse=sse)
 
 
 def split_parameters(selector: str) -> tuple[str, dict[str, Any]]:
@@ -73,7 +76,13 @@ class Router:
         self.config = config
         self._keys = {name: itertools.cycle(b.api_keys) for name, b in config.backends.items() if b.api_keys}
 
-    def resolve(self, selector: str, host_family: str | None = None) -> Target:
+    def resolve(self, selector: str, host_family: str | None = None, client_protocol: str | None = None) -> Target:
+        target = self._resolve(selector, host_family)
+        if client_protocol:
+            target.protocol = target.family.protocol_for(client_protocol)
+        return target
+
+    def _resolve(self, selector: str, host_family: str | None) -> Target:
         if not selector:
             raise ProxyError("invalid_request", "model: a model is required")
         model, params = split_parameters(selector)

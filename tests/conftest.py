@@ -47,11 +47,15 @@ class ProxyStartError(RuntimeError):
 class Proxy:
     """A running `mitmdump -s addons/llm.py`: a reverse front door plus a regular (HTTPS-proxy) listener."""
 
-    def __init__(self, confdir: Path, config_text: str, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, confdir: Path, config_text: str, extra_args: Sequence[str] = (), *, anthropic_port: bool = False
+    ) -> None:
         self.confdir = confdir
         self.config_path = self.confdir / "llm.yaml"
         self.config_path.write_text(config_text)
         self.front_port, self.proxy_port = free_port(), free_port()
+        # The Anthropic-rooted port is one more reverse listener, recognised by its port number.
+        self.anthropic_port = free_port() if anthropic_port else 0
         self.extra_args = list(extra_args)
         self.lines: list[str] = []
         self.process: subprocess.Popen[str] | None = None
@@ -80,7 +84,8 @@ class Proxy:
             "--set", f"llm_config={self.config_path}",
             "--mode", f"reverse:http://127.0.0.1:9@127.0.0.1:{self.front_port}",
             "--mode", f"regular@127.0.0.1:{self.proxy_port}",
-            "--set", "llm_anthropic_port=0",
+            "--set", f"llm_anthropic_port={self.anthropic_port}",
+            *(["--mode", f"reverse:http://127.0.0.1:9@127.0.0.1:{self.anthropic_port}"] if self.anthropic_port else []),
             "-s", str(REPO / "addons" / "llm.py"),
             *self.extra_args,
         ]  # fmt: skip
@@ -103,7 +108,8 @@ class Proxy:
 
     def _await_listeners(self) -> None:
         assert self.process is not None
-        wanted = [f"listening at 127.0.0.1:{port}" for port in (self.front_port, self.proxy_port)]
+        ports = [p for p in (self.front_port, self.proxy_port, self.anthropic_port) if p]
+        wanted = [f"listening at 127.0.0.1:{port}" for port in ports]
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not all(w in self.log for w in wanted):
             if (code := self.process.poll()) is not None:

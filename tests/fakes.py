@@ -988,6 +988,7 @@ class FakeAnthropic(FakeProvider):
 # ================================================================================================
 GEMINI_VERSIONS = ("v1beta", "v1")
 GEMINI_USAGE_START = {"promptTokenCount": 17, "totalTokenCount": 17}
+GEMINI_COUNT_TOKENS = 19
 GEMINI_USAGE = {"promptTokenCount": 17, "candidatesTokenCount": 3, "totalTokenCount": 20}
 GEMINI_STATUS = {
     400: "INVALID_ARGUMENT",
@@ -1284,11 +1285,21 @@ class FakeGemini(FakeProvider):
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
         model, _, action = request.match_info["target"].rpartition(":")
+        if action == "countTokens" and model:
+            return self.count_tokens(request[BODY])
         if action not in ("generateContent", "streamGenerateContent") or not model:
             raise web.HTTPNotFound()
         body = request[BODY]
         check_gemini(body, model)
         return await self.respond(request, model, self.answer(model, body), action == "streamGenerateContent")
+
+    @staticmethod
+    def count_tokens(body: Json) -> web.Response:
+        """countTokens takes `contents` or a whole `generateContentRequest`, never both."""
+        inner = get(body, "generateContentRequest")
+        if (inner is None) == (get(body, "contents") is None):
+            raise Invalid("countTokens takes exactly one of contents and generateContentRequest")
+        return json_response({"totalTokens": GEMINI_COUNT_TOKENS})
 
     def answer(self, model: str, body: Json) -> Answer:
         last_user = next((c for c in reversed(body["contents"]) if c.get("role", "user") == "user"), None)

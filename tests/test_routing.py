@@ -81,6 +81,21 @@ def test_keys_rotate_round_robin_per_instance(router):
 def test_gemini_endpoint_keeps_selector_colons_out_of_the_url():
     from backends.families import FAMILIES
 
-    url = FAMILIES["gemini"].url("http://h", "gemini-2.5-pro", stream=True)
+    url = FAMILIES["gemini"].url("gemini", "http://h", "gemini-2.5-pro", stream=True)
     assert url == "http://h/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
-    assert FAMILIES["anthropic"].url("http://h/", "m", stream=False) == "http://h/v1/messages"
+    assert FAMILIES["anthropic"].url("anthropic", "http://h/", "m", stream=False) == "http://h/v1/messages"
+
+
+@pytest.mark.parametrize(
+    "client, family, protocol",
+    [
+        ("openai-responses", "openai", "openai-responses"),
+        ("openai-chat", "openai", "openai-chat"),
+        ("openai-responses", "anthropic", "anthropic"),
+        ("openai-chat", "openai-responses", "openai-responses"),
+        ("anthropic", "openrouter", "openai-chat"),
+    ],
+)
+def test_target_speaks_the_clients_protocol_when_its_family_can(client, family, protocol):
+    router = Router(parse_config({"backends": {family: {"api_keys": ["k"]}}, "default_backend": family}, "t"))
+    assert router.resolve("m", client_protocol=client).protocol == protocol

@@ -1,0 +1,66 @@
+"""Token counting endpoints: Anthropic ``/v1/messages/count_tokens`` and Gemini ``:countTokens``.
+
+Forwarded to the provider when the target speaks the client's protocol and can count; otherwise
+answered locally with an estimate (traps.md 21: a non-Anthropic target must not turn Claude
+Code's count calls into 404s), labelled as such in ``x-llm-token-count``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mitmproxy import http
+
+import translators
+from addons import exchange
+from addons.replies import error_response, json_response
+from addons.router import dispatch, passthrough_body
+from addons.settings import Settings
+from translators import tokens
+from translators.canonical import ChatRequest
+from translators.errors import ProxyError
+
+
+def parse_count_request(ex: exchange.Exchange) -> ChatRequest:
+    """The body of a count call as a canonical request (count bodies lack generation fields)."""
+    module = translators.get(ex.client_protocol)
+    body = ex.body
+    if ex.client_protocol == "anthropic":
+        body = {**body, "max_tokens": 1}
+    elif ex.client_protocol == "gemini" and isinstance(body.get("generateContentRequest"), dict):
+        body = body["generateContentRequest"]
+    return module.parse_request(body, model=ex.selector, stream=False)
+
+
+def count_body(protocol: str, count: int) -> dict[str, Any]:
+    if protocol == "gemini":
+        return {"totalTokens": count}
+    return {"input_tokens": count}
+
+
+class CountTokens:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        ex = exchange.get(flow)
+        if ex is None or flow.response or ex.operation != "count_tokens":
+            return
+        try:
+            ex.target = self.settings.router.resolve(ex.selector, ex.host_family, ex.client_protocol)
+            url = ex.target.family.count_tokens_url(ex.target.backend.base_url, ex.target.model)
+            if url and ex.target.protocol == ex.client_protocol:
+                ex.passthrough = True
+                if (body := passthrough_body(ex)) is not None:
+                    flow.request.content = body
+                dispatch(flow, ex, url)
+                return
+            count = tokens.count_request(parse_count_request(ex))
+        except ProxyError as e:
+            ex.error = e
+            flow.response = error_response(ex.client_protocol, e)
+            return
+        method = f"tiktoken {tokens.ENCODING}" if tokens.is_exact() else "characters/4"
+        flow.response = json_response(
+            200, count_body(ex.client_protocol, count), {"x-llm-token-count": f"estimated; {method}"}
+        )
