@@ -14,7 +14,7 @@ from mitmproxy import http
 import translators
 from addons import exchange
 from addons.replies import error_response, json_response
-from addons.router import dispatch, passthrough_body
+from addons.router import commit, prepare
 from addons.settings import Settings
 from translators import tokens
 from translators.canonical import ChatRequest
@@ -47,13 +47,15 @@ class CountTokens:
         if ex is None or flow.response or ex.operation != "count_tokens":
             return
         try:
-            ex.target = self.settings.router.resolve(ex.selector, ex.host_family, ex.client_protocol)
-            url = ex.target.family.count_tokens_url(ex.target.backend.base_url, ex.target.model)
-            if url and ex.target.protocol == ex.client_protocol:
-                ex.passthrough = True
-                if (body := passthrough_body(ex)) is not None:
-                    flow.request.content = body
-                dispatch(flow, ex, url)
+            target = self.settings.router.resolve(ex.selector, ex.host_family, ex.client_protocol)
+            ex.target, ex.candidates = target, [target]
+            url = target.family.count_tokens_url(target.backend.base_url, target.model)
+            if url and target.protocol == ex.client_protocol:
+                upstream = prepare(ex, target)
+                upstream.url = url
+                if upstream.body is not None:
+                    flow.request.content = upstream.body
+                commit(ex, upstream)
                 return
             count = tokens.count_request(parse_count_request(ex))
         except ProxyError as e:

@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -29,8 +30,11 @@ from mitmproxy.utils import asyncio_utils
 
 import translators
 from addons import exchange
+from addons.router import Upstream, commit, prepare
 from addons.settings import Settings
 from backends.config import Timeouts
+from backends.ratelimits import retry_after
+from backends.routing import Target
 from translators.canonical import ChatRequest, StreamError
 from translators.errors import ProxyError
 
@@ -42,13 +46,21 @@ ERROR_HEADER = "x-llm-error"
 FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive"})
 
 
+# Provider answers that move on to the next key / instance / fallback before anything reached
+# the client (Anthropic's 529 is its "overloaded").
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
+KEY_STATUSES = frozenset({401, 403})  # this key is bad: try the next one
+PEEK_LIMIT = 64 * 1024  # bytes read to find a stream's first event before committing
+
+
 @dataclass
-class Plan:
-    exchange: exchange.Exchange
-    url: str
-    headers: dict[str, str]
-    timeouts: Timeouts
-    protocol: str  # the provider's protocol, for in-band errors
+class Outcome:
+    """One attempt's result: a response committed to the client, or a failure and whether the
+    next key of the same instance is worth trying."""
+
+    response: web.StreamResponse | None = None
+    failure: ProxyError | None = None
+    next_key: bool = True
 
 
 def error_reply(error: ProxyError) -> web.Response:
@@ -65,8 +77,9 @@ def in_band_error(protocol: str, error: ProxyError) -> bytes:
 
 
 class Relay:
-    def __init__(self) -> None:
-        self.pending: dict[str, Plan] = {}
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pending: dict[str, exchange.Exchange] = {}
         self.port = 0
         self.ready = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
@@ -92,56 +105,190 @@ class Relay:
             await self._session.close()
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        plan = self.pending.pop(request.headers.get(RELAY_HEADER, ""), None)
-        if plan is None:
+        ex = self.pending.pop(request.headers.get(RELAY_HEADER, ""), None)
+        if ex is None:
             return error_reply(ProxyError("internal", "egress relay: unknown or expired flow"))
-        body = await request.content.read()
-        attempt = exchange.Attempt(plan.exchange.target.instance, plan.exchange.target.model, plan.url)
-        plan.exchange.attempts.append(attempt)
+        first_body = await request.content.read()
+        failover = self.settings.config.failover
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + failover.deadline
+        budget = failover.attempts
+        last: ProxyError | None = None
+        for index, target in enumerate(ex.candidates):
+            if budget <= 0 or loop.time() >= deadline:
+                break
+            availability = self.settings.availability
+            if availability.is_unsupported(target.instance, target.model):
+                ex.attempts.append(exchange.Attempt(target.instance, target.model, "", error="model unsupported"))
+                continue
+            try:
+                upstream = ex.upstream if index == 0 else prepare(ex, target)
+            except ProxyError as e:  # this target cannot express the request
+                last = e
+                continue
+            body = first_body if index == 0 else (upstream.body if upstream.body is not None else ex.client_content)
+            keys = availability.usable_keys(target.instance, target.backend.api_keys, target.backend.key_policy)
+            if not keys:
+                last = self._cooling_down(ex, target)
+                continue
+            for key in keys:
+                if budget <= 0 or loop.time() >= deadline:
+                    break
+                budget -= 1
+                outcome = await self._attempt(request, ex, upstream, body, key, deadline)
+                if outcome.response is not None:
+                    return outcome.response
+                last = outcome.failure
+                if not outcome.next_key:
+                    break
+        if last is None:
+            last = ProxyError("upstream_error", "no backend could be tried for this request")
+        elif budget <= 0 or loop.time() >= deadline:
+            last.message += f" (gave up after {len(ex.attempts)} attempt(s))"
+        ex.error = last
+        return error_reply(last)
+
+    def _cooling_down(self, ex: exchange.Exchange, target: Target) -> ProxyError:
+        ready = self.settings.availability.ready_at(target.instance, target.backend.api_keys)
+        wait = max(0.0, ready - time.time()) if ready else None
+        state = f"rate limited for {wait:.0f} s more" if wait is not None else "disabled"
+        message = f"every key of backend {target.instance} is {state}"
+        ex.attempts.append(exchange.Attempt(target.instance, target.model, "", error=message))
+        code = "rate_limited" if wait is not None else "upstream_error"
+        return ProxyError(code, message, status=429 if wait is not None else 503, retry_after=wait)
+
+    async def _attempt(
+        self,
+        request: web.BaseRequest,
+        ex: exchange.Exchange,
+        upstream: Upstream,
+        body: bytes,
+        key: str,
+        deadline: float,
+    ) -> Outcome:
+        target = upstream.target
+        attempt = exchange.Attempt(target.instance, target.model, upstream.url)
+        ex.attempts.append(attempt)
+        headers = {**upstream.headers, **(target.family.auth_headers(key) if key else {})}
+        availability = self.settings.availability
         try:
-            upstream = await self._send(plan, body)
+            response = await self._send(upstream.url, headers, body, target.backend.timeouts, deadline)
         except ProxyError as e:
             attempt.error = e.message
-            return error_reply(e)
-        attempt.status = upstream.status
-        plan.exchange.first_byte = time.time()
+            availability.failed(target.instance, key, e.message)
+            return Outcome(failure=e, next_key=False)  # the instance is unreachable, not the key
+        attempt.status = response.status
+        if response.status in RETRY_STATUSES or response.status in KEY_STATUSES or response.status == 404:
+            outcome = await self._refused(ex, upstream, key, response)
+            attempt.error = outcome.failure.message if outcome.failure else None
+            return outcome
+        head: list[bytes] = []
+        if response.status == 200 and response.headers.get("content-type", "").startswith("text/event-stream"):
+            head, first_error = await self._peek(response, target)
+            if first_error is not None:
+                response.release()
+                attempt.error = first_error.message
+                self._learn(target, key, first_error, response.headers)
+                return Outcome(failure=first_error)
+        if response.status < 400:
+            availability.succeeded(target.instance, key)
+        commit(ex, upstream)
+        ex.first_byte = time.time()
         try:
-            return await self._relay_body(request, plan, upstream)
+            return Outcome(response=await self._relay_body(request, ex, response, head))
         finally:
-            upstream.release()
+            response.release()
 
-    async def _send(self, plan: Plan, body: bytes) -> aiohttp.ClientResponse:
+    async def _refused(
+        self, ex: exchange.Exchange, upstream: Upstream, key: str, response: aiohttp.ClientResponse
+    ) -> Outcome:
+        """Read a provider's refusal and decide: fail over, or (a 404 that is not about the
+        model) hand it to the client as it is."""
+        target = upstream.target
+        content = self.settings.redact(await response.read())
+        response.release()
+        error = translators.get(target.protocol).parse_error(response.status, content)
+        if response.status == 404:
+            if target.model not in error.message and error.provider_type != "model_not_found":
+                commit(ex, upstream)
+                headers = {k: v for k, v in response.headers.items() if k.lower() not in FRAMING_HEADERS}
+                return Outcome(response=web.Response(status=404, body=content, headers=headers))
+            self.settings.availability.model_unsupported(target.instance, target.model, error.message)
+            return Outcome(failure=error, next_key=False)
+        self._learn(target, key, error, response.headers)
+        return Outcome(failure=error)
+
+    def _learn(self, target: Target, key: str, error: ProxyError, headers: Any) -> None:
+        availability = self.settings.availability
+        if error.status == 429 or error.code == "rate_limited":
+            error.retry_after = availability.rate_limited(
+                target.instance, key, retry_after(headers, error), error.message
+            )
+        elif error.status in KEY_STATUSES:
+            availability.failed(target.instance, key, error.message, authentication=True)
+        else:
+            availability.failed(target.instance, key, error.message)
+
+    async def _send(
+        self, url: str, headers: dict[str, str], body: bytes, timeouts: Timeouts, deadline: float
+    ) -> aiohttp.ClientResponse:
         assert self._session is not None
-        host = urlsplit(plan.url).netloc
-        timeouts = plan.timeouts
+        host = urlsplit(url).netloc
+        limit = timeouts.connect + timeouts.first_byte
+        budget = min(limit, deadline - asyncio.get_running_loop().time())
         try:
-            async with asyncio.timeout(timeouts.connect + timeouts.first_byte):
+            async with asyncio.timeout(budget):
                 return await self._session.post(
-                    plan.url,
+                    url,
                     data=body,
-                    headers=plan.headers,
+                    headers=headers,
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
                     allow_redirects=False,
                 )
         except TimeoutError:
-            raise ProxyError(
-                "timeout", f"upstream {host} did not answer within {timeouts.connect + timeouts.first_byte:g} s"
-            ) from None
+            raise ProxyError("timeout", f"upstream {host} did not answer within {budget:g} s") from None
         except aiohttp.ClientConnectorError as e:
             reason = e.os_error.strerror if e.os_error and e.os_error.strerror else type(e.os_error).__name__
             raise ProxyError("upstream_unreachable", f"cannot connect to upstream {host}: {reason}") from None
         except aiohttp.ClientError as e:
             raise ProxyError("upstream_error", f"upstream {host} failed: {type(e).__name__}") from None
 
+    async def _peek(
+        self, response: aiohttp.ClientResponse, target: Target
+    ) -> tuple[list[bytes], ProxyError | None]:
+        """Read up to the stream's first event: an error there (Anthropic's overloaded, an
+        OpenRouter error chunk) can still fail over, because nothing reached the client yet."""
+        decoder = translators.get(target.protocol).StreamDecoder()
+        head: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(target.backend.timeouts.idle):
+                while size < PEEK_LIMIT:
+                    chunk = await response.content.readany()
+                    if not chunk:
+                        break
+                    head.append(chunk)
+                    size += len(chunk)
+                    if events := decoder.feed(chunk):
+                        first = events[0]
+                        if isinstance(first, StreamError):
+                            return head, ProxyError.from_dict(first.error)
+                        break
+        except (TimeoutError, aiohttp.ClientError):
+            pass  # the relay loop meets the same fault and reports it in-band
+        return head, None
+
     async def _relay_body(
-        self, request: web.BaseRequest, plan: Plan, upstream: aiohttp.ClientResponse
+        self, request: web.BaseRequest, ex: exchange.Exchange, upstream: aiohttp.ClientResponse, head: list[bytes]
     ) -> web.StreamResponse:
         headers = {k: v for k, v in upstream.headers.items() if k.lower() not in FRAMING_HEADERS}
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
         await response.prepare(request)
-        idle = plan.timeouts.idle
+        idle = ex.target.backend.timeouts.idle
         loop = asyncio.get_running_loop()
         try:
+            for chunk in head:
+                await response.write(chunk)
             async with asyncio.timeout(None) as deadline:
                 while True:
                     deadline.reschedule(loop.time() + idle)
@@ -156,9 +303,9 @@ class Relay:
                 else "upstream connection broke off mid-response"
             )
             error = ProxyError("timeout" if isinstance(e, TimeoutError) else "upstream_error", message)
-            plan.exchange.error = error
+            ex.error = error
             if upstream.headers.get("content-type", "").startswith("text/event-stream"):
-                await response.write(in_band_error(plan.protocol, error))
+                await response.write(in_band_error(ex.target.protocol, error))
         except ConnectionError:
             return response  # the client went away; nothing left to tell it
         await response.write_eof()
@@ -168,7 +315,7 @@ class Relay:
 class Egress:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.relay = Relay()
+        self.relay = Relay(settings)
 
     def running(self) -> None:
         asyncio_utils.create_task(self.relay.start(), name="llm egress relay", keep_ref=True)
@@ -182,11 +329,7 @@ class Egress:
             return
         await self.relay.ready.wait()
         target, upstream = ex.target, ex.upstream
-        ex.upstream = None
-        headers = dict(upstream.headers)
-        if key := self.settings.router.key_for(target.instance):
-            headers.update(target.family.auth_headers(key))
-        self.relay.pending[flow.id] = Plan(ex, upstream.url, headers, target.backend.timeouts, target.protocol)
+        self.relay.pending[flow.id] = ex
         path = urlsplit(upstream.url)
         flow.request.url = f"http://127.0.0.1:{self.relay.port}{path.path}" + (f"?{path.query}" if path.query else "")
         flow.request.headers.clear()

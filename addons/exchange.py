@@ -46,7 +46,9 @@ class Exchange:
     target: Target | None = None
     passthrough: bool = False  # same protocol, nothing to rewrite: bytes go through untouched
     upstream_url: str = ""
-    upstream: Any = None  # addons.router.Upstream, consumed by the egress
+    upstream: Any = None  # addons.router.Upstream of the current target, consumed by the egress
+    candidates: list[Target] = field(default_factory=list)  # targets in failover order
+    defaults: dict[str, Any] = field(default_factory=dict)  # parameter defaults from route rules
     attempts: list[Attempt] = field(default_factory=list)
     usage: Usage | None = None  # as the provider reported it (None: not reported)
     # The provider's answer before translation (non-streamed bodies only).

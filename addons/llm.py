@@ -15,6 +15,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from addons.counting import CountTokens  # noqa: E402
+from addons.diagnostics import Diagnostics  # noqa: E402
 from addons.egress import Egress  # noqa: E402
 from addons.fallback import Fallback  # noqa: E402
 from addons.frontdoor import FrontDoor  # noqa: E402
@@ -28,6 +29,7 @@ settings = Settings()
 addons = [
     settings,
     Listeners(),
+    Diagnostics(settings),
     FrontDoor(settings),
     RouteRequests(settings),
     CountTokens(settings),

@@ -9,20 +9,27 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions
 
+from backends.availability import Availability
 from backends.config import Config, ConfigError, config_from_environment, load_config
 from backends.routing import Router
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "llm.yaml"
+DATABASE_NAME = "llm-state.sqlite"
 # Key-shaped tokens, masked or not, as providers echo them in authentication errors.
 KEY_SHAPED = re.compile(rb"\b(?:sk-|AIza)[A-Za-z0-9_\-*.]{4,}")
 
 
 class Settings:
+    """The configuration, the router built from it, the backends' availability state and the
+    state database path — shared by the addons that need them."""
+
     def __init__(self) -> None:
         self.config = Config()
         self.router = Router(self.config)
+        self.availability = Availability(self.config.failover)
+        self.database_path: Path | None = None
         self._secrets: list[bytes] = []
         self._running = False
 
@@ -50,6 +57,8 @@ class Settings:
             logger.error(f"LLM configuration error: {e}")
             return
         self.config, self.router = config, Router(config)
+        self.database_path = Path(os.path.expanduser(config.database or Path(ctx.options.confdir) / DATABASE_NAME))
+        self.availability = Availability(config.failover, self.database_path)
         self._secrets = sorted({k.encode() for b in config.backends.values() for k in b.api_keys if k}, key=len)[::-1]
         names = ", ".join(config.backends) or "none"
         logger.info(f"LLM backends from {source}: {names} (default: {config.default_backend or 'none'})")

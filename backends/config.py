@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from backends.families import FAMILIES
@@ -45,6 +47,9 @@ class BackendConfig(BaseModel):
     api_keys: list[str] = Field(default_factory=list)
     models: list[str] = Field(default_factory=list)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    # round_robin spreads requests over the keys; fill_first uses the first key until it is
+    # rate limited (free tiers first).
+    key_policy: Literal["round_robin", "fill_first"] = "round_robin"
 
     @field_validator("type")
     @classmethod
@@ -73,6 +78,37 @@ class ModelCost(BaseModel):
     cached_input: float | None = Field(None, ge=0)
 
 
+class Failover(BaseModel):
+    """Retries before any byte reached the client: next key, next instance, then ``fallbacks``."""
+
+    model_config = ConfigDict(extra="forbid")
+    attempts: int = Field(4, ge=1)
+    deadline: float = Field(600.0, gt=0)  # seconds, over all attempts
+    backoff: float = Field(5.0, gt=0)  # first rate-limit cool-down without a provider hint
+    backoff_max: float = Field(600.0, gt=0)  # cool-downs double on repeats up to this
+    disable_after: int = Field(5, ge=1)  # consecutive failures that disable a key
+    # model glob (matched against "instance:model", "family:model" and the bare model) ->
+    # backend:model targets tried in order when every instance of the first target failed.
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class RouteMatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None  # glob over the requested model
+    client_protocol: Literal["openai-chat", "openai-responses", "anthropic", "gemini"] | None = None
+    surface: Literal["front_door", "anthropic_port", "proxy"] | None = None
+
+
+class RouteRule(BaseModel):
+    """Applied in order before resolution: ``target`` replaces the model (strict backend:model),
+    ``params`` are defaults for parameters the request leaves unset."""
+
+    model_config = ConfigDict(extra="forbid")
+    match: RouteMatch = Field(default_factory=RouteMatch)
+    target: str | None = None
+    params: dict[str, float | int | str] = Field(default_factory=dict)
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
@@ -84,6 +120,8 @@ class Config(BaseModel):
     costs: dict[str, ModelCost] = Field(default_factory=dict)
     # Requests larger than this are refused with a clear error (traps.md 20).
     max_request_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    routes: list[RouteRule] = Field(default_factory=list)
+    failover: Failover = Field(default_factory=Failover)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -95,7 +133,23 @@ class Config(BaseModel):
                 f"default_backend {self.default_backend!r} is not a configured backend "
                 f"(configured: {', '.join(self.backends) or 'none'})"
             )
+        for i, rule in enumerate(self.routes):
+            if rule.target is not None:
+                self._check_target(rule.target, f"routes[{i}].target")
+        for pattern, targets in self.failover.fallbacks.items():
+            for i, target in enumerate(targets):
+                self._check_target(target, f"failover.fallbacks[{pattern!r}][{i}]")
         return self
+
+    def _check_target(self, target: str, where: str) -> None:
+        """Targets in rules must name a configured backend explicitly: ``backend:model``."""
+        backend, sep, model = target.partition(":")
+        families = {b.type for b in self.backends.values()}
+        if not sep or not model or (backend not in self.backends and backend not in families):
+            raise ValueError(
+                f"{where}: {target!r} must be backend:model with a configured backend "
+                f"(configured: {', '.join(self.backends) or 'none'})"
+            )
 
 
 def _expand(value: Any, path: str) -> Any:

@@ -8,11 +8,10 @@ request parameters in URI query style.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from backends.config import BackendConfig, Config
 from backends.families import FAMILIES, Family
@@ -39,6 +38,7 @@ class Target:
     model: str
     params: dict[str, Any] = field(default_factory=dict)
     protocol: str = ""  # what the provider is spoken to in: the client's own when the family can
+    pinned: bool = False  # the selector named this instance: no other instance stands in
 
     def __post_init__(self) -> None:
         self.protocol = self.protocol or self.family.protocol
@@ -69,12 +69,78 @@ def split_parameters(selector: str) -> tuple[str, dict[str, Any]]:
     return model, params
 
 
+@dataclass
+class Route:
+    """Where a request may go, in order, and the parameter defaults route rules gave it."""
+
+    targets: list[Target]
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
 class Router:
-    """Resolves selectors against one configuration; chooses keys round robin per instance."""
+    """Resolves selectors against one configuration: route rules, then the selector, then the
+    other instances of the same family, then the configured fallbacks."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._keys = {name: itertools.cycle(b.api_keys) for name, b in config.backends.items() if b.api_keys}
+
+    def route(
+        self,
+        selector: str,
+        *,
+        host_family: str | None = None,
+        client_protocol: str | None = None,
+        surface: str | None = None,
+        override: str | None = None,
+    ) -> Route:
+        defaults: dict[str, Any] = {}
+        if override:
+            selector = override  # x-llm-route: this request only, no rules
+        else:
+            selector = self._apply_rules(selector, client_protocol, surface, defaults)
+        first = self.resolve(selector, host_family, client_protocol)
+        targets = [first]
+        if not first.pinned:
+            targets += [
+                self._target(name, first.model, first.params)
+                for name, backend in self.config.backends.items()
+                if name != first.instance and backend.type == first.backend.type and self._serves(backend, first.model)
+            ]
+        for fallback in self._fallbacks(first):
+            targets.append(self.resolve(fallback, None, client_protocol))
+        for target in targets:
+            if client_protocol:
+                target.protocol = target.family.protocol_for(client_protocol)
+        unique = {(t.instance, t.model): t for t in reversed(targets)}
+        return Route([t for t in targets if unique.get((t.instance, t.model)) is t], defaults)
+
+    def _apply_rules(
+        self, selector: str, client_protocol: str | None, surface: str | None, defaults: dict[str, Any]
+    ) -> str:
+        for rule in self.config.routes:
+            match = rule.match
+            model, _ = split_parameters(selector)
+            if match.model is not None and not fnmatchcase(model, match.model):
+                continue
+            if match.client_protocol not in (None, client_protocol) or match.surface not in (None, surface):
+                continue
+            if rule.target is not None:
+                _, params = split_parameters(selector)
+                selector = rule.target + ("?" + urlencode(params) if params else "")
+            for name, value in rule.params.items():
+                defaults.setdefault(name, value)
+        return selector
+
+    def _fallbacks(self, first: Target) -> list[str]:
+        names = (f"{first.instance}:{first.model}", f"{first.backend.type}:{first.model}", first.model)
+        for pattern, targets in self.config.failover.fallbacks.items():
+            if any(fnmatchcase(name, pattern) for name in names):
+                return targets
+        return []
+
+    @staticmethod
+    def _serves(backend: BackendConfig, model: str) -> bool:
+        return not backend.models or any(fnmatchcase(model, p) for p in backend.models)
 
     def resolve(self, selector: str, host_family: str | None = None, client_protocol: str | None = None) -> Target:
         target = self._resolve(selector, host_family)
@@ -89,7 +155,7 @@ class Router:
         prefix, sep, rest = model.partition(":")
         if sep and rest:
             if prefix in self.config.backends:
-                return self._target(prefix, rest, params)
+                return self._target(prefix, rest, params, pinned=True)
             if prefix in FAMILIES:
                 instance = self._instance_of_family(prefix)
                 if instance is None:
@@ -120,15 +186,11 @@ class Router:
     def serves_family(self, family: str) -> bool:
         return self._instance_of_family(family) is not None
 
-    def key_for(self, instance: str) -> str | None:
-        keys = self._keys.get(instance)
-        return next(keys) if keys else None
-
     def _instance_of_family(self, family: str) -> str | None:
         if family in self.config.backends:
             return family
         return next((n for n, b in self.config.backends.items() if b.type == family), None)
 
-    def _target(self, instance: str, model: str, params: dict[str, Any]) -> Target:
+    def _target(self, instance: str, model: str, params: dict[str, Any], *, pinned: bool = False) -> Target:
         backend = self.config.backends[instance]
-        return Target(instance, backend, FAMILIES[backend.type], model, params)
+        return Target(instance, backend, FAMILIES[backend.type], model, dict(params), pinned=pinned)

@@ -73,9 +73,6 @@ def test_no_default_and_no_match_is_not_found():
         router.resolve("claude-3")
 
 
-def test_keys_rotate_round_robin_per_instance(router):
-    assert [router.key_for("openai") for _ in range(3)] == ["o1", "o2", "o1"]
-    assert router.key_for("openai.work") == "w"
 
 
 def test_gemini_endpoint_keeps_selector_colons_out_of_the_url():
