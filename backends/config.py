@@ -195,9 +195,9 @@ def parse_config(raw: Any, source: str) -> Config:
         return Config.model_validate(_with_family_types(expanded))
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        where = ".".join(str(p) for p in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{source}: {where}: {message}") from None
+        raise ConfigError(f"{source}: {where}: {message}" if where else f"{source}: {message}") from None
 
 
 def load_config(path: Path) -> Config:

@@ -53,7 +53,7 @@ FAILURE_TEXT = {
     529: "overloaded",
 }
 STREAM_FAILED = "stream failed"
-MIDSTREAM_MODELS = ("fail-midstream", "drop-midstream")
+MIDSTREAM_MODELS = ("fail-midstream", "drop-midstream", "fail-first-event")
 
 
 def compact(value: Any) -> str:
@@ -133,6 +133,9 @@ class FakeProvider:
 
     def __init__(self, api_key: str) -> None:
         self.api_key = api_key
+        self.extra_keys: set[str] = set()  # more keys this fake accepts (rotation tests)
+        # key -> status (or (status, headers)) the fake answers every request made with that key
+        self.key_failures: dict[str, int | tuple[int, dict[str, str]]] = {}
         self.requests: list[RecordedRequest] = []
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -161,6 +164,11 @@ class FakeProvider:
 
     def reset(self) -> None:
         self.requests.clear()
+        self.extra_keys.clear()
+        self.key_failures.clear()
+
+    def accepts(self, key: str | None) -> bool:
+        return key is not None and (key == self.api_key or key in self.extra_keys)
 
     def _serve(self, started: threading.Event) -> None:
         asyncio.run(self._main(started))  # at exit, cancels what still hangs ("hang", slow answers)
@@ -194,6 +202,10 @@ class FakeProvider:
         self.requests.append(
             RecordedRequest(request.method, request.path, dict(request.query), headers, body, raw)
         )
+        if (failure := self.key_failures.get(self.key_of(request) or "")) is not None:
+            if isinstance(failure, tuple):
+                return self.error(failure[0], f"fake {self.name}: {FAILURE_TEXT[failure[0]]}", failure[1])
+            return self.failure(failure)
         if (denied := self.check_auth(request)) is not None:
             return denied
         if request.method == "POST" and not isinstance(body, dict):
@@ -242,6 +254,7 @@ class FakeProvider:
             return await self._respond_json(request, model, answer)
         stream = self.stream(model, answer, request)
         frames = {
+            "fail-first-event": [stream.error],
             "fail-midstream": [*stream.frames[: stream.head], stream.error],
             "drop-midstream": stream.frames[: stream.head],
         }.get(model, stream.frames)
@@ -291,6 +304,9 @@ class FakeProvider:
         raise NotImplementedError
 
     def check_auth(self, request: web.Request) -> web.Response | None:
+        raise NotImplementedError
+
+    def key_of(self, request: web.Request) -> str | None:
         raise NotImplementedError
 
     def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -517,9 +533,13 @@ class FakeOpenAI(FakeProvider):
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/v1/chat/completions", self.chat), web.get("/v1/models", self.models)]
 
+    def key_of(self, request: web.Request) -> str | None:
+        given = request.headers.get("Authorization", "")
+        return given.removeprefix("Bearer ") if given.startswith("Bearer ") else None
+
     def check_auth(self, request: web.Request) -> web.Response | None:
         given = request.headers.get("Authorization")
-        if given == f"Bearer {self.api_key}":
+        if self.accepts(self.key_of(request)):
             return None
         message = "incorrect API key provided" if given else "no API key provided (Authorization: Bearer)"
         return self.error(401, f"fake openai: {message}")
@@ -874,12 +894,11 @@ class FakeAnthropic(FakeProvider):
             web.get("/v1/models", self.models),
         ]
 
+    def key_of(self, request: web.Request) -> str | None:
+        return request.headers.get("x-api-key") or request.headers.get("Authorization", "").removeprefix("Bearer ")
+
     def check_auth(self, request: web.Request) -> web.Response | None:
-        keys = (
-            request.headers.get("x-api-key"),
-            request.headers.get("Authorization", "").removeprefix("Bearer "),
-        )
-        if self.api_key not in keys:
+        if not self.accepts(self.key_of(request)):
             return self.error(401, "fake anthropic: invalid x-api-key")
         version = request.headers.get("anthropic-version")
         if version is None:
@@ -1239,9 +1258,12 @@ class FakeGemini(FakeProvider):
             )
         ]
 
+    def key_of(self, request: web.Request) -> str | None:
+        return request.headers.get("x-goog-api-key") or request.query.get("key")
+
     def check_auth(self, request: web.Request) -> web.Response | None:
-        given = request.headers.get("x-goog-api-key") or request.query.get("key")
-        if given == self.api_key:
+        given = self.key_of(request)
+        if self.accepts(given):
             return None
         if not given:
             return self.error(
