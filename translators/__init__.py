@@ -10,8 +10,8 @@ from types import ModuleType
 
 
 def get(name: str) -> ModuleType:
-    """The protocol module called ``name`` ("openai-chat", "anthropic", "gemini")."""
-    from translators import anthropic, gemini, openai_chat
+    """The protocol module called ``name`` ("openai-chat", "openai-responses", "anthropic", "gemini")."""
+    from translators import anthropic, gemini, openai_chat, openai_responses
 
-    modules = {m.NAME: m for m in (openai_chat, anthropic, gemini)}
+    modules = {m.NAME: m for m in (openai_chat, openai_responses, anthropic, gemini)}
     return modules[name]

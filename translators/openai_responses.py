@@ -1,0 +1,1233 @@
+"""OpenAI Responses (``POST /v1/responses``) ⇄ the canonical model.
+
+Responses is OpenAI's item-based API and the only one Codex speaks. The proxy is stateless, so
+whatever needs the provider's server-side state (``previous_response_id``, ``store: true``,
+stored conversations and prompts, background runs) is refused rather than half-translated, and so
+are hosted tools and item types the canonical model cannot carry: a same-protocol route passes
+those through untouched (trap 22). Requests rendered for a Responses backend are stateless too:
+``store: false``, with reasoning replayed as items carrying their ``encrypted_content`` (trap 11).
+Errors use the Chat Completions envelope. Wire facts: protocols.md §2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any, ClassVar
+
+from translators import openai_chat
+from translators.canonical import (
+    ChatRequest,
+    ChatResponse,
+    End,
+    Event,
+    Image,
+    Message,
+    MessageStart,
+    Part,
+    Reasoning,
+    ReasoningConfig,
+    ReasoningDelta,
+    ResponseFormat,
+    Stop,
+    StopReason,
+    StreamError,
+    Text,
+    TextDelta,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolChoice,
+    ToolResult,
+    Usage,
+    UsageUpdate,
+    split_data_url,
+)
+from translators.errors import ProxyError
+
+# Chat's request readers (typed, naming key paths) and shared tables serve this module unchanged.
+from translators.openai_chat import (
+    _CHOICE_MODES,
+    _FORMAT_TYPES,
+    _PRECISE_CODES,
+    _SYSTEM_ROLES,
+    PartParser,
+    _arguments,
+    _content,
+    _count,
+    _details,
+    _dumps,
+    _get,
+    _invalid,
+    _items,
+    _json_type,
+    _new_call_id,
+    _path,
+    _refusal_part,
+    _refuse,
+    _render_effort,
+    _text_part,
+    short_call_id,
+)
+from translators.sse import SSEParser
+
+NAME = "openai-responses"
+STREAM_CONTENT_TYPE = "text/event-stream"
+
+# Same envelope as Chat Completions (§2.1); render_error also turns 529 into 503.
+parse_error = openai_chat.parse_error
+render_error = openai_chat.render_error
+
+
+# -- request parsing: refusals of server-side state -----------------------------------------------
+
+_NO_STATE = (
+    "needs the provider's server-side state, which is not available when the proxy translates this "
+    "request to another protocol; "
+)
+_FULL_INPUT = "send the full conversation as input items instead"
+
+# key -> advice, refused whatever their (non-null) value
+_STATEFUL_KEYS: dict[str, str] = {
+    "previous_response_id": _FULL_INPUT,
+    "conversation": _FULL_INPUT,
+    "prompt": "send the prompt's text as instructions and input instead",
+}
+# key -> advice, refused when true
+_STATEFUL_FLAGS: dict[str, str] = {
+    "store": "send store: false (or leave it out) with the full conversation as input items",
+    "background": "send the request without background and wait for the answer",
+}
+
+
+def _refuse_state(body: dict[str, Any]) -> None:
+    for key, advice in _STATEFUL_KEYS.items():
+        if body.get(key) is not None:
+            raise ProxyError("invalid_request", f"{key} {_NO_STATE}{advice}", param=key)
+    for key, advice in _STATEFUL_FLAGS.items():
+        if _get(body, key, "", "a boolean"):
+            raise ProxyError("invalid_request", f"{key}: true {_NO_STATE}{advice}", param=key)
+
+
+# -- request parsing: content parts ---------------------------------------------------------------
+
+
+def _image_part(part: dict[str, Any], where: str) -> Image:
+    """``image_url`` is a plain string here (trap 17); uploaded files live with the provider."""
+    if _get(part, "file_id", where, "a string") is not None:
+        raise _refuse(_path(where, "file_id"), "an uploaded file reference")
+    url = _get(part, "image_url", where, "a string", required=True)
+    detail = _get(part, "detail", where, "a string")
+    inline = split_data_url(url)
+    if inline is None:
+        return Image(url=url, detail=detail)
+    return Image(media_type=inline[0], data=inline[1], detail=detail)
+
+
+def _refused_part(what: str) -> PartParser:
+    def refuse(part: dict[str, Any], where: str) -> Part:
+        raise _refuse(_path(where, "type"), what)
+
+    return refuse
+
+
+_FILE_PART = _refused_part("file input")
+_INPUT_PARTS: dict[str, PartParser] = {
+    "input_text": _text_part,
+    "output_text": _text_part,
+    "refusal": _refusal_part,
+    "input_image": _image_part,
+    "input_file": _FILE_PART,
+}
+_SYSTEM_PARTS: dict[str, PartParser] = {
+    "input_text": _text_part,
+    "input_image": _refused_part("an image in a system message"),
+    "input_file": _FILE_PART,
+}
+_RESULT_PARTS: dict[str, PartParser] = {
+    "input_text": _text_part,
+    "input_image": _image_part,
+    "input_file": _FILE_PART,
+}
+# Assistant replays use output_text/refusal, but the SDK's easy form types every role's list as
+# input parts, so one table serves user and assistant.
+_ROLE_PARTS: dict[str, dict[str, PartParser]] = {
+    "user": _INPUT_PARTS,
+    "assistant": _INPUT_PARTS,
+    "system": _SYSTEM_PARTS,
+    "developer": _SYSTEM_PARTS,
+}
+
+
+# -- request parsing: input items -----------------------------------------------------------------
+
+ItemParser = Callable[[dict[str, Any], str], tuple[str, list[Part]]]
+
+
+def _message_item(item: dict[str, Any], where: str) -> tuple[str, list[Part]]:
+    role = _get(item, "role", where, "a string", required=True)
+    if role not in _ROLE_PARTS:
+        raise _invalid(_path(where, "role"), f"unknown role {role!r}")
+    return role, _content(item.get("content"), _path(where, "content"), _ROLE_PARTS[role])
+
+
+def _call_item(item: dict[str, Any], where: str) -> tuple[str, list[Part]]:
+    call = ToolCall(
+        id=_get(item, "call_id", where, "a string", required=True),
+        name=_get(item, "name", where, "a string", required=True),
+        arguments=_arguments(item.get("arguments")),
+    )
+    return "assistant", [call]
+
+
+def _call_output_item(item: dict[str, Any], where: str) -> tuple[str, list[Part]]:
+    """The SDK marks ``call_id`` optional, but without it the result matches no call."""
+    if item.get("output") is None:
+        raise _invalid(_path(where, "output"), "required, expected a string or an array")
+    content = _content(item["output"], _path(where, "output"), _RESULT_PARTS)
+    result = ToolResult(
+        tool_call_id=_get(item, "call_id", where, "a string", required=True),
+        content=[p for p in content if isinstance(p, (Text, Image))],
+    )
+    return "user", [result]
+
+
+def _reasoning_item(item: dict[str, Any], where: str) -> tuple[str, list[Part]]:
+    summary = [_get(s, "text", at, "a string", required=True) for at, s in _items(item, "summary", where)]
+    signature = _get(item, "encrypted_content", where, "a string")
+    reasoning = Reasoning(text="\n\n".join(summary), signature=signature, origin=NAME)
+    return "assistant", [reasoning] if reasoning.text or signature else []
+
+
+_ITEM_PARSERS: dict[str, ItemParser] = {
+    "message": _message_item,
+    "function_call": _call_item,
+    "function_call_output": _call_output_item,
+    "reasoning": _reasoning_item,
+}
+
+
+def _joins(role: str, kind: str, previous: str) -> bool:
+    """Items of one assistant turn (reasoning, text, calls) form one message, and a run of
+    results one user message (all results of a turn together, as Anthropic and Gemini need)."""
+    return role == "assistant" or kind == previous == "function_call_output"
+
+
+def _conversation(body: dict[str, Any]) -> tuple[list[Text], list[Message]]:
+    """``instructions`` first, then system/developer messages hoisted in order."""
+    instructions = _get(body, "instructions", "", "a string")
+    system = [Text(text=instructions)] if instructions else []
+    if isinstance(text := body.get("input"), str):
+        return system, [Message(role="user", content=[Text(text=text)])] if text else []
+    messages: list[Message] = []
+    previous = ""
+    for where, item in _items(body, "input", ""):
+        kind = _get(item, "type", where, "a string") or "message"
+        if kind not in _ITEM_PARSERS:
+            raise _refuse(_path(where, "type"), f"a {kind!r} item")
+        role, parts = _ITEM_PARSERS[kind](item, where)
+        if role in _SYSTEM_ROLES:
+            system += [p for p in parts if isinstance(p, Text)]
+            continue
+        if parts and messages and messages[-1].role == role and _joins(role, kind, previous):
+            messages[-1].content.extend(parts)
+        elif parts:
+            messages.append(Message(role=role, content=parts))  # type: ignore[arg-type]
+        previous = kind
+    return system, messages
+
+
+# -- request parsing: tools and options -----------------------------------------------------------
+
+
+def _tool(tool: dict[str, Any], where: str) -> Tool:
+    """Function tools are flat here; hosted and custom tools run at OpenAI (or need grammars)."""
+    kind = _get(tool, "type", where, "a string") or "function"
+    if kind != "function":
+        raise _refuse(_path(where, "type"), f"a {kind!r} tool")
+    parameters = _get(tool, "parameters", where, "an object")
+    return Tool(
+        name=_get(tool, "name", where, "a string", required=True),
+        description=_get(tool, "description", where, "a string"),
+        strict=_get(tool, "strict", where, "a boolean"),
+        **({"parameters": parameters} if parameters is not None else {}),
+    )
+
+
+def _named_choice(value: dict[str, Any], where: str) -> ToolChoice:
+    return ToolChoice(mode="tool", name=_get(value, "name", where, "a string", required=True))
+
+
+def _allowed_choice(value: dict[str, Any], where: str) -> ToolChoice:
+    """The mode survives; the subset itself has no canonical field and is dropped."""
+    mode = _get(value, "mode", where, "a string", required=True)
+    if mode not in ("auto", "required"):
+        raise _invalid(_path(where, "mode"), f"unknown value {mode!r}")
+    return ToolChoice(mode=mode)
+
+
+_CHOICE_OBJECTS: dict[str, Callable[[dict[str, Any], str], ToolChoice]] = {
+    "function": _named_choice,
+    "allowed_tools": _allowed_choice,
+}
+
+
+def _tool_choice(body: dict[str, Any]) -> ToolChoice | None:
+    value = body.get("tool_choice")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in _CHOICE_MODES:
+            raise _invalid("tool_choice", f"unknown value {value!r}")
+        return ToolChoice(mode=value)  # type: ignore[arg-type]
+    kind = _get(_get(body, "tool_choice", "", "an object"), "type", "tool_choice", "a string", required=True)
+    if kind not in _CHOICE_OBJECTS:
+        raise _refuse("tool_choice", f"a {kind!r} tool choice")
+    return _CHOICE_OBJECTS[kind](value, "tool_choice")
+
+
+def _reasoning(body: dict[str, Any]) -> ReasoningConfig | None:
+    """Asking for a summary is asking to see the thoughts."""
+    value = _get(body, "reasoning", "", "an object") or {}
+    effort = _get(value, "effort", "reasoning", "a string")
+    summary = _get(value, "summary", "reasoning", "a string") or _get(
+        value, "generate_summary", "reasoning", "a string"
+    )
+    if effort is None and summary is None:
+        return None
+    include = True if summary else None
+    return ReasoningConfig(effort=effort, enabled=effort != "none", include_thoughts=include)
+
+
+def _response_format(body: dict[str, Any]) -> ResponseFormat | None:
+    """``text.format`` is flat: no ``json_schema`` wrapper as in Chat (trap 18)."""
+    text = _get(body, "text", "", "an object") or {}
+    value = _get(text, "format", "text", "an object")
+    if value is None:
+        return None
+    kind = _get(value, "type", "text.format", "a string", required=True)
+    if kind not in _FORMAT_TYPES:
+        raise _invalid("text.format.type", f"unknown value {kind!r}")
+    if kind != "json_schema":
+        return ResponseFormat(type=kind)
+    return ResponseFormat(
+        type="json_schema",
+        name=_get(value, "name", "text.format", "a string"),
+        json_schema=_get(value, "schema", "text.format", "an object"),
+        strict=_get(value, "strict", "text.format", "a boolean"),
+    )
+
+
+def parse_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
+    """A Responses request body as canonical; ``model``/``stream`` override the body's."""
+    if not isinstance(body, dict):
+        raise _invalid("body", f"expected a JSON object, got {_json_type(body)}")
+    _refuse_state(body)
+    system, messages = _conversation(body)
+    return ChatRequest(
+        model=model if model is not None else _get(body, "model", "", "a string", required=True),
+        system=system,
+        messages=messages,
+        tools=[_tool(tool, where) for where, tool in _items(body, "tools", "")],
+        tool_choice=_tool_choice(body),
+        parallel_tool_calls=_get(body, "parallel_tool_calls", "", "a boolean"),
+        max_tokens=_get(body, "max_output_tokens", "", "an integer"),
+        temperature=_get(body, "temperature", "", "a number"),
+        top_p=_get(body, "top_p", "", "a number"),
+        reasoning=_reasoning(body),
+        response_format=_response_format(body),
+        stream=stream if stream is not None else bool(_get(body, "stream", "", "a boolean")),
+        user=_get(body, "safety_identifier", "", "a string") or _get(body, "user", "", "a string"),
+        metadata=_get(body, "metadata", "", "an object") or {},
+    )
+
+
+# -- request rendering ----------------------------------------------------------------------------
+
+
+def _render_image(image: Image) -> dict[str, Any]:
+    if image.data is not None:
+        url = f"data:{image.media_type or 'application/octet-stream'};base64,{image.data}"
+    else:
+        url = image.url or ""
+    return {"type": "input_image", "image_url": url, "detail": image.detail or "auto"}
+
+
+def _render_input(part: Text | Image) -> dict[str, Any]:
+    return {"type": "input_text", "text": part.text} if isinstance(part, Text) else _render_image(part)
+
+
+def _output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": []}
+
+
+def _render_content(role: str, parts: list[Part]) -> list[dict[str, Any]]:
+    """One message item for a run of text/images; ids are left out: with ``store: false`` the
+    API would look them up and fail."""
+    kept = [p for p in parts if isinstance(p, (Text, Image)) and not (isinstance(p, Text) and not p.text)]
+    if role == "assistant":
+        content = [_output_text(p.text) for p in kept if isinstance(p, Text)]
+    else:
+        content = [_render_input(p) for p in kept]
+    return [{"type": "message", "role": role, "content": content}] if content else []
+
+
+def _render_result(result: ToolResult) -> dict[str, Any]:
+    """Text-only output as a string; with images, as a list of input parts."""
+    kept = [p for p in result.content if not (isinstance(p, Text) and not p.text)]
+    if any(isinstance(p, Image) for p in kept):
+        output: str | list[dict[str, Any]] = [_render_input(p) for p in kept]
+    else:
+        output = "\n\n".join(p.text for p in kept if isinstance(p, Text))
+    return {"type": "function_call_output", "call_id": short_call_id(result.tool_call_id), "output": output}
+
+
+def _replayable(part: Reasoning | ReasoningDelta) -> str | None:
+    """``encrypted_content`` is bound to OpenAI: only our own origin's signature goes back (trap 13)."""
+    return part.signature if part.origin == NAME else None
+
+
+def _summary(text: str) -> list[dict[str, Any]]:
+    return [{"type": "summary_text", "text": text}] if text else []
+
+
+def _render_part(part: Part) -> list[dict[str, Any]]:
+    """One non-content part as items: reasoning only with a signature to replay (its id is left
+    out, as Codex does), calls with ids OpenAI accepts (trap 7)."""
+    if isinstance(part, ToolCall):
+        call = {"type": "function_call", "call_id": short_call_id(part.id), "name": part.name}
+        return [{**call, "arguments": part.arguments or "{}"}]
+    if isinstance(part, ToolResult):
+        return [_render_result(part)]
+    if isinstance(part, Reasoning) and (signature := _replayable(part)):
+        return [{"type": "reasoning", "summary": _summary(part.text), "encrypted_content": signature}]
+    return []
+
+
+def _is_content(part: Part) -> bool:
+    return isinstance(part, (Text, Image))
+
+
+def _render_items(request: ChatRequest) -> list[dict[str, Any]]:
+    """Parts in order: runs of text/images become message items, the rest items of their own, so
+    reasoning stays before the calls it preceded."""
+    items: list[dict[str, Any]] = []
+    for message in request.messages:
+        for is_content, run in groupby(message.content, key=_is_content):
+            if is_content:
+                items += _render_content(message.role, list(run))
+            else:
+                items += [item for part in run for item in _render_part(part)]
+    return items
+
+
+def _render_tool(tool: Tool) -> dict[str, Any]:
+    """Flat; the SDK requires ``parameters`` and ``strict`` keys (nullable)."""
+    rendered: dict[str, Any] = {"type": "function", "name": tool.name}
+    if tool.description:
+        rendered["description"] = tool.description
+    return {**rendered, "parameters": tool.parameters, "strict": tool.strict}
+
+
+def _render_tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
+    if choice.mode == "tool":
+        return {"type": "function", "name": choice.name or ""}
+    return choice.mode
+
+
+def _render_reasoning(config: ReasoningConfig | None) -> dict[str, Any] | None:
+    effort = _render_effort(config)
+    if effort is None:
+        return None
+    rendered: dict[str, Any] = {"effort": effort}
+    if config is not None and config.include_thoughts:
+        rendered["summary"] = "auto"
+    return rendered
+
+
+def _render_format(fmt: ResponseFormat) -> dict[str, Any]:
+    if fmt.type != "json_schema":
+        return {"type": fmt.type}
+    # name and schema are required keys.
+    rendered: dict[str, Any] = {
+        "type": "json_schema",
+        "name": fmt.name or "response",
+        "schema": fmt.json_schema if fmt.json_schema is not None else {"type": "object"},
+    }
+    if fmt.strict is not None:
+        rendered["strict"] = fmt.strict
+    return rendered
+
+
+# canonical field -> Responses key
+_PLAIN_FIELDS: dict[str, str] = {
+    "max_tokens": "max_output_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "user": "user",
+}
+
+
+def render_request(request: ChatRequest) -> dict[str, Any]:
+    """Body for a Responses backend, always stateless (``store: false``). Responses has no stop
+    sequences, seed, penalties or top_k: they are dropped. ``tool_choice``/``parallel_tool_calls``
+    go only with tools; encrypted reasoning is asked for only when reasoning is (other models
+    reject the include)."""
+    body: dict[str, Any] = {"model": request.model}
+    if system := "\n\n".join(p.text for p in request.system if p.text):
+        body["instructions"] = system
+    body["input"] = _render_items(request)
+    if request.tools:
+        body["tools"] = [_render_tool(tool) for tool in request.tools]
+        if request.tool_choice is not None:
+            body["tool_choice"] = _render_tool_choice(request.tool_choice)
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+    for field_, key in _PLAIN_FIELDS.items():
+        if (value := getattr(request, field_)) is not None:
+            body[key] = value
+    if reasoning := _render_reasoning(request.reasoning):
+        body["reasoning"] = reasoning
+        if reasoning["effort"] != "none":
+            body["include"] = ["reasoning.encrypted_content"]
+    if request.response_format is not None:
+        body["text"] = {"format": _render_format(request.response_format)}
+    if request.stream:
+        body["stream"] = True
+    body["store"] = False
+    return body
+
+
+# -- responses: parsing ---------------------------------------------------------------------------
+
+_STATUS_STOPS: dict[str, StopReason] = {
+    "completed": "end_turn",
+    "incomplete": "max_tokens",
+    "failed": "error",
+    "cancelled": "error",
+}
+_INCOMPLETE_STOPS: dict[str, StopReason] = {"max_output_tokens": "max_tokens", "content_filter": "refusal"}
+
+
+def _stop_reason(status: Any, details: Any, has_calls: bool, refused: bool) -> StopReason | None:
+    """There is no finish reason (trap 14): tool use is read from the calls, a refusal part or a
+    content filter means refusal, an unexplained ``incomplete`` an early end."""
+    reason = _STATUS_STOPS.get(status) if isinstance(status, str) else None
+    if reason == "max_tokens" and isinstance(details, dict):
+        reason = _INCOMPLETE_STOPS.get(details.get("reason"), "max_tokens")  # type: ignore[arg-type]
+    if reason == "end_turn" and refused:
+        return "refusal"
+    return "tool_use" if reason == "end_turn" and has_calls else reason
+
+
+def _parse_usage(raw: dict[str, Any]) -> Usage:
+    given = _details(raw, "input_tokens_details")
+    return Usage(
+        input_tokens=_count(raw.get("input_tokens")),
+        output_tokens=_count(raw.get("output_tokens")),
+        cache_read_tokens=_count(given.get("cached_tokens")),
+        cache_write_tokens=_count(given.get("cache_write_tokens")),
+        reasoning_tokens=_count(_details(raw, "output_tokens_details").get("reasoning_tokens")),
+    )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text_of(value: Any, key: str) -> str:
+    text = value.get(key) if isinstance(value, dict) else None
+    return text if isinstance(text, str) else ""
+
+
+_CONTENT_KEYS: dict[str, str] = {"output_text": "text", "refusal": "refusal"}
+
+
+def _message_texts(item: dict[str, Any]) -> list[str]:
+    """Visible text of an output message, refusals included."""
+    parts = [c for c in _list(item.get("content")) if isinstance(c, dict)]
+    return [text for c in parts if (text := _text_of(c, _CONTENT_KEYS.get(str(c.get("type")), "")))]
+
+
+def _refused(item: dict[str, Any]) -> bool:
+    return any(isinstance(c, dict) and c.get("type") == "refusal" for c in _list(item.get("content")))
+
+
+def _output_call(item: dict[str, Any]) -> ToolCall:
+    call_id = item.get("call_id") or item.get("id")
+    return ToolCall(
+        id=call_id if isinstance(call_id, str) else _new_call_id(),
+        name=_text_of(item, "name"),
+        arguments=_arguments(item.get("arguments")),
+    )
+
+
+def _output_reasoning(item: dict[str, Any]) -> Reasoning | None:
+    text = "\n\n".join(t for s in _list(item.get("summary")) if (t := _text_of(s, "text")))
+    signature = item.get("encrypted_content") if isinstance(item.get("encrypted_content"), str) else None
+    return Reasoning(text=text, signature=signature, origin=NAME) if text or signature else None
+
+
+def _output_parts(item: dict[str, Any]) -> list[Part]:
+    """One output item; hosted-tool items (web search, …) have no canonical part."""
+    kind = item.get("type")
+    if kind == "message":
+        return [Text(text=text) for text in _message_texts(item)]
+    if kind == "function_call":
+        return [_output_call(item)]
+    reasoning = _output_reasoning(item) if kind == "reasoning" else None
+    return [reasoning] if reasoning else []
+
+
+def parse_response(body: Any) -> ChatResponse:
+    if not isinstance(body, dict):
+        raise ProxyError("upstream_error", f"response: expected a JSON object, got {_json_type(body)}")
+    items = [item for item in _list(body.get("output")) if isinstance(item, dict)]
+    parts = [part for item in items for part in _output_parts(item)]
+    refused = any(_refused(item) for item in items if item.get("type") == "message")
+    has_calls = any(isinstance(p, ToolCall) for p in parts)
+    usage = body.get("usage")
+    return ChatResponse(
+        id=str(body.get("id") or ""),
+        model=str(body.get("model") or ""),
+        content=parts,
+        stop_reason=_stop_reason(body.get("status"), body.get("incomplete_details"), has_calls, refused),
+        usage=_parse_usage(usage) if isinstance(usage, dict) else Usage(),
+    )
+
+
+# -- responses: rendering -------------------------------------------------------------------------
+
+_ITEM_PREFIXES: dict[str, str] = {"message": "msg", "function_call": "fc", "reasoning": "rs"}
+
+# stop reason -> (status, incomplete_details.reason); anything else completed
+_OUTCOMES: dict[str, tuple[str, str | None]] = {
+    "max_tokens": ("incomplete", "max_output_tokens"),
+    "context_window": ("incomplete", "max_output_tokens"),
+    "refusal": ("incomplete", "content_filter"),
+    "error": ("failed", None),
+}
+_TURN_ERROR: dict[str, Any] = {"code": "server_error", "message": "the model ended its turn with an error"}
+
+
+def _new_response_id() -> str:
+    return f"resp_{uuid.uuid4().hex[:24]}"
+
+
+def _id_base(response_id: str) -> str:
+    """Item ids derive from the response id and output index, so one answer gets the same ids
+    streamed and not."""
+    return hashlib.sha256(response_id.encode()).hexdigest()[:20]
+
+
+def _item_id(kind: str, base: str, index: int) -> str:
+    return f"{_ITEM_PREFIXES[kind]}_{base}{index:03d}"
+
+
+def _message_output(item_id: str, text: str) -> dict[str, Any]:
+    content = [_output_text(text)] if text else []
+    return {"type": "message", "id": item_id, "role": "assistant", "status": "completed", "content": content}
+
+
+def _call_output(item_id: str, call: ToolCall) -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "id": item_id,
+        "call_id": call.id or _new_call_id(),
+        "name": call.name,
+        "arguments": call.arguments or "{}",
+        "status": "completed",
+    }
+
+
+def _reasoning_output(item_id: str, text: str, signature: str | None) -> dict[str, Any]:
+    item: dict[str, Any] = {"type": "reasoning", "id": item_id, "summary": _summary(text)}
+    if signature is not None:
+        item["encrypted_content"] = signature
+    return item
+
+
+def _shows(part: Part) -> bool:
+    return (
+        isinstance(part, ToolCall)
+        or (isinstance(part, Text) and bool(part.text))
+        or (isinstance(part, Reasoning) and bool(part.text or _replayable(part)))
+    )
+
+
+def _output_item(part: Part, base: str, index: int) -> dict[str, Any]:
+    if isinstance(part, ToolCall):
+        return _call_output(_item_id("function_call", base, index), part)
+    assert isinstance(part, Reasoning)
+    return _reasoning_output(_item_id("reasoning", base, index), part.text, _replayable(part))
+
+
+def _output_items(content: list[Part], base: str) -> list[dict[str, Any]]:
+    """A run of text is one message item, as a stream renders it (parts that show nothing do not
+    split it); foreign reasoning shows its text without a signature."""
+    items: list[dict[str, Any]] = []
+    for is_text, run in groupby(filter(_shows, content), key=lambda p: isinstance(p, Text)):
+        if is_text:
+            text = "".join(p.text for p in run if isinstance(p, Text))
+            items.append(_message_output(_item_id("message", base, len(items)), text))
+        else:
+            items += [_output_item(part, base, len(items) + i) for i, part in enumerate(run)]
+    return items
+
+
+def _outcome(reason: StopReason | None) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
+    """(status, incomplete_details, error) for a stop reason."""
+    status, why = _OUTCOMES.get(reason or "end_turn", ("completed", None))
+    return status, {"reason": why} if why else None, _TURN_ERROR if status == "failed" else None
+
+
+def _render_usage(usage: Usage) -> dict[str, Any]:
+    given, produced = usage.input_tokens or 0, usage.output_tokens or 0
+    return {
+        "input_tokens": given,
+        "input_tokens_details": {
+            "cached_tokens": usage.cache_read_tokens or 0,
+            "cache_write_tokens": usage.cache_write_tokens or 0,
+        },
+        "output_tokens": produced,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
+        "total_tokens": given + produced,
+    }
+
+
+def _echo(request: ChatRequest) -> dict[str, Any]:
+    """Request fields a Response repeats (the SDK type requires some of them)."""
+    choice = request.tool_choice
+    return {
+        "instructions": "\n\n".join(p.text for p in request.system if p.text) or None,
+        "metadata": {k: v for k, v in request.metadata.items() if isinstance(v, str)},
+        "parallel_tool_calls": request.parallel_tool_calls is not False,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "max_output_tokens": request.max_tokens,
+        "tool_choice": _render_tool_choice(choice) if choice is not None else "auto",
+        "tools": [_render_tool(tool) for tool in request.tools],
+    }
+
+
+def _response_body(
+    head: dict[str, Any],
+    echo: dict[str, Any],
+    status: str,
+    output: list[dict[str, Any]],
+    usage: dict[str, Any] | None,
+    incomplete: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        **head,
+        "status": status,
+        "output": output,
+        "usage": usage,
+        "incomplete_details": incomplete,
+        "error": error,
+        **echo,
+    }
+
+
+def _head(response_id: str, model: str) -> dict[str, Any]:
+    return {"id": response_id, "object": "response", "created_at": int(time.time()), "model": model}
+
+
+def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
+    """A complete Response object; a refusal or a cut-off answer is ``incomplete``."""
+    response_id = response.id or _new_response_id()
+    status, incomplete, error = _outcome(response.stop_reason)
+    return _response_body(
+        _head(response_id, response.model or request.model),
+        _echo(request),
+        status,
+        _output_items(response.content, _id_base(response_id)),
+        _render_usage(response.usage),
+        incomplete,
+        error,
+    )
+
+
+# -- stream errors --------------------------------------------------------------------------------
+
+_IMAGE_ERRORS = (
+    "invalid_image",
+    "invalid_image_format",
+    "invalid_base64_image",
+    "invalid_image_url",
+    "image_too_large",
+    "image_too_small",
+    "image_parse_error",
+    "image_content_policy_violation",
+    "invalid_image_mode",
+    "image_file_too_large",
+    "unsupported_image_media_type",
+    "empty_image_file",
+    "failed_to_download_image",
+    "image_file_not_found",
+)
+# Responses error codes (and the broad types) -> canonical code.
+_STREAM_CODES: dict[str, str] = {
+    **_PRECISE_CODES,
+    **dict.fromkeys(_IMAGE_ERRORS, "invalid_request"),
+    "server_error": "internal",
+    "invalid_prompt": "invalid_request",
+    "invalid_request_error": "invalid_request",
+    "vector_store_timeout": "timeout",
+}
+# canonical code -> response.error.code, whose SDK type is a closed set; everything else server_error
+_FAILED_CODES: dict[str, str] = {"rate_limited": "rate_limit_exceeded", "invalid_request": "invalid_prompt"}
+
+
+def _stream_error(fields: dict[str, Any]) -> ProxyError:
+    """An in-stream error object. The generic ``server_error`` code says least, so a recorded
+    ``type`` (the canonical code, in errors this proxy renders) refines it."""
+    code = fields.get("code") if isinstance(fields.get("code"), str) else None
+    kind = fields.get("type") if isinstance(fields.get("type"), str) else None
+    labels = (kind, code) if code in (None, "server_error") else (code, kind)
+    canonical = next((_STREAM_CODES[label] for label in labels if label in _STREAM_CODES), "upstream_error")
+    message, param = fields.get("message"), fields.get("param")
+    return ProxyError(
+        canonical,
+        message if isinstance(message, str) and message else "upstream reported an error",
+        provider_type=kind or code,
+        param=param if isinstance(param, str) else None,
+    )
+
+
+def _failed_error(error: ProxyError) -> dict[str, Any]:
+    rendered: dict[str, Any] = {
+        "code": _FAILED_CODES.get(error.code, "server_error"),
+        "message": error.message,
+        "type": error.provider_type or error.code,
+    }
+    if error.param is not None:
+        rendered["param"] = error.param
+    return rendered
+
+
+# -- streams: decoding ----------------------------------------------------------------------------
+
+Handler = Callable[["StreamDecoder", dict[str, Any], list[Event]], None]
+
+
+def _key(data: dict[str, Any]) -> Any:
+    """Which output item an event belongs to: its ``output_index``, else its item id."""
+    index = data.get("output_index")
+    if isinstance(index, int):
+        return index
+    return data.get("item_id") or _object(data.get("item")).get("id")
+
+
+class StreamDecoder:
+    """Typed Responses events → canonical events.
+
+    Content comes from the delta events; an item's ``output_item.done`` fills in only what no
+    delta carried (reasoning ``encrypted_content`` always, whole items from servers that send no
+    deltas). Calls are keyed by output index and numbered in order of first appearance. The
+    terminal ``response.completed``/``.incomplete`` carries the usage and ends the stream.
+    """
+
+    def __init__(self) -> None:
+        self._sse = SSEParser()
+        self._started = False
+        self._finished = False
+        self._refused = False
+        self._calls: dict[Any, int] = {}  # item key -> canonical index
+        self._open: list[int] = []
+        self._argued: set[int] = set()  # calls that got argument deltas
+        self._texted: set[Any] = set()  # message items that got text deltas
+        self._summaries: dict[Any, Any] = {}  # reasoning item -> last summary_index with text
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        events: list[Event] = []
+        for sse in self._sse.feed(chunk):
+            if self._finished:
+                break
+            self._on_data(sse.data, sse.event, events)
+        return events
+
+    def close(self) -> list[Event]:
+        events: list[Event] = []
+        for sse in self._sse.close():
+            if not self._finished:
+                self._on_data(sse.data, sse.event, events)
+        if not self._finished:
+            self._fail(events, ProxyError("upstream_error", "upstream stream ended before it finished"))
+        return events
+
+    def _on_data(self, data: str, name: str | None, events: list[Event]) -> None:
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            self._fail(events, ProxyError("upstream_error", f"upstream sent a malformed event: {data[:100]}"))
+            return
+        if not isinstance(payload, dict):
+            return
+        kind = payload.get("type") or name
+        if kind not in ("error", "response.failed"):
+            self._start(events, _object(payload.get("response")))
+        if handler := self._HANDLERS.get(kind):  # type: ignore[arg-type]
+            handler(self, payload, events)
+
+    def _start(self, events: list[Event], response: dict[str, Any]) -> None:
+        if not self._started:
+            self._started = True
+            response_id, model = response.get("id"), response.get("model")
+            events.append(MessageStart(id=str(response_id or ""), model=str(model or "")))
+
+    # content
+
+    def _on_text(self, data: dict[str, Any], events: list[Event]) -> None:
+        self._texted.add(_key(data))
+        if isinstance(delta := data.get("delta"), str) and delta:
+            events.append(TextDelta(text=delta))
+
+    def _on_refusal(self, data: dict[str, Any], events: list[Event]) -> None:
+        self._refused = True
+        self._on_text(data, events)
+
+    def _on_summary(self, data: dict[str, Any], events: list[Event]) -> None:
+        """Summary parts join with a blank line, as ``parse_response`` joins them."""
+        key, index, delta = _key(data), data.get("summary_index"), data.get("delta")
+        if not isinstance(delta, str) or not delta:
+            return
+        gap = "\n\n" if key in self._summaries and self._summaries[key] != index else ""
+        self._summaries[key] = index
+        events.append(ReasoningDelta(text=gap + delta, origin=NAME))
+
+    def _on_arguments(self, data: dict[str, Any], events: list[Event]) -> None:
+        index = self._calls.get(_key(data))
+        if index is not None and isinstance(delta := data.get("delta"), str) and delta:
+            self._argued.add(index)
+            events.append(ToolCallDelta(index=index, arguments=delta))
+
+    # items
+
+    def _on_item_added(self, data: dict[str, Any], events: list[Event]) -> None:
+        item = data.get("item")
+        if isinstance(item, dict) and item.get("type") == "function_call":
+            self._open_call(_key(data), item, events)
+
+    def _open_call(self, key: Any, item: dict[str, Any], events: list[Event]) -> int:
+        if key not in self._calls:
+            index = self._calls[key] = len(self._calls)
+            self._open.append(index)
+            call = _output_call(item)
+            events.append(ToolCallStart(index=index, id=call.id, name=call.name))
+        return self._calls[key]
+
+    def _on_item_done(self, data: dict[str, Any], events: list[Event]) -> None:
+        item = data.get("item")
+        if not isinstance(item, dict):
+            return
+        key, kind = _key(data), item.get("type")
+        if kind == "function_call":
+            self._finish_call(key, item, events)
+        elif kind == "reasoning":
+            self._finish_reasoning(key, item, events)
+        elif kind == "message" and key not in self._texted:
+            self._refused = self._refused or _refused(item)
+            events += [TextDelta(text=text) for text in _message_texts(item)]
+
+    def _finish_call(self, key: Any, item: dict[str, Any], events: list[Event]) -> None:
+        index = self._open_call(key, item, events)
+        arguments = item.get("arguments")
+        if index not in self._argued and isinstance(arguments, str) and arguments:
+            events.append(ToolCallDelta(index=index, arguments=arguments))
+        if index in self._open:
+            self._open.remove(index)
+            events.append(ToolCallEnd(index=index))
+
+    def _finish_reasoning(self, key: Any, item: dict[str, Any], events: list[Event]) -> None:
+        reasoning = _output_reasoning(item)
+        if reasoning is None:
+            return
+        text = "" if key in self._summaries else reasoning.text
+        if text or reasoning.signature:
+            events.append(ReasoningDelta(text=text, signature=reasoning.signature, origin=NAME))
+
+    # terminal events
+
+    def _on_finished(self, data: dict[str, Any], events: list[Event]) -> None:
+        response = _object(data.get("response"))
+        status = response.get("status") or str(data.get("type")).removeprefix("response.")
+        events += [ToolCallEnd(index=index) for index in self._open]
+        self._open.clear()
+        if isinstance(usage := response.get("usage"), dict):
+            events.append(UsageUpdate(usage=_parse_usage(usage)))
+        reason = _stop_reason(status, response.get("incomplete_details"), bool(self._calls), self._refused)
+        events += [Stop(reason=reason or "end_turn"), End()]
+        self._finished = True
+
+    def _on_failed(self, data: dict[str, Any], events: list[Event]) -> None:
+        response = _object(data.get("response"))
+        error = response.get("error")
+        fields = error if isinstance(error, dict) else {"message": "upstream response failed"}
+        self._fail(events, _stream_error(fields))
+
+    def _on_error(self, data: dict[str, Any], events: list[Event]) -> None:
+        """``event: error`` carries code/message at top level (its ``type`` is the event's)."""
+        nested = data.get("error")
+        self._fail(events, _stream_error(nested if isinstance(nested, dict) else {**data, "type": None}))
+
+    def _fail(self, events: list[Event], error: ProxyError) -> None:
+        events.append(StreamError(error=error.to_dict()))
+        self._finished = True
+
+    _HANDLERS: ClassVar[dict[str, Handler]] = {
+        "response.output_item.added": _on_item_added,
+        "response.output_item.done": _on_item_done,
+        "response.output_text.delta": _on_text,
+        "response.refusal.delta": _on_refusal,
+        "response.function_call_arguments.delta": _on_arguments,
+        "response.reasoning_summary_text.delta": _on_summary,
+        "response.completed": _on_finished,
+        "response.incomplete": _on_finished,
+        "response.failed": _on_failed,
+        "error": _on_error,
+    }
+
+
+# -- streams: encoding ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _OpenItem:
+    """An output item between ``output_item.added`` and ``.done``."""
+
+    index: int
+    item: dict[str, Any]  # as added: the done item keeps its identity (the SDK checks it)
+    prefix: bytes  # this item's delta event, rendered up to the delta's value
+    chunks: list[str] = field(default_factory=list)
+
+    @property
+    def where(self) -> dict[str, Any]:
+        return {"item_id": self.item["id"], "output_index": self.index}
+
+
+class StreamEncoder:
+    """Canonical events → the typed Responses event sequence (§2.4).
+
+    Every event has an ``event:`` line equal to its type and a ``sequence_number`` from 0. Text
+    and reasoning each stay one item until another item starts; calls are items of their own and
+    may overlap. ``response.completed`` (``.incomplete``/``.failed``) waits for End, so late usage
+    is in it (trap 4), and comes only after every open item was closed: the SDK's accumulator
+    refuses unfinished items, duplicate output indexes and changed ids.
+    """
+
+    def __init__(self, request: ChatRequest) -> None:
+        self._request = request
+        self._echo = _echo(request)
+        self._head: dict[str, Any] | None = None
+        self._base = ""
+        self._sequence = 0
+        self._next_index = 0
+        self._done: dict[int, dict[str, Any]] = {}  # finished items by output index
+        self._text: _OpenItem | None = None
+        self._reasoning: _OpenItem | None = None
+        self._calls: dict[int, _OpenItem] = {}  # canonical index -> open call
+        self._seen_calls: set[int] = set()
+        self._usage = Usage()
+        self._stop: StopReason | None = None
+        self._finished = False
+
+    def encode(self, events: list[Event]) -> bytes:
+        out: list[bytes] = []
+        for event in events:
+            if self._finished:
+                break
+            self._on_event(event, out)
+        return b"".join(out)
+
+    def close(self) -> bytes:
+        out: list[bytes] = []
+        if not self._finished:
+            self._finish(out)
+        return b"".join(out)
+
+    def _on_event(self, event: Event, out: list[bytes]) -> None:
+        match event:
+            case MessageStart():
+                self._start(event, out)
+            case TextDelta() if event.text:
+                self._on_text(event.text, out)
+            case ReasoningDelta():
+                self._on_reasoning(event, out)
+            case ToolCallStart():
+                self._on_call_start(event, out)
+            case ToolCallDelta() if event.arguments and event.index in self._calls:
+                self._delta(out, self._calls[event.index], event.arguments)
+            case ToolCallEnd():
+                self._close_call(event.index, out)
+            case UsageUpdate():
+                self._usage = self._usage.merged(event.usage)
+            case Stop():
+                self._stop = self._stop or event.reason
+            case End():
+                self._finish(out)
+            case StreamError():
+                self._finish(out, ProxyError.from_dict(event.error))
+            # Empty text deltas and orphan call deltas: nothing to send (trap 1).
+
+    # framing
+
+    def _emit(self, out: list[bytes], kind: str, fields: dict[str, Any]) -> None:
+        data = _dumps({"type": kind, "sequence_number": self._sequence, **fields})
+        self._sequence += 1
+        out.append(f"event: {kind}\ndata: {data}\n\n".encode())
+
+    def _delta(self, out: list[bytes], item: _OpenItem, text: str) -> None:
+        item.chunks.append(text)
+        tail = b',"sequence_number":%d}\n\n' % self._sequence
+        self._sequence += 1
+        out.append(item.prefix + _dumps(text).encode() + tail)
+
+    # lifecycle
+
+    def _start(self, event: MessageStart, out: list[bytes]) -> None:
+        if self._head is not None:
+            return
+        if event.usage:
+            self._usage = self._usage.merged(event.usage)
+        response_id = event.id or _new_response_id()
+        self._head = _head(response_id, event.model or self._request.model)
+        self._base = _id_base(response_id)
+        body = _response_body(self._head, self._echo, "in_progress", [], None)
+        self._emit(out, "response.created", {"response": body})
+        self._emit(out, "response.in_progress", {"response": body})
+
+    def _started(self, out: list[bytes]) -> dict[str, Any]:
+        """The response head, starting the stream if no MessageStart came first."""
+        if self._head is None:
+            self._start(MessageStart(id="", model=""), out)
+        assert self._head is not None
+        return self._head
+
+    def _open(
+        self, out: list[bytes], kind: str, fields: dict[str, Any], delta: str, extra: dict[str, Any]
+    ) -> _OpenItem:
+        self._started(out)
+        index, self._next_index = self._next_index, self._next_index + 1
+        item = {"type": kind, "id": _item_id(kind, self._base, index), **fields}
+        self._emit(out, "response.output_item.added", {"output_index": index, "item": item})
+        head = _dumps({"type": delta, "item_id": item["id"], "output_index": index, **extra})[:-1]
+        return _OpenItem(index, item, f'event: {delta}\ndata: {head},"delta":'.encode())
+
+    def _close(self, out: list[bytes], item: dict[str, Any], index: int) -> None:
+        self._done[index] = item
+        self._emit(out, "response.output_item.done", {"output_index": index, "item": item})
+
+    def _finish(self, out: list[bytes], error: ProxyError | None = None) -> None:
+        """Close what is open, then the terminal event with every finished item in order."""
+        head = self._started(out)
+        self._close_text(out)
+        self._close_reasoning(out)
+        for index in list(self._calls):
+            self._close_call(index, out)
+        if error is None:
+            status, incomplete, failure = _outcome(self._stop)
+        else:
+            status, incomplete, failure = "failed", None, _failed_error(error)
+        output = [self._done[index] for index in sorted(self._done)]
+        usage = _render_usage(self._usage)
+        body = _response_body(head, self._echo, status, output, usage, incomplete, failure)
+        self._emit(out, f"response.{status}", {"response": body})
+        self._finished = True
+
+    # text
+
+    def _on_text(self, text: str, out: list[bytes]) -> None:
+        if self._text is None:
+            self._close_reasoning(out)
+            fields = {"role": "assistant", "status": "in_progress", "content": []}
+            extra = {"content_index": 0, "logprobs": []}
+            self._text = self._open(out, "message", fields, "response.output_text.delta", extra)
+            part = {**self._text.where, "content_index": 0, "part": _output_text("")}
+            self._emit(out, "response.content_part.added", part)
+        self._delta(out, self._text, text)
+
+    def _close_text(self, out: list[bytes]) -> None:
+        if (open_ := self._text) is None:
+            return
+        self._text = None
+        text = "".join(open_.chunks)
+        where = {**open_.where, "content_index": 0}
+        self._emit(out, "response.output_text.done", {**where, "text": text, "logprobs": []})
+        self._emit(out, "response.content_part.done", {**where, "part": _output_text(text)})
+        self._close(out, _message_output(open_.item["id"], text), open_.index)
+
+    # reasoning
+
+    def _on_reasoning(self, event: ReasoningDelta, out: list[bytes]) -> None:
+        """Summary text streams into one reasoning item; a signature seals it (the next text opens
+        another), and only our own becomes ``encrypted_content``."""
+        signature = _replayable(event)
+        if event.text or (signature and self._reasoning is None):
+            open_ = self._reasoning or self._open_reasoning(out)
+            if event.text:
+                if not open_.chunks:
+                    part = {**open_.where, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}
+                    self._emit(out, "response.reasoning_summary_part.added", part)
+                self._delta(out, open_, event.text)
+        if event.signature is not None and self._reasoning is not None:
+            if signature:
+                self._reasoning.item["encrypted_content"] = signature
+            self._close_reasoning(out)
+
+    def _open_reasoning(self, out: list[bytes]) -> _OpenItem:
+        self._close_text(out)
+        extra = {"summary_index": 0}
+        delta = "response.reasoning_summary_text.delta"
+        self._reasoning = self._open(out, "reasoning", {"summary": []}, delta, extra)
+        return self._reasoning
+
+    def _close_reasoning(self, out: list[bytes]) -> None:
+        if (open_ := self._reasoning) is None:
+            return
+        self._reasoning = None
+        text = "".join(open_.chunks)
+        if text:
+            where = {**open_.where, "summary_index": 0}
+            self._emit(out, "response.reasoning_summary_text.done", {**where, "text": text})
+            part = {"type": "summary_text", "text": text}
+            self._emit(out, "response.reasoning_summary_part.done", {**where, "part": part})
+        item = _reasoning_output(open_.item["id"], text, open_.item.get("encrypted_content"))
+        self._close(out, item, open_.index)
+
+    # tool calls
+
+    def _on_call_start(self, event: ToolCallStart, out: list[bytes]) -> None:
+        if event.index in self._seen_calls:
+            return
+        self._seen_calls.add(event.index)
+        self._close_text(out)
+        self._close_reasoning(out)
+        fields = {
+            "call_id": event.id or _new_call_id(),
+            "name": event.name,
+            "arguments": "",
+            "status": "in_progress",
+        }
+        delta = "response.function_call_arguments.delta"
+        self._calls[event.index] = self._open(out, "function_call", fields, delta, {})
+
+    def _close_call(self, index: int, out: list[bytes]) -> None:
+        if (open_ := self._calls.pop(index, None)) is None:
+            return
+        arguments = "".join(open_.chunks) or "{}"
+        self._emit(out, "response.function_call_arguments.done", {**open_.where, "arguments": arguments})
+        item = {**open_.item, "arguments": arguments, "status": "completed"}
+        self._close(out, item, open_.index)
