@@ -104,6 +104,22 @@ class Relay:
         if self._session:
             await self._session.close()
 
+    async def fetch_json(self, url: str, headers: dict[str, str], timeouts: Timeouts) -> Any:
+        """A provider's JSON by GET (model lists); errors say what failed, never with a key."""
+        await self.ready.wait()
+        assert self._session is not None
+        host = urlsplit(url).netloc
+        try:
+            async with asyncio.timeout(timeouts.connect + timeouts.first_byte):
+                async with self._session.get(url, headers=headers, allow_redirects=False) as response:
+                    if response.status >= 400:
+                        raise RuntimeError(f"{host} answered HTTP {response.status}")
+                    return await response.json(content_type=None)
+        except TimeoutError:
+            raise RuntimeError(f"{host} did not answer in time") from None
+        except (aiohttp.ClientError, ValueError) as e:
+            raise RuntimeError(f"{host} failed: {type(e).__name__}") from None
+
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         ex = self.pending.pop(request.headers.get(RELAY_HEADER, ""), None)
         if ex is None:

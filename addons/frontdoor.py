@@ -108,7 +108,9 @@ class FrontDoor:
                 flow.response = error_response(protocol, ProxyError("not_found", message))
             return
         if endpoint.kind == "models":
-            flow.response = models.listing(endpoint.protocol, self.settings.config)
+            # google-genai lists at /v1/models too (its default API version): tell it by its headers.
+            google = any(h in flow.request.headers for h in ("x-goog-api-key", "x-goog-api-client"))
+            flow.metadata[models.KEY] = "gemini" if google else endpoint.protocol  # the catalog answers
             return
         if endpoint.kind == "websocket":
             # Codex tries a WebSocket first; a plain refusal makes it fall back to HTTPS at once.

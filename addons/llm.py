@@ -20,20 +20,23 @@ from addons.egress import Egress  # noqa: E402
 from addons.fallback import Fallback  # noqa: E402
 from addons.frontdoor import FrontDoor  # noqa: E402
 from addons.listeners import Listeners  # noqa: E402
+from addons.models import ModelCatalog  # noqa: E402
 from addons.router import RouteRequests  # noqa: E402
 from addons.settings import Settings  # noqa: E402
 from addons.translate import TranslateResponses  # noqa: E402
 
 settings = Settings()
+egress = Egress(settings)
 
 addons = [
     settings,
     Listeners(),
     Diagnostics(settings),
     FrontDoor(settings),
+    ModelCatalog(settings, egress.relay.fetch_json),
     RouteRequests(settings),
     CountTokens(settings),
-    Egress(settings),
+    egress,
     Fallback(),
     TranslateResponses(settings),
 ]

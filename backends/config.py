@@ -50,6 +50,8 @@ class BackendConfig(BaseModel):
     # round_robin spreads requests over the keys; fill_first uses the first key until it is
     # rate limited (free tiers first).
     key_policy: Literal["round_robin", "fill_first"] = "round_robin"
+    # Also list the models the provider's own models endpoint reports (cached).
+    discover_models: bool = False
 
     @field_validator("type")
     @classmethod
@@ -121,6 +123,7 @@ class Config(BaseModel):
     # Requests larger than this are refused with a clear error (traps.md 20).
     max_request_bytes: int = Field(32 * 1024 * 1024, gt=0)
     routes: list[RouteRule] = Field(default_factory=list)
+    models_cache_seconds: float = Field(600.0, ge=0)  # how long discovered model lists are reused
     failover: Failover = Field(default_factory=Failover)
 
     @model_validator(mode="after")

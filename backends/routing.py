@@ -30,6 +30,10 @@ PARAMETERS: dict[str, type] = {
 }
 
 
+# Canonical model ids are vendor/model; these vendors map to a family.
+VENDOR_FAMILIES = {"openai": "openai", "anthropic": "anthropic", "google": "gemini"}
+
+
 @dataclass
 class Target:
     instance: str
@@ -168,6 +172,9 @@ class Router:
         for name, backend in self.config.backends.items():
             if any(fnmatchcase(model, pattern) for pattern in backend.models):
                 return self._target(name, model, params)
+        vendor, slash, name = model.partition("/")
+        if slash and (family := VENDOR_FAMILIES.get(vendor)) and (instance := self._instance_of_family(family)):
+            return self._target(instance, name, params)  # a canonical vendor/model id
         if host_family and (instance := self._instance_of_family(host_family)):
             return self._target(instance, model, params)
         if self.config.default_backend:
