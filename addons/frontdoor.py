@@ -77,6 +77,14 @@ def protocol_for_path(path: str) -> str:
     return "openai-chat"
 
 
+def client_url(flow: http.HTTPFlow, where: str) -> str:
+    """The URL the client called: a reverse listener rewrites the request to its (unused) target."""
+    if where == "proxy":
+        return flow.request.pretty_url
+    host, port = flow.client_conn.sockname[:2]
+    return f"http://{host}:{port}{flow.request.path}"
+
+
 class FrontDoor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -160,7 +168,7 @@ class FrontDoor:
             gemini_sse=gemini_sse,
             host_family=host_family,
             started=started,
-            client_url=flow.request.pretty_url,
+            client_url=client_url(flow, where),
             client_headers=dict(flow.request.headers.items()),
             client_content=content,
         )

@@ -14,24 +14,31 @@ ROOT = str(Path(__file__).resolve().parents[1])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from addons.capture import Capture  # noqa: E402
 from addons.counting import CountTokens  # noqa: E402
 from addons.diagnostics import Diagnostics  # noqa: E402
 from addons.egress import Egress  # noqa: E402
 from addons.fallback import Fallback  # noqa: E402
 from addons.frontdoor import FrontDoor  # noqa: E402
 from addons.listeners import Listeners  # noqa: E402
+from addons.metrics import Metrics, MetricsEndpoint  # noqa: E402
 from addons.models import ModelCatalog  # noqa: E402
 from addons.router import RouteRequests  # noqa: E402
 from addons.settings import Settings  # noqa: E402
 from addons.translate import TranslateResponses  # noqa: E402
+from addons.usage import UsageEndpoint, UsageLog  # noqa: E402
 
 settings = Settings()
 egress = Egress(settings)
+metrics = Metrics()
+usage = UsageLog(settings, on_row=metrics.count_tokens)
 
 addons = [
     settings,
     Listeners(),
     Diagnostics(settings),
+    UsageEndpoint(usage),
+    MetricsEndpoint(metrics),
     FrontDoor(settings),
     ModelCatalog(settings, egress.relay.fetch_json),
     RouteRequests(settings),
@@ -39,4 +46,7 @@ addons = [
     egress,
     Fallback(),
     TranslateResponses(settings),
+    usage,
+    metrics,
+    Capture(settings),
 ]

@@ -170,6 +170,7 @@ class TranslateResponses:
             flow.response = error_response(ex.client_protocol, ex.error)
             return
         ex.usage = answer.usage
+        ex.first_token = ex.first_token or ex.first_byte  # a whole answer arrives with its first byte
         observe(ex, _content_events(answer))
         if ex.passthrough:
             return
