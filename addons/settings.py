@@ -12,11 +12,11 @@ from mitmproxy import ctx, exceptions
 from backends.availability import Availability
 from backends.config import Config, ConfigError, config_from_environment, load_config
 from backends.routing import Router
+from backends.store import database_path
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "llm.yaml"
-DATABASE_NAME = "llm-state.sqlite"
 # Key-shaped tokens, masked or not, as providers echo them in authentication errors.
 KEY_SHAPED = re.compile(rb"\b(?:sk-|AIza)[A-Za-z0-9_\-*.]{4,}")
 
@@ -47,6 +47,8 @@ class Settings:
 
     def configure(self, updated: set[str]) -> None:
         if "llm_config" not in updated:
+            if "confdir" in updated:
+                self._open_state()
             return
         try:
             config, source = self._read(ctx.options.llm_config)
@@ -57,11 +59,14 @@ class Settings:
             logger.error(f"LLM configuration error: {e}")
             return
         self.config, self.router = config, Router(config)
-        self.database_path = Path(os.path.expanduser(config.database or Path(ctx.options.confdir) / DATABASE_NAME))
-        self.availability = Availability(config.failover, self.database_path)
+        self._open_state()
         self._secrets = sorted({k.encode() for b in config.backends.values() for k in b.api_keys if k}, key=len)[::-1]
         names = ", ".join(config.backends) or "none"
         logger.info(f"LLM backends from {source}: {names} (default: {config.default_backend or 'none'})")
+
+    def _open_state(self) -> None:
+        self.database_path = database_path(self.config.database, ctx.options.confdir)
+        self.availability = Availability(self.config.failover, self.database_path)
 
     def running(self) -> None:
         self._running = True

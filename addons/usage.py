@@ -21,14 +21,14 @@ from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import ctx, http
+from mitmproxy import http
 
 import translators
 from addons import exchange, listeners
 from addons.replies import error_response, json_response
 from addons.settings import Settings
 from backends.config import ModelCost
-from backends.store import Worker, database_path, ensure_schema, open_database
+from backends.store import Worker, ensure_schema, open_database
 from translators import tokens
 from translators.canonical import ChatRequest, Usage
 from translators.errors import ProxyError, code_for_status
@@ -313,8 +313,8 @@ class UsageLog:
     def configure(self, updated: set[str]) -> None:
         if not updated & {"confdir", "llm_config"}:
             return
-        path = database_path(self.settings.config.database, ctx.options.confdir)
-        if path == self.path:
+        path = self.settings.database_path
+        if path is None or path == self.path:
             return
         try:
             conn = open_database(path)

@@ -57,8 +57,12 @@ class Availability:
         self.unsupported: dict[tuple[str, str], str] = {}
         self._cursor: dict[str, int] = {}
         self._db: sqlite3.Connection | None = None
-        if database is not None:
-            self._open(database)
+        self._path = database  # opened on first use: configuring alone touches no file
+
+    def _load(self) -> None:
+        if self._path is not None:
+            path, self._path = self._path, None
+            self._open(path)
 
     def _open(self, path: Path) -> None:
         try:
@@ -97,6 +101,7 @@ class Availability:
         return min(times, default=None)
 
     def is_unsupported(self, instance: str, model: str) -> bool:
+        self._load()
         return (instance, model) in self.unsupported
 
     # -- learning ---------------------------------------------------------------------------------
@@ -129,12 +134,14 @@ class Availability:
             logger.warning(f"backend {instance}: key {key_id(key)} disabled: {reason}")
 
     def model_unsupported(self, instance: str, model: str, reason: str) -> None:
+        self._load()
         self.unsupported[(instance, model)] = reason
         self._write(
             "INSERT OR REPLACE INTO unsupported_model VALUES (?, ?, ?, ?)", (instance, model, reason, time.time())
         )
 
     def reactivate(self, instance: str, *, clear_models: bool = False) -> None:
+        self._load()
         for (name, kid), _ in list(self.keys.items()):
             if name == instance:
                 self.keys[(name, kid)] = KeyState(updated=time.time())
@@ -166,6 +173,7 @@ class Availability:
     # -- storage ----------------------------------------------------------------------------------
 
     def _state(self, instance: str, key: str) -> KeyState:
+        self._load()
         return self.keys.get((instance, key_id(key))) or KeyState()
 
     def _save(self, instance: str, key: str, state: KeyState) -> None:
@@ -177,6 +185,7 @@ class Availability:
         )
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+        self._load()
         # State changes are rare (failures, cool-downs), so a write on the event loop is cheap.
         if self._db is not None:
             try:

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 TIKTOKEN_CACHE = REPO.parent / "shared" / "tiktoken"
 if TIKTOKEN_CACHE.is_dir():  # tiktoken must never download its encodings during tests
     os.environ["TIKTOKEN_CACHE_DIR"] = str(TIKTOKEN_CACHE)
+
+# Tests never touch the user's home: mitmproxy's default confdir (~/.mitmproxy) included.
+os.environ["HOME"] = tempfile.mkdtemp(prefix="llm-proxy-tests-home-")
 
 MITMDUMP = Path(sys.executable).with_name("mitmdump")
 STARTUP_TIMEOUT = 30.0
