@@ -30,6 +30,7 @@ def faulty_proxy(fakes, tmp_path_factory):
         f'  openai.slow: {{type: openai, base_url: "{fakes.openai.base_url}/v1", '
         f'api_keys: ["sk-fake-openai-0001"], {FAST_TIMEOUTS}}}\n'
         "default_backend: openai\n"
+        "max_request_bytes: 20000\n"
     )
     running = Proxy(tmp_path_factory.mktemp("faulty"), config).start()
     yield running
@@ -149,6 +150,16 @@ def test_unknown_path_is_a_native_404(faulty_proxy, client_protocol):
     response = httpx.post(f"{faulty_proxy.front_url}{prefix}/nonsense", json={}, timeout=20)
     assert response.status_code == 404
     envelope_message(client_protocol, response.json())
+
+
+@pytest.mark.parametrize("client_protocol", list(ENDPOINTS))
+def test_oversized_body_is_refused_with_413(faulty_proxy, client_protocol):
+    path, base = ENDPOINTS[client_protocol]
+    body = {**base, "messages": [{"role": "user", "content": "x" * 30000}]}
+    response = httpx.post(faulty_proxy.front_url + path, json=body, timeout=20)
+    assert response.status_code == 413
+    _, message = envelope_message(client_protocol, response.json())
+    assert "exceeds the limit of 20000 bytes" in message
 
 
 # -- routing and upstream faults, read by the SDKs --------------------------------------------------
