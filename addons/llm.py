@@ -27,7 +27,9 @@ from addons.router import RouteRequests  # noqa: E402
 from addons.settings import Settings  # noqa: E402
 from addons.translate import TranslateResponses  # noqa: E402
 from addons.usage import UsageEndpoint, UsageLog  # noqa: E402
+from addons.views import KeepStreams, register  # noqa: E402
 
+register()  # the LLM contentviews for mitmweb and mitmdump's flow detail
 settings = Settings()
 egress = Egress(settings)
 metrics = Metrics()
@@ -46,6 +48,7 @@ addons = [
     egress,
     Fallback(),
     TranslateResponses(settings),
+    KeepStreams(),
     usage,
     metrics,
     Capture(settings),

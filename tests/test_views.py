@@ -1,0 +1,1086 @@
+"""The mitmweb views and KeepStreams.
+
+Each protocol's requests, answers and streams read as one conversation layout, whatever API carried
+them; bodies that are not LLM traffic are left to mitmproxy's own views; a body the canonical model
+cannot read is shown as it is, never as an error; KeepStreams keeps what the client received of a
+stream so that mitmweb can show it. The bodies are the SDK-verified examples of protocols.md and real
+bytes recorded through the proxy.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import openai
+import pytest
+from google import genai
+from google.genai import types
+from mitmproxy import contentviews, exceptions, http
+from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.contentviews import Metadata
+from mitmproxy.test import taddons, tflow, tutils
+from test_e2e_matrix import CLIENT_KEY, CLIENTS, TOOL_RESULT, WEATHER_SCHEMA
+
+import translators
+from addons import views
+from addons.exchange import Exchange
+from backends.config import BackendConfig
+from backends.families import FAMILIES
+from backends.routing import Target
+from fakes import RecordedRequest
+
+CHAT_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
+MESSAGES_PATH = "/v1/messages"
+GEMINI_PATH = "/v1beta/models/gemini-2.5-flash:generateContent"
+GEMINI_STREAM_PATH = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+
+# -- protocols.md examples (verified against the official SDKs) -----------------------------------
+
+OPENAI_CHAT_REQUEST = r'''{
+  "model": "gpt-5.5",
+  "messages": [
+    {"role": "developer", "content": "You are terse."},
+    {"role": "user", "content": [
+      {"type": "text", "text": "Describe the image, then get the weather in Paris."},
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAA", "detail": "auto"}}
+    ]},
+    {"role": "assistant", "content": null, "tool_calls": [
+      {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}
+    ]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp_c\":18}"}
+  ],
+  "tools": [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"], "additionalProperties": false},
+    "strict": true}}],
+  "tool_choice": "auto",
+  "parallel_tool_calls": true,
+  "max_completion_tokens": 1024,
+  "reasoning_effort": "low",
+  "stop": ["\n\nUser:"],
+  "response_format": {"type": "text"},
+  "stream": true,
+  "stream_options": {"include_usage": true},
+  "safety_identifier": "u-123"
+}'''
+
+OPENAI_CHAT_RESPONSE = r'''{
+  "id": "chatcmpl-abc",
+  "object": "chat.completion",
+  "created": 1767225600,
+  "model": "gpt-5.5-2026-01-01",
+  "choices": [{
+    "index": 0,
+    "message": {"role": "assistant", "content": null, "refusal": null, "annotations": [],
+      "tool_calls": [{"id": "call_1", "type": "function",
+                      "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+    "logprobs": null,
+    "finish_reason": "tool_calls"
+  }],
+  "usage": {"prompt_tokens": 120, "completion_tokens": 40, "total_tokens": 160,
+    "prompt_tokens_details": {"cached_tokens": 64, "audio_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 22, "audio_tokens": 0,
+      "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
+  "service_tier": "default",
+  "system_fingerprint": null
+}'''
+
+OPENAI_CHAT_TOOL_STREAM = r'''data: {"id":"chatcmpl-2","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}]}
+
+data: {"id":"chatcmpl-2","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"ci"}}]},"finish_reason":null}]}
+
+data: {"id":"chatcmpl-2","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ty\":\"Paris\"}"}}]},"finish_reason":null}]}
+
+data: {"id":"chatcmpl-2","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}
+
+data: [DONE]
+'''
+
+OPENAI_ERROR = r'''{"error": {"message": "Incorrect API key provided: sk-abc***.", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}'''
+
+RESPONSES_REQUEST = r'''{
+  "model": "gpt-5.5",
+  "instructions": "You are terse.",
+  "input": [
+    {"role": "user", "content": [
+      {"type": "input_text", "text": "Describe the image, then get the weather in Paris."},
+      {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAA", "detail": "auto"}
+    ]},
+    {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAABpXyZ0"},
+    {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+    {"type": "function_call_output", "call_id": "call_1", "output": "{\"temp_c\":18}"}
+  ],
+  "tools": [{"type": "function", "name": "get_weather", "description": "Current weather",
+             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                            "required": ["city"], "additionalProperties": false},
+             "strict": true}],
+  "tool_choice": "auto",
+  "reasoning": {"effort": "medium", "summary": "auto"},
+  "include": ["reasoning.encrypted_content"],
+  "store": false,
+  "text": {"format": {"type": "json_schema", "name": "answer", "strict": true,
+           "schema": {"type": "object", "properties": {"text": {"type": "string"}},
+                      "required": ["text"], "additionalProperties": false}}},
+  "max_output_tokens": 2048,
+  "stream": true
+}'''
+
+RESPONSES_RESPONSE = r'''{
+  "id": "resp_1",
+  "object": "response",
+  "created_at": 1767225600,
+  "status": "completed",
+  "model": "gpt-5.5",
+  "output": [
+    {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Need the weather tool."}]},
+    {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+     "content": [{"type": "output_text", "text": "Checking.", "annotations": []}]},
+    {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather",
+     "arguments": "{\"city\":\"Paris\"}", "status": "completed"}
+  ],
+  "usage": {"input_tokens": 120, "input_tokens_details": {"cached_tokens": 64, "cache_write_tokens": 0},
+            "output_tokens": 40, "output_tokens_details": {"reasoning_tokens": 22}, "total_tokens": 160},
+  "incomplete_details": null,
+  "error": null,
+  "instructions": null,
+  "metadata": {},
+  "parallel_tool_calls": true,
+  "temperature": 1.0,
+  "top_p": 1.0,
+  "tool_choice": "auto",
+  "tools": []
+}'''
+
+RESPONSES_REASONING_STREAM = r'''event: response.created
+data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_3","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
+
+event: response.in_progress
+data: {"type":"response.in_progress","sequence_number":1,"response":{"id":"resp_3","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
+
+event: response.output_item.added
+data: {"type":"response.output_item.added","sequence_number":2,"output_index":0,"item":{"type":"reasoning","id":"rs_1","summary":[]}}
+
+event: response.reasoning_summary_part.added
+data: {"type":"response.reasoning_summary_part.added","sequence_number":3,"item_id":"rs_1","output_index":0,"summary_index":0,"part":{"type":"summary_text","text":""}}
+
+event: response.reasoning_summary_text.delta
+data: {"type":"response.reasoning_summary_text.delta","sequence_number":4,"item_id":"rs_1","output_index":0,"summary_index":0,"delta":"Comparing units."}
+
+event: response.reasoning_summary_text.done
+data: {"type":"response.reasoning_summary_text.done","sequence_number":5,"item_id":"rs_1","output_index":0,"summary_index":0,"text":"Comparing units."}
+
+event: response.reasoning_summary_part.done
+data: {"type":"response.reasoning_summary_part.done","sequence_number":6,"item_id":"rs_1","output_index":0,"summary_index":0,"part":{"type":"summary_text","text":"Comparing units."}}
+
+event: response.output_item.done
+data: {"type":"response.output_item.done","sequence_number":7,"output_index":0,"item":{"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"Comparing units."}],"encrypted_content":"gAAAAABpXyZ0"}}
+
+event: response.output_item.added
+data: {"type":"response.output_item.added","sequence_number":8,"output_index":1,"item":{"type":"message","id":"msg_3","role":"assistant","status":"in_progress","content":[]}}
+
+event: response.content_part.added
+data: {"type":"response.content_part.added","sequence_number":9,"item_id":"msg_3","output_index":1,"content_index":0,"part":{"type":"output_text","text":"","annotations":[]}}
+
+event: response.output_text.delta
+data: {"type":"response.output_text.delta","sequence_number":10,"item_id":"msg_3","output_index":1,"content_index":0,"delta":"18 °C.","logprobs":[]}
+
+event: response.output_text.done
+data: {"type":"response.output_text.done","sequence_number":11,"item_id":"msg_3","output_index":1,"content_index":0,"text":"18 °C.","logprobs":[]}
+
+event: response.content_part.done
+data: {"type":"response.content_part.done","sequence_number":12,"item_id":"msg_3","output_index":1,"content_index":0,"part":{"type":"output_text","text":"18 °C.","annotations":[]}}
+
+event: response.output_item.done
+data: {"type":"response.output_item.done","sequence_number":13,"output_index":1,"item":{"type":"message","id":"msg_3","role":"assistant","status":"completed","content":[{"type":"output_text","text":"18 °C.","annotations":[]}]}}
+
+event: response.completed
+data: {"type":"response.completed","sequence_number":14,"response":{"id":"resp_3","object":"response","created_at":1767225600,"status":"completed","model":"gpt-5.5","output":[{"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"Comparing units."}],"encrypted_content":"gAAAAABpXyZ0"},{"type":"message","id":"msg_3","role":"assistant","status":"completed","content":[{"type":"output_text","text":"18 °C.","annotations":[]}]}],"usage":{"input_tokens":9,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":0},"output_tokens":30,"output_tokens_details":{"reasoning_tokens":26},"total_tokens":39}}}
+'''
+
+ANTHROPIC_REQUEST = r'''{
+  "model": "claude-sonnet-4-6",
+  "max_tokens": 4096,
+  "system": [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}],
+  "messages": [
+    {"role": "user", "content": [
+      {"type": "text", "text": "Describe the images, then get the weather in Paris."},
+      {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgoAAAANSUhEUgAA"}},
+      {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}
+    ]},
+    {"role": "assistant", "content": [
+      {"type": "thinking", "thinking": "Need the weather tool.", "signature": "EqQBCkYIBBgCGkDx"},
+      {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}
+    ]},
+    {"role": "user", "content": [
+      {"type": "tool_result", "tool_use_id": "toolu_01", "content": "{\"temp_c\":18}"},
+      {"type": "text", "text": "Answer in Celsius."}
+    ]}
+  ],
+  "tools": [{"name": "get_weather", "description": "Current weather",
+             "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}],
+  "tool_choice": {"type": "auto", "disable_parallel_tool_use": false},
+  "thinking": {"type": "enabled", "budget_tokens": 2048},
+  "stop_sequences": ["\n\nHuman:"],
+  "metadata": {"user_id": "u-123"},
+  "stream": true
+}'''
+
+ANTHROPIC_RESPONSE = r'''{
+  "id": "msg_01",
+  "type": "message",
+  "role": "assistant",
+  "model": "claude-sonnet-4-6",
+  "content": [
+    {"type": "thinking", "thinking": "The user wants the weather.", "signature": "EqQBCkYIBBgCGkDx"},
+    {"type": "text", "text": "Checking."},
+    {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}
+  ],
+  "stop_reason": "tool_use",
+  "stop_sequence": null,
+  "usage": {"input_tokens": 56, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 1200,
+            "output_tokens": 80, "output_tokens_details": {"thinking_tokens": 40}, "service_tier": "standard"}
+}'''
+
+ANTHROPIC_THINKING_STREAM = r'''event: message_start
+data: {"type":"message_start","message":{"id":"msg_03","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":30,"output_tokens":1}}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"18 C is mild."}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQBCkYIBBgCGkDx"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":0}
+
+event: content_block_start
+data: {"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"It is 18 °C."}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":1}
+
+event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":61,"output_tokens_details":{"thinking_tokens":44}}}
+
+event: message_stop
+data: {"type":"message_stop"}
+'''
+
+ANTHROPIC_ERROR_EVENT = r'''event: error
+data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}
+'''
+
+GEMINI_REQUEST = r'''{
+  "systemInstruction": {"parts": [{"text": "You are terse."}]},
+  "contents": [
+    {"role": "user", "parts": [
+      {"text": "Describe the images, then get the weather in Paris."},
+      {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgoAAAANSUhEUgAA"}},
+      {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/cat.jpg"}}
+    ]},
+    {"role": "model", "parts": [
+      {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "CiQBVKhcAbCdEfGh"}
+    ]},
+    {"role": "user", "parts": [
+      {"functionResponse": {"name": "get_weather", "response": {"output": {"temp_c": 18}}}}
+    ]}
+  ],
+  "tools": [{"functionDeclarations": [{"name": "get_weather", "description": "Current weather",
+    "parametersJsonSchema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]}],
+  "toolConfig": {"functionCallingConfig": {"mode": "AUTO"}},
+  "generationConfig": {
+    "temperature": 0.2, "topP": 0.95, "maxOutputTokens": 4096, "stopSequences": ["\n\nUser:"],
+    "responseMimeType": "text/plain",
+    "thinkingConfig": {"thinkingBudget": 2048, "includeThoughts": true}
+  }
+}'''
+
+GEMINI_RESPONSE = r'''{
+  "candidates": [{
+    "content": {"role": "model", "parts": [
+      {"text": "**Planning** I should call the weather tool.", "thought": true},
+      {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "CiQBVKhcAbCdEfGh"}
+    ]},
+    "finishReason": "STOP",
+    "index": 0
+  }],
+  "usageMetadata": {"promptTokenCount": 120, "cachedContentTokenCount": 64, "candidatesTokenCount": 18,
+                    "thoughtsTokenCount": 40, "totalTokenCount": 178,
+                    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 120}]},
+  "modelVersion": "gemini-2.5-flash",
+  "responseId": "x1AbCdEfGh"
+}'''
+
+GEMINI_THOUGHT_STREAM = r'''data: {"candidates":[{"content":{"role":"model","parts":[{"text":"**Comparing units**\nCelsius is expected.","thought":true}]},"index":0}],"modelVersion":"gemini-2.5-flash","responseId":"r3"}
+
+data: {"candidates":[{"content":{"role":"model","parts":[{"text":"It is 18 °C."}]},"index":0}],"modelVersion":"gemini-2.5-flash","responseId":"r3"}
+
+data: {"candidates":[{"content":{"role":"model","parts":[{"text":"","thoughtSignature":"CiQBVKhcAbCdEfGh"}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":6,"thoughtsTokenCount":30,"totalTokenCount":45},"modelVersion":"gemini-2.5-flash","responseId":"r3"}
+'''
+
+GEMINI_ARRAY_STREAM = json.dumps(
+    [json.loads(line[len("data: ") :]) for line in GEMINI_THOUGHT_STREAM.splitlines() if line]
+)
+PROTOCOLS = {"openai": "openai-chat", "anthropic": "anthropic", "gemini": "gemini", "responses": "openai-responses"}
+BACKENDS = ("openai", "anthropic", "gemini")
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def keeper() -> views.KeepStreams:
+    return views.KeepStreams()
+
+
+@pytest.fixture(autouse=True)
+def tctx(keeper: views.KeepStreams) -> Iterator[taddons.context]:
+    """prettify_message reads ctx.options: every test runs inside a mitmproxy context."""
+    views.register()
+    with taddons.context(keeper, Proxyserver()) as context:  # Proxyserver: store_streamed_bodies
+        yield context
+
+
+def llm_flow(
+    path: str,
+    request: str | bytes = b"",
+    response: str | bytes = b"",
+    *,
+    content_type: str = "application/json",
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> http.HTTPFlow:
+    flow = tflow.tflow(req=tutils.treq(method=b"POST", path=path.encode()), resp=tutils.tresp(status_code=status))
+    flow.request.content = request.encode() if isinstance(request, str) else request
+    flow.request.headers.update({"content-type": "application/json", **(headers or {})})
+    flow.response.content = response.encode() if isinstance(response, str) else response
+    flow.response.headers["content-type"] = content_type
+    return flow
+
+
+def routed(client_protocol: str, backend: str, stream: bool = False) -> Exchange:
+    """The exchange of a flow from a client of ``client_protocol`` to a ``backend`` family instance."""
+    target = Target(backend, BackendConfig(type=backend), FAMILIES[backend], "fake-model")
+    return Exchange(client_protocol, "front_door", {}, stream, f"{backend}:fake-model", target=target)
+
+
+def shown(message: http.Message, flow: http.HTTPFlow) -> contentviews.ContentviewResult:
+    return contentviews.prettify_message(message, flow)
+
+
+def shown_request(path: str, body: str | bytes, **kwargs) -> contentviews.ContentviewResult:
+    flow = llm_flow(path, body, **kwargs)
+    return shown(flow.request, flow)
+
+
+def shown_response(path: str, body: str | bytes, **kwargs) -> contentviews.ContentviewResult:
+    flow = llm_flow(path, response=body, **kwargs)
+    return shown(flow.response, flow)
+
+
+def priorities(message: http.Message, flow: http.HTTPFlow) -> tuple[float, ...]:
+    metadata = Metadata(flow=flow, http_message=message, content_type=message.headers.get("content-type"))
+    data = message.content or b""
+    ours = (views.LLMConversation(), views.LLMStream())
+    return tuple(view.render_priority(data, metadata) for view in ours)
+
+
+# -- requests -------------------------------------------------------------------------------------
+
+
+def test_anthropic_request_reads_as_a_conversation():
+    result = shown_request(MESSAGES_PATH, ANTHROPIC_REQUEST)
+    assert result.view_name == "LLM Conversation"
+    conversation, _, parameters = result.text.partition("\nparameters:\n")
+    assert conversation == textwrap.dedent(
+        """\
+        anthropic request · model claude-sonnet-4-6
+        system:
+          You are terse.
+          [cache_control {"type": "ephemeral"}]
+        user:
+          Describe the images, then get the weather in Paris.
+          [image image/png, 18 B]
+          [image url https://example.com/cat.jpg]
+        assistant:
+          reasoning:
+            Need the weather tool.
+            [signature EqQBCkYIBBgCGkDx]
+          → get_weather({"city": "Paris"})  [toolu_01]
+        user:
+          ← get_weather result  [toolu_01]
+            {"temp_c": 18}
+          Answer in Celsius.
+        tools:
+          get_weather(city: string): Current weather"""
+    )
+    assert "  max_tokens: 4096" in parameters.split("\n")
+    assert '  stop: ["\\n\\nHuman:"]' in parameters.split("\n")
+
+
+def test_openai_chat_request_shows_developer_prompt_image_tool_round_trip_and_parameters():
+    lines = shown_request(CHAT_PATH, OPENAI_CHAT_REQUEST).text.split("\n")
+    assert lines[:3] == ["openai-chat request · model gpt-5.5", "system:", "  You are terse."]
+    assert "  [image image/png, 18 B, detail auto]" in lines
+    assert '  → get_weather({"city": "Paris"})  [call_1]' in lines
+    assert lines[lines.index("  ← get_weather result  [call_1]") + 1] == '    {"temp_c": 18}'
+    assert "  get_weather(city: string): Current weather" in lines
+    assert {"  max_tokens: 1024", '  reasoning: {"effort": "low"}'} <= set(lines)
+
+
+def test_gemini_request_takes_its_model_from_the_url():
+    lines = shown_request(GEMINI_STREAM_PATH + "?alt=sse", GEMINI_REQUEST).text.split("\n")
+    assert lines[0] == "gemini request · model gemini-2.5-flash"
+    assert "  [image url https://example.com/cat.jpg]" in lines
+    result = next(i for i, line in enumerate(lines) if line.startswith("  ← get_weather result  ["))
+    assert lines[result + 1] == '    {"temp_c": 18}'
+    assert "  stream: true" in lines  # streamGenerateContent, not a body field
+
+
+def test_gemini_tool_call_shows_its_thought_signature():
+    text = shown_request(GEMINI_PATH, GEMINI_REQUEST).text
+    assert '→ get_weather({"city": "Paris"})' in text
+    assert "[signature CiQBVKhcAbCdEfGh]" in text
+
+
+def test_responses_request_reads_as_a_conversation():
+    result = shown_request(RESPONSES_PATH, RESPONSES_REQUEST)
+    assert result.text.startswith("openai-responses request · model gpt-5.5\nsystem:\n  You are terse.")
+    assert '→ get_weather({"city": "Paris"})' in result.text
+    assert "get_weather(city: string): Current weather" in result.text
+
+
+def test_long_tool_arguments_are_indented_and_short_ones_stay_on_one_line():
+    arguments = {"path": "/srv/project/src/module.py", "content": "print('hello')\n" * 4}
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "Write it."},
+            {"role": "assistant", "tool_calls": [
+                {"id": "call_9", "type": "function",
+                 "function": {"name": "write", "arguments": json.dumps(arguments)}},
+                {"id": "call_10", "type": "function",
+                 "function": {"name": "read", "arguments": '{"path":"a"}'}},
+            ]},
+        ],
+    }  # fmt: skip
+    lines = shown_request(CHAT_PATH, json.dumps(body)).text.split("\n")
+    start = lines.index("  → write({")
+    assert lines[start + 1 : start + 4] == [
+        '    "path": "/srv/project/src/module.py",',
+        '    "content": "print(\'hello\')\\nprint(\'hello\')\\nprint(\'hello\')\\nprint(\'hello\')\\n"',
+        "  })  [call_9]",
+    ]
+    assert '  → read({"path": "a"})  [call_10]' in lines
+
+
+def test_images_show_their_decoded_size_instead_of_their_data():
+    data = base64.b64encode(bytes(12595)).decode()
+    image = {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{data}"}}
+    body = {"model": "m", "messages": [{"role": "user", "content": [image]}]}
+    text = shown_request(CHAT_PATH, json.dumps(body)).text
+    assert "  [image image/jpeg, 12.3 KB]" in text.split("\n")
+    assert data[:40] not in text
+
+
+def test_long_signatures_are_shortened():
+    signature = "S" * 8 + "x" * 384 + "E" * 8
+    thinking = {"type": "thinking", "thinking": "Hmm.", "signature": signature}
+    body = {
+        "model": "m",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": [thinking]}],
+    }
+    text = shown_request(MESSAGES_PATH, json.dumps(body)).text
+    assert "[signature SSSSSSSS…EEEEEEEE (400 chars)]" in text
+    assert signature not in text
+
+
+# -- whole responses ------------------------------------------------------------------------------
+
+
+def test_openai_chat_response_shows_tool_call_stop_and_usage():
+    result = shown_response(CHAT_PATH, OPENAI_CHAT_RESPONSE)
+    assert result.view_name == "LLM Conversation"
+    assert result.text == textwrap.dedent(
+        """\
+        openai-chat response · model gpt-5.5-2026-01-01 · id chatcmpl-abc
+        assistant:
+          → get_weather({"city": "Paris"})  [call_1]
+        stop: tool_use
+        usage: input 120 · output 40 · cache read 64 · reasoning 22"""
+    )
+
+
+def test_anthropic_response_shows_thinking_text_and_tool_call_in_order():
+    lines = shown_response(MESSAGES_PATH, ANTHROPIC_RESPONSE).text.split("\n")
+    assert lines[:7] == [
+        "anthropic response · model claude-sonnet-4-6 · id msg_01",
+        "assistant:",
+        "  reasoning:",
+        "    The user wants the weather.",
+        "    [signature EqQBCkYIBBgCGkDx]",
+        "  Checking.",
+        '  → get_weather({"city": "Paris"})  [toolu_01]',
+    ]
+    assert "stop: tool_use" in lines
+
+
+def test_gemini_response_shows_thought_and_call():
+    text = shown_response(GEMINI_PATH, GEMINI_RESPONSE).text
+    assert text.split("\n")[:3] == [
+        "gemini response · model gemini-2.5-flash · id x1AbCdEfGh",
+        "assistant:",
+        "  reasoning:",
+    ]
+    assert "**Planning** I should call the weather tool." in text
+    assert "usage: input 120 · output 58 · cache read 64 · reasoning 40" in text
+
+
+def test_responses_response_reads_as_a_conversation():
+    text = shown_response(RESPONSES_PATH, RESPONSES_RESPONSE).text
+    assert text.startswith("openai-responses response · model gpt-5.5 · id resp_1\nassistant:\n")
+    assert "Need the weather tool." in text and "Checking." in text
+    assert '→ get_weather({"city": "Paris"})' in text
+
+
+def test_error_answer_shows_the_protocols_reading_then_the_body():
+    result = shown_response(CHAT_PATH, OPENAI_ERROR, status=401)
+    first, _, body = result.text.partition("\n")
+    assert first == "openai-chat error · 401 authentication: Incorrect API key provided: sk-abc***."
+    assert json.loads(body) == json.loads(OPENAI_ERROR)
+
+
+# -- streams --------------------------------------------------------------------------------------
+
+
+def test_openai_chat_stream_is_reassembled():
+    result = shown_response(CHAT_PATH, OPENAI_CHAT_TOOL_STREAM, content_type="text/event-stream")
+    assert result.view_name == "LLM Stream"
+    assert result.text == textwrap.dedent(
+        """\
+        openai-chat stream, reassembled · model gpt-5.5 · id chatcmpl-2
+        assistant:
+          → get_weather({"city": "Paris"})  [call_1]
+        stop: tool_use"""
+    )
+
+
+def test_anthropic_stream_is_reassembled_with_its_thinking():
+    result = shown_response(MESSAGES_PATH, ANTHROPIC_THINKING_STREAM, content_type="text/event-stream")
+    assert result.text.split("\n") == [
+        "anthropic stream, reassembled · model claude-sonnet-4-6 · id msg_03",
+        "assistant:",
+        "  reasoning:",
+        "    18 C is mild.",
+        "    [signature EqQBCkYIBBgCGkDx]",
+        "  It is 18 °C.",
+        "stop: end_turn",
+        "usage: input 30 · output 61 · reasoning 44",
+    ]
+
+
+def test_stream_error_event_is_shown():
+    result = shown_response(MESSAGES_PATH, ANTHROPIC_ERROR_EVENT, content_type="text/event-stream")
+    assert "error: overloaded: Overloaded" in result.text.split("\n")
+
+
+def test_gemini_sse_and_json_array_streams_read_the_same():
+    sse_path = GEMINI_STREAM_PATH + "?alt=sse"
+    sse = shown_response(sse_path, GEMINI_THOUGHT_STREAM, content_type="text/event-stream")
+    array = shown_response(GEMINI_STREAM_PATH, GEMINI_ARRAY_STREAM)
+    assert sse.view_name == array.view_name == "LLM Stream"
+    assert sse.text == array.text
+    assert "  It is 18 °C." in sse.text.split("\n")
+    assert "  reasoning: [signature CiQBVKhcAbCdEfGh]" in sse.text.split("\n")
+
+
+def test_responses_stream_is_reassembled():
+    text = shown_response(RESPONSES_PATH, RESPONSES_REASONING_STREAM, content_type="text/event-stream").text
+    assert text.startswith("openai-responses stream, reassembled · model gpt-5.5 · id resp_3")
+    assert "Comparing units." in text and "  18 °C." in text.split("\n")
+
+
+# -- choosing the view ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path, body, content_type",
+    [
+        ("/api/users", '{"users": [{"name": "ada"}]}', "application/json"),
+        ("/v1/models", '{"object": "list", "data": [{"id": "gpt-5.5"}]}', "application/json"),
+        ("/", "<html><body>hello</body></html>", "text/html"),
+        ("/ticker", 'data: {"price": 1}\n\n', "text/event-stream"),
+        (CHAT_PATH, "", "application/json"),
+    ],
+    ids=["json-api", "models-list", "html", "other-sse", "empty"],
+)
+def test_bodies_that_are_not_llm_traffic_are_left_to_mitmproxy(path, body, content_type):
+    flow = llm_flow(path, response=body, content_type=content_type)
+    conversation, stream = priorities(flow.response, flow)
+    assert conversation < 0 and stream < 0
+    assert not (shown(flow.response, flow).view_name or "").startswith("LLM")
+
+
+def test_llm_bodies_beat_the_json_view():
+    flow = llm_flow(CHAT_PATH, OPENAI_CHAT_REQUEST, OPENAI_CHAT_RESPONSE)
+    json_priority = contentviews.registry["json"].render_priority(
+        flow.request.content, Metadata(flow=flow, http_message=flow.request, content_type="application/json")
+    )
+    assert priorities(flow.request, flow)[0] > json_priority
+    assert priorities(flow.response, flow)[0] > json_priority
+
+
+@pytest.mark.parametrize(
+    "body, headers, protocol",
+    [
+        (OPENAI_CHAT_REQUEST, {}, "openai-chat request"),
+        (ANTHROPIC_REQUEST, {"anthropic-version": "2023-06-01"}, "anthropic request"),
+        (GEMINI_RESPONSE, {}, "gemini response"),
+        (ANTHROPIC_RESPONSE, {}, "anthropic response"),
+    ],
+)
+def test_unknown_paths_are_recognised_by_the_body(body, headers, protocol):
+    flow = llm_flow("/gateway/llm", body, body, headers=headers)
+    message = flow.request if protocol.endswith("request") else flow.response
+    assert shown(message, flow).text.startswith(protocol)
+
+
+def test_routed_flow_request_is_the_providers_and_response_the_clients():
+    """mitmweb shows the request as the provider received it and the answer as the client got it."""
+    flow = llm_flow("/relay", ANTHROPIC_REQUEST, OPENAI_CHAT_RESPONSE)
+    flow.metadata["llm"] = routed("openai-chat", "anthropic")
+    request, response = shown(flow.request, flow), shown(flow.response, flow)
+    assert request.text.split("\n")[0] == (
+        "anthropic request · model claude-sonnet-4-6 · translated from openai-chat"
+    )
+    assert response.text.split("\n")[0] == (
+        "openai-chat response · model gpt-5.5-2026-01-01 · id chatcmpl-abc · translated from anthropic"
+    )
+
+
+def test_registering_again_replaces_the_views():
+    views.register()
+    views.register()
+    ours = sorted(name for name in contentviews.registry if name.startswith("llm"))
+    assert ours == ["llm conversation", "llm stream"]
+
+
+# -- fallbacks ------------------------------------------------------------------------------------
+
+
+def test_damaged_json_is_shown_as_text():
+    result = shown_request(CHAT_PATH, OPENAI_CHAT_REQUEST[:200])
+    assert result.view_name == "LLM Conversation"
+    first, _, rest = result.text.partition("\n")
+    assert first.startswith("openai-chat request (shown as is: not JSON: ")
+    assert rest == OPENAI_CHAT_REQUEST[:200]
+
+
+def test_damaged_stream_is_reassembled_as_far_as_it_goes():
+    cut = ANTHROPIC_THINKING_STREAM[: ANTHROPIC_THINKING_STREAM.index("It is") + 2]
+    result = shown_response(MESSAGES_PATH, cut, content_type="text/event-stream")
+    assert result.view_name == "LLM Stream"
+    assert "    18 C is mild." in result.text.split("\n")
+    assert "error: upstream_error: " in result.text
+
+
+def test_damaged_json_array_stream_falls_back_to_text():
+    result = shown_response(GEMINI_STREAM_PATH, GEMINI_ARRAY_STREAM[:-40])
+    assert result.view_name == "LLM Stream"
+    assert result.text.startswith("gemini stream (shown as is: not JSON: ")
+
+
+@pytest.mark.parametrize(
+    "path, protocol, body, reason",
+    [
+        (
+            RESPONSES_PATH,
+            "openai-responses",
+            {"model": "gpt-5.5", "input": [{"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch"}]},
+            "a 'custom_tool_call' item cannot be translated",
+        ),
+        (
+            GEMINI_PATH,
+            "gemini",
+            {"cachedContent": "cachedContents/abc", "contents": [{"role": "user", "parts": [{"text": "Hi"}]}]},
+            "cachedContent",
+        ),
+    ],
+    ids=["codex-custom-tool-call", "gemini-cached-content"],
+)
+def test_same_protocol_body_the_canonical_model_refuses_is_pretty_json(path, protocol, body, reason):
+    """Pass-through routes carry what translation cannot (trap 22); the view still shows it."""
+    result = shown_request(path, json.dumps(body))
+    first, _, rest = result.text.partition("\n")
+    assert result.view_name == "LLM Conversation"
+    assert first.startswith(f"{protocol} request (shown as is: ") and reason in first
+    assert rest == json.dumps(body, indent=2)
+
+
+def test_responses_bodies_fall_back_to_json_without_the_translator(monkeypatch):
+    real_get = translators.get
+
+    def without_responses(name: str):
+        if name == "openai-responses":
+            raise KeyError(name)
+        return real_get(name)
+
+    monkeypatch.setattr(translators, "get", without_responses)
+    request = shown_request(RESPONSES_PATH, RESPONSES_REQUEST)
+    stream = shown_response(RESPONSES_PATH, RESPONSES_REASONING_STREAM, content_type="text/event-stream")
+    assert request.view_name == "LLM Conversation"
+    assert request.text.startswith(
+        "openai-responses request (shown as is: no openai-responses translator available)\n"
+    )
+    assert json.loads(request.text.partition("\n")[2]) == json.loads(RESPONSES_REQUEST)
+    assert stream.text.split("\n")[:2] == [
+        "openai-responses stream (shown as events: no openai-responses translator available)",
+        'response.created: {"type":"response.created","sequence_number":0,"response":{"id":"resp_3",'
+        '"object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],'
+        '"usage":null}}',
+    ]
+
+
+def test_body_without_an_exchange_and_not_llm_is_refused_when_chosen_by_hand():
+    flow = llm_flow("/api/users", response='{"users": []}')
+    result = contentviews.prettify_message(flow.response, flow, view_name="LLM Conversation")
+    assert result.text.startswith("LLM body (shown as is: not recognised as an LLM request or response)")
+
+
+# -- KeepStreams ----------------------------------------------------------------------------------
+
+
+def streamed_flow(stream: object, exchange: Exchange | None = None) -> http.HTTPFlow:
+    """A flow at ``responseheaders`` time whose response will stream through ``stream``."""
+    flow = llm_flow(CHAT_PATH, OPENAI_CHAT_REQUEST, content_type="text/event-stream")
+    flow.metadata["llm"] = exchange or routed("openai-chat", "openai", stream=True)
+    flow.response.stream = stream
+    return flow
+
+
+def run_stream(keeper: views.KeepStreams, flow: http.HTTPFlow, chunks: list[bytes]) -> list[list[bytes]]:
+    """What mitmproxy does: headers hook, each chunk then b"" through the stream, no body, response hook."""
+    keeper.responseheaders(flow)
+    out = [list(flow.response.stream(chunk)) for chunk in [*chunks, b""]]
+    flow.response.raw_content = None
+    keeper.response(flow)
+    return out
+
+
+def test_kept_body_is_what_the_client_received(keeper):
+    def translate(chunk: bytes) -> list[bytes]:
+        return [chunk.upper()] if chunk else [b"|END"]
+
+    flow = streamed_flow(translate)
+    out = run_stream(keeper, flow, [b"ab", b"cd"])
+    assert out == [[b"AB"], [b"CD"], [b"|END"]]
+    assert flow.response.raw_content == b"ABCD|END"
+    assert flow.comment == ""
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [lambda c: c, lambda c: iter([c] if c else []), lambda c: [c[:1], c[1:]] if c else []],
+    ids=["bytes", "iterator", "several-pieces"],
+)
+def test_wrapped_callable_keeps_the_stream_contract(keeper, inner):
+    """Lists of bytes out, never an empty element (a chunked client would read it as the end)."""
+    flow = streamed_flow(inner)
+    out = run_stream(keeper, flow, [b"data: 1\n\n", b"data: 2\n\n"])
+    assert all(isinstance(pieces, list) and all(pieces) for pieces in out)
+    assert out[-1] == []
+    assert flow.response.raw_content == b"data: 1\n\ndata: 2\n\n"
+
+
+def test_plain_streaming_is_kept_too(keeper):
+    flow = streamed_flow(True)
+    out = run_stream(keeper, flow, [b"data: x\n\n"])
+    assert out == [[b"data: x\n\n"], []]
+    assert flow.response.raw_content == b"data: x\n\n"
+
+
+def test_stream_beyond_the_limit_is_cut_and_marked(keeper, tctx):
+    tctx.configure(keeper, llm_keep_stream_kb=1)
+    flow = streamed_flow(True)
+    flow.comment = "openai:gpt-5.5 → https://api.openai.com/v1/chat/completions"
+    out = run_stream(keeper, flow, [b"a" * 600, b"b" * 600, b"c" * 600])
+    assert [len(b"".join(pieces)) for pieces in out] == [600, 600, 600, 0]  # the client gets everything
+    assert flow.response.raw_content == b"a" * 600 + b"b" * 424
+    assert flow.comment.split("\n") == [
+        "openai:gpt-5.5 → https://api.openai.com/v1/chat/completions",
+        "streamed body: kept the first 1 KB of 1800 bytes",
+    ]
+
+
+def test_stream_view_says_when_the_kept_stream_was_cut(keeper, tctx):
+    tctx.configure(keeper, llm_keep_stream_kb=1)
+    data = ANTHROPIC_THINKING_STREAM.encode()
+    flow = streamed_flow(True, routed("anthropic", "anthropic", stream=True))
+    run_stream(keeper, flow, [data[:600], data[600:]])
+    lines = shown(flow.response, flow).text.split("\n")
+    assert "    18 C is mild." in lines
+    assert lines[-1] == f"(kept only the first 1024 of {len(data)} bytes: the rest is not shown)"
+
+
+def test_stream_cut_off_midway_is_kept_for_the_error_flow(keeper):
+    flow = streamed_flow(True)
+    keeper.responseheaders(flow)
+    flow.response.stream(b"data: partial")
+    flow.response.raw_content = None
+    keeper.error(flow)
+    assert flow.response.raw_content == b"data: partial"
+
+
+@pytest.mark.parametrize("case", ["off", "not-llm", "not-streamed", "mitmproxy-stores-it"])
+def test_streams_are_left_alone(keeper, tctx, case):
+    flow = streamed_flow(True)
+    if case == "off":
+        tctx.configure(keeper, llm_keep_stream_kb=0)
+    elif case == "not-llm":
+        del flow.metadata["llm"]
+    elif case == "not-streamed":
+        flow.response.stream = False
+    else:
+        tctx.options.store_streamed_bodies = True
+    keeper.responseheaders(flow)
+    assert not isinstance(flow.response.stream, views.StreamTee)
+
+
+def test_a_body_mitmproxy_kept_is_not_replaced(keeper):
+    flow = streamed_flow(True)
+    keeper.responseheaders(flow)
+    flow.response.stream(b"data: seen\n\n")
+    flow.response.raw_content = b"stored by mitmproxy"
+    keeper.response(flow)
+    assert flow.response.raw_content == b"stored by mitmproxy"
+
+
+def test_negative_limit_is_refused(keeper, tctx):
+    with pytest.raises(exceptions.OptionsError, match="llm_keep_stream_kb"):
+        tctx.configure(keeper, llm_keep_stream_kb=-1)
+
+
+def test_kept_translated_stream_reads_in_the_stream_view(keeper):
+    """The real chain: TranslateResponses' translator turns Anthropic into OpenAI, KeepStreams wraps it."""
+    from addons.translate import StreamTranslator
+
+    exchange = routed("openai-chat", "anthropic", stream=True)
+    exchange.request = translators.get("openai-chat").parse_request(json.loads(OPENAI_CHAT_REQUEST))
+    encoder = translators.get("openai-chat").StreamEncoder(exchange.request)
+    translator = StreamTranslator(translators.get("anthropic").StreamDecoder(), encoder, exchange)
+    flow = streamed_flow(translator, exchange)
+    data = ANTHROPIC_THINKING_STREAM.encode()
+    out = run_stream(keeper, flow, [data[i : i + 7] for i in range(0, len(data), 7)])
+    assert flow.response.raw_content == b"".join(piece for pieces in out for piece in pieces)
+    result = shown(flow.response, flow)
+    assert result.view_name == "LLM Stream"
+    lines = result.text.split("\n")
+    assert lines[0].startswith("openai-chat stream, reassembled · model claude-sonnet-4-6 · id ")
+    assert lines[0].endswith(" · translated from anthropic")
+    assert "  It is 18 °C." in lines and "stop: end_turn" in lines
+
+
+# -- real bytes through the proxy -----------------------------------------------------------------
+
+
+Answer = tuple[httpx2.Headers, bytearray]
+
+
+class Tape(httpx2.BaseTransport):
+    """An httpx2 transport (what the SDKs use) that records each answer's headers and body bytes as
+    the client read them."""
+
+    def __init__(self) -> None:
+        self.inner = httpx2.HTTPTransport()
+        self.answers: list[Answer] = []
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = self.inner.handle_request(request)
+        body = bytearray()
+        self.answers.append((response.headers, body))
+        stream = Recorded(response.stream, body)
+        return httpx2.Response(
+            response.status_code, headers=response.headers, stream=stream, extensions=response.extensions
+        )
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class Recorded(httpx2.SyncByteStream):
+    def __init__(self, inner: httpx2.SyncByteStream, sink: bytearray) -> None:
+        self.inner, self.sink = inner, sink
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.inner:
+            self.sink += chunk
+            yield chunk
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class ResponsesClient:
+    """The official SDK's Responses API, shaped like the e2e matrix's clients."""
+
+    def __init__(self, proxy, http_client: httpx2.Client) -> None:
+        url = proxy.front_url + "/v1"
+        self.client = openai.OpenAI(base_url=url, api_key=CLIENT_KEY, max_retries=0, http_client=http_client)
+        self.items: list[dict] = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+    def ask(self, model: str, stream: bool, tools: bool):
+        tool = {"type": "function", "name": "get_weather", "description": "Weather"}
+        tool["parameters"] = WEATHER_SCHEMA
+        kwargs = {"model": model, "input": self.items, "tools": [tool] if tools else []}
+        if not stream:
+            return self.client.responses.create(**kwargs)
+        with self.client.responses.stream(**kwargs) as events:
+            for _ in events:
+                pass
+            return events.get_final_response()
+
+    def answer_tool(self, response, result: str) -> None:
+        call = next(item for item in response.output if item.type == "function_call")
+        self.items.append(call.model_dump(include={"type", "call_id", "name", "arguments"}))
+        self.items.append({"type": "function_call_output", "call_id": call.call_id, "output": result})
+
+
+def recording_client(kind: str, proxy, tape: Tape):
+    """The e2e matrix's SDK client of ``kind`` whose HTTP goes through ``tape``."""
+    http_client = httpx2.Client(transport=tape, timeout=30)
+    if kind == "responses":
+        return ResponsesClient(proxy, http_client)
+    client = CLIENTS[kind](proxy)
+    if kind == "gemini":
+        options = types.HttpOptions(base_url=proxy.front_url, httpx_client=http_client)
+        client.client = genai.Client(api_key=CLIENT_KEY, http_options=options)
+    else:
+        client.client = client.client.with_options(http_client=http_client)
+    return client
+
+
+def recorded_flow(
+    client: str, backend: str, stream: bool, upstream: RecordedRequest, answer: Answer
+) -> http.HTTPFlow:
+    """The flow as mitmweb holds it: the provider's request, the client's answer, the exchange."""
+    headers, body = answer
+    query = "&".join(f"{k}={v}" for k, v in upstream.query.items())
+    path = f"{upstream.path}?{query}" if query else upstream.path
+    flow = llm_flow(path, upstream.raw, bytes(body), content_type=headers.get("content-type", ""))
+    flow.metadata["llm"] = routed(PROTOCOLS[client], backend, stream)
+    return flow
+
+
+# The fake OpenAI serves Chat Completions only, where a Responses client would pass straight through.
+ROUTES = [(c, b) for c in PROTOCOLS for b in BACKENDS if (c, b) != ("responses", "openai")]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("client, backend", ROUTES, ids=[f"{c}-to-{b}" for c, b in ROUTES])
+def test_recorded_tool_round_trip_reads_as_conversation(proxy, fakes, client, backend, stream):
+    tape = Tape()
+    sdk = recording_client(client, proxy, tape)
+    first = sdk.ask(f"{backend}:fake-model", stream=stream, tools=True)
+    sdk.answer_tool(first, TOOL_RESULT)
+    sdk.ask(f"{backend}:fake-model", stream=stream, tools=True)
+    upstream = getattr(fakes, backend).requests
+    call, result = (
+        recorded_flow(client, backend, stream, u, a) for u, a in zip(upstream, tape.answers, strict=True)
+    )
+
+    asked = shown(result.request, result)
+    assert asked.view_name == "LLM Conversation"
+    assert asked.text.startswith(f"{PROTOCOLS[backend]} request · model fake-model")
+    assert '→ get_weather({"city": "Paris"})' in asked.text
+    assert "← get_weather result" in asked.text and TOOL_RESULT in asked.text
+    assert "  get_weather(city: string): Weather" in asked.text.split("\n")
+
+    answers = [shown(call.response, call), shown(result.response, result)]
+    assert {a.view_name for a in answers} == {"LLM Stream" if stream else "LLM Conversation"}
+    assert all(a.text.startswith(PROTOCOLS[client]) for a in answers)
+    assert '  → get_weather({"city": "Paris"})' in answers[0].text
+    assert f"  Tool said: {TOOL_RESULT}" in answers[1].text.split("\n")
+    if PROTOCOLS[client] != PROTOCOLS[backend]:
+        assert answers[1].text.split("\n")[0].endswith(f"translated from {PROTOCOLS[backend]}")
+
+
+def test_recorded_gemini_json_array_stream_is_reassembled(proxy, fakes):
+    url = f"{proxy.front_url}/v1beta/models/openai:fake-model:streamGenerateContent"
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+    answer = httpx2.post(url, json=body, headers={"x-goog-api-key": CLIENT_KEY}, timeout=30)
+    content_type = answer.headers["content-type"]
+    flow = llm_flow(GEMINI_STREAM_PATH, json.dumps(body), answer.content, content_type=content_type)
+    flow.metadata["llm"] = routed("gemini", "openai", stream=True)
+    result = shown(flow.response, flow)
+    assert answer.content.startswith(b"[")
+    assert result.view_name == "LLM Stream"
+    assert "  Hello from openai!" in result.text.split("\n")
+
+
+# The views as mitmweb will use them, inside a real proxy (whose entry script registers them and
+# keeps streamed bodies): this script records what the views show of each LLM flow. The openai
+# SDK closes the connection at [DONE], so a stream may end in mitmproxy's error hook instead.
+RECORDER = """
+import base64, json, pathlib
+from mitmproxy import contentviews
+
+OUT = pathlib.Path(__file__).parent / "flows"
+OUT.mkdir(exist_ok=True)
+
+
+class Record:
+    def response(self, flow):
+        if flow.metadata.get("llm") is None or (OUT / f"{flow.id}.json").exists():
+            return
+        record = {}
+        for name in ("request", "response"):
+            result = contentviews.prettify_message(getattr(flow, name), flow)
+            record[name] = [result.view_name, result.text]
+        record["kept"] = base64.b64encode(flow.response.raw_content or b"").decode()
+        (OUT / "partial").write_text(json.dumps(record))
+        (OUT / "partial").rename(OUT / f"{flow.id}.json")
+
+    error = response
+
+
+addons = [Record()]
+"""
+
+
+def test_mitmweb_sees_the_stream_the_client_received(start_proxy, fakes, tmp_path):
+    (tmp_path / "recorder.py").write_text(RECORDER)
+    proxy = start_proxy(fakes.llm_yaml(), ["-s", str(tmp_path / "recorder.py")])
+    tape = Tape()
+    turn = recording_client("openai", proxy, tape).ask("anthropic:fake-model", stream=True, tools=False)
+    assert turn.text == "Hello from anthropic!"
+    records = wait_for_files(tmp_path / "flows")
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    assert base64.b64decode(record["kept"]) == bytes(tape.answers[0][1])
+    request_view, request_text = record["request"]
+    response_view, response_text = record["response"]
+    assert (request_view, response_view) == ("LLM Conversation", "LLM Stream")
+    assert request_text.startswith("anthropic request · model fake-model · translated from openai-chat")
+    assert "  Hello from anthropic!" in response_text.split("\n")
+
+
+def wait_for_files(directory: Path, timeout: float = 5.0) -> list[Path]:
+    deadline = time.monotonic() + timeout
+    while not (files := sorted(directory.glob("*.json"))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return files
