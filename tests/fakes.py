@@ -1,4 +1,4 @@
-"""Fake upstream LLM providers: real HTTP servers on 127.0.0.1, each speaking one protocol strictly.
+"""Fake upstream LLM providers: real HTTP servers on 127.0.0.1, each speaking its protocols strictly.
 
 Why strict: a fake that accepts anything hides translation bugs. Each fake rejects, in its own error
 envelope and status, the request shapes the real provider rejects (protocols.md §1, §3, §4), and cuts
@@ -9,6 +9,12 @@ boundary. Behaviour is chosen from the request alone, so tests can drive it thro
   -> one tool call ``get_weather`` with ``{"city": "Paris"}``;
 - a tool result in the last user turn -> text ``"Tool said: <result text>"``;
 - otherwise -> ``"Hello from <openai|anthropic|gemini>!"`` (model ``degrees``: ``DEGREES_TEXT``).
+
+Model ``agent-shell`` drives a real coding agent instead: when the request declares the agent's
+shell tool (``AGENT_SHELL_TOOLS``), it calls that tool with ``AGENT_COMMAND``, never get_weather.
+
+FakeOpenAI serves Chat Completions and the Responses API (stateless: no ``previous_response_id``,
+no ``store: true``), with the same behaviour, usage and failure models on both.
 
 The requested model name selects failures: see ``FakeProvider.respond``.
 """
@@ -22,7 +28,7 @@ import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, TypeGuard, cast
 
@@ -41,6 +47,16 @@ TOOL_ARGS = '{"city":"Paris"}'
 DEGREES_MODEL = "degrees"
 DEGREES_TEXT = "It is 18 °C in Paris."
 SLOW_PREFIX = "slow-first-byte-"
+AGENT_MODEL = "agent-shell"
+AGENT_COMMAND = "echo proxied-ok > marker.txt && cat marker.txt"
+AGENT_OUTPUT = "proxied-ok"
+# Each coding agent's own shell tool (as it declares it) -> its arguments for AGENT_COMMAND.
+AGENT_SHELL_TOOLS: dict[str, dict[str, str]] = {
+    "Bash": {"command": AGENT_COMMAND, "description": "Write and read the marker file"},  # Claude Code
+    "exec_command": {"cmd": AGENT_COMMAND},  # Codex CLI
+    "shell_command": {"command": AGENT_COMMAND},  # Codex CLI, older releases
+    "run_shell_command": {"command": AGENT_COMMAND, "description": "Write and read the marker file"},
+}
 CREATED = 1767225600
 
 # status -> what the fake says for model "fail-<status>" (message: "fake <provider>: <text>")
@@ -109,10 +125,12 @@ class RecordedRequest:
 
 @dataclass(frozen=True)
 class Answer:
-    """What the fake model says: a text, or the one tool call."""
+    """What the fake model says: a text, or one tool call (get_weather unless an agent's shell)."""
 
     text: str = ""
     tool_call: bool = False
+    name: str = TOOL_NAME
+    arguments: str = TOOL_ARGS
 
 
 @dataclass
@@ -123,6 +141,7 @@ class Stream:
     error: bytes  # the protocol's in-band error frame
     head: int  # frames up to and including the first text delta
     content_type: str = "text/event-stream"
+    first_error: bytes | None = None  # the error as the very first frame, where frames are numbered
 
 
 class FakeProvider:
@@ -221,12 +240,17 @@ class FakeProvider:
             return self.error(400, f"fake {self.name}: {exc}")
 
     # --- behaviour -------------------------------------------------------------------------------
-    def reply(self, model: str, results: list[str], tools_on: bool) -> Answer:
-        """The deterministic answer; mid-stream scenarios always answer the greeting text."""
+    def reply(self, model: str, results: list[str], tools_on: bool, tools: Sequence[str] = ()) -> Answer:
+        """The deterministic answer; mid-stream scenarios always answer the greeting text.
+
+        `tools` are the declared tool names: model agent-shell calls the agent's shell tool among them.
+        """
         if model in MIDSTREAM_MODELS:
             return Answer(self.greeting(model))
         if results:
             return Answer("Tool said: " + " | ".join(results))
+        if model == AGENT_MODEL:
+            return agent_answer(tools if tools_on else (), self.greeting(model))
         if tools_on:
             return Answer(tool_call=True)
         return Answer(self.greeting(model))
@@ -254,7 +278,7 @@ class FakeProvider:
             return await self._respond_json(request, model, answer)
         stream = self.stream(model, answer, request)
         frames = {
-            "fail-first-event": [stream.error],
+            "fail-first-event": [stream.first_error or stream.error],
             "fail-midstream": [*stream.frames[: stream.head], stream.error],
             "drop-midstream": stream.frames[: stream.head],
         }.get(model, stream.frames)
@@ -322,6 +346,19 @@ class FakeProvider:
         return {}
 
 
+def agent_answer(tools: Sequence[str], greeting: str) -> Answer:
+    """The call of the agent's shell tool when declared (a side request without it gets the greeting)."""
+    shell = next((name for name in tools if name in AGENT_SHELL_TOOLS), None)
+    if shell is None:
+        return Answer(greeting)
+    return Answer(tool_call=True, name=shell, arguments=compact(AGENT_SHELL_TOOLS[shell]))
+
+
+def arg_fragments(answer: Answer, fixed: list[str]) -> list[str]:
+    """get_weather's arguments in the protocol's fixed fragments; other arguments in three pieces."""
+    return fixed if answer.arguments == TOOL_ARGS else text_pieces(answer.arguments)
+
+
 def sse(payload: Json | str, event: str | None = None, end: str = "\n") -> bytes:
     data = payload if isinstance(payload, str) else compact(payload)
     head = f"event: {event}{end}" if event else ""
@@ -344,6 +381,8 @@ OPENAI_USAGE = {
     "prompt_tokens_details": {"cached_tokens": 0},
     "completion_tokens_details": {"reasoning_tokens": 0},
 }
+CHAT_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
 OPENAI_TOOL_ID = "call_fake_openai_01"
 OPENAI_ARG_FRAGMENTS = ['{"ci', 'ty":"Pa', 'ris"}']
 OPENAI_ERRORS = {  # status -> (type, code)
@@ -526,12 +565,18 @@ def openai_text(content: Any) -> str:
 
 
 class FakeOpenAI(FakeProvider):
-    """POST /v1/chat/completions, GET /v1/models (the SDK's base_url is ``base_url + "/v1"``)."""
+    """POST /v1/chat/completions, POST /v1/responses, GET /v1/models (the SDK's base_url is
+    ``base_url + "/v1"``). Both generation endpoints share the behaviour and failure models; the
+    request's path picks the wire format of the answer."""
 
     name = "openai"
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/v1/chat/completions", self.chat), web.get("/v1/models", self.models)]
+        return [
+            web.post(CHAT_PATH, self.chat),
+            web.post(RESPONSES_PATH, self.responses),
+            web.get("/v1/models", self.models),
+        ]
 
     def key_of(self, request: web.Request) -> str | None:
         given = request.headers.get("Authorization", "")
@@ -562,6 +607,13 @@ class FakeOpenAI(FakeProvider):
         check_openai_chat(body)
         return await self.respond(request, body["model"], self.answer(body), body.get("stream") is True)
 
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        body = request[BODY]
+        check_openai_responses(body)
+        names = [tool.get("name", "") for tool in body.get("tools") or [] if tool.get("type") == "function"]
+        answer = self.reply(body["model"], responses_results(body), responses_tools_on(body), names)
+        return await self.respond(request, body["model"], answer, body.get("stream") is True)
+
     def answer(self, body: Json) -> Answer:
         messages = body["messages"]
         last_assistant = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
@@ -569,9 +621,20 @@ class FakeOpenAI(FakeProvider):
             openai_text(m.get("content")) for m in messages[last_assistant + 1 :] if m["role"] == "tool"
         ]
         tools_on = bool(body.get("tools")) and body.get("tool_choice") != "none"
-        return self.reply(body["model"], results, tools_on)
+        names = [tool["function"]["name"] for tool in body.get("tools") or []]
+        return self.reply(body["model"], results, tools_on, names)
 
     def message(self, model: str, answer: Answer, request: web.Request) -> Json:
+        if request.path == RESPONSES_PATH:
+            return response_object(model, answer, request[BODY], done=True)
+        return self.completion(model, answer)
+
+    def stream(self, model: str, answer: Answer, request: web.Request) -> Stream:
+        if request.path == RESPONSES_PATH:
+            return responses_stream(model, answer, request[BODY])
+        return self.chunks(model, answer, request[BODY])
+
+    def completion(self, model: str, answer: Answer) -> Json:
         message: Json = {
             "role": "assistant",
             "content": answer.text or None,
@@ -579,7 +642,7 @@ class FakeOpenAI(FakeProvider):
             "annotations": [],
         }
         if answer.tool_call:
-            function = {"name": TOOL_NAME, "arguments": TOOL_ARGS}
+            function = {"name": answer.name, "arguments": answer.arguments}
             message["tool_calls"] = [{"id": OPENAI_TOOL_ID, "type": "function", "function": function}]
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": self.finish(answer)}
         return {
@@ -596,8 +659,8 @@ class FakeOpenAI(FakeProvider):
     def finish(answer: Answer) -> str:
         return "tool_calls" if answer.tool_call else "stop"
 
-    def stream(self, model: str, answer: Answer, request: web.Request) -> Stream:
-        with_usage = bool((request[BODY].get("stream_options") or {}).get("include_usage"))
+    def chunks(self, model: str, answer: Answer, body: Json) -> Stream:
+        with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": CREATED, "model": model}
         extra = {"usage": None} if with_usage else {}
 
@@ -625,12 +688,352 @@ class FakeOpenAI(FakeProvider):
             "index": 0,
             "id": OPENAI_TOOL_ID,
             "type": "function",
-            "function": {"name": TOOL_NAME, "arguments": ""},
+            "function": {"name": answer.name, "arguments": ""},
         }
         fragments = [
-            {"tool_calls": [{"index": 0, "function": {"arguments": f}}]} for f in OPENAI_ARG_FRAGMENTS
+            {"tool_calls": [{"index": 0, "function": {"arguments": f}}]}
+            for f in arg_fragments(answer, OPENAI_ARG_FRAGMENTS)
         ]
         return [{"role": "assistant", "content": None, "tool_calls": [start]}, *fragments]
+
+
+# ================================================================================================
+# OpenAI Responses (protocols.md §2), served by FakeOpenAI
+# ================================================================================================
+RESPONSES_USAGE = {
+    "input_tokens": 11,
+    "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+    "output_tokens": 7,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 18,
+}
+RESPONSE_ID = "resp_fake_openai"
+RESPONSES_ITEM_IDS = {False: "msg_fake_openai", True: "fc_fake_openai"}  # by Answer.tool_call
+RESPONSES_FIELDS = frozenset(
+    "model input instructions max_output_tokens max_tool_calls temperature top_p top_logprobs tools"
+    " tool_choice parallel_tool_calls text reasoning include store stream stream_options metadata user"
+    " safety_identifier prompt_cache_key prompt_cache_retention prompt_cache_options service_tier"
+    " truncation background background_options previous_response_id conversation prompt"
+    " context_management moderation image access_programs"
+    " client_metadata".split()  # Codex sends client_metadata; api.openai.com takes it
+)
+RESPONSES_MIN_OUTPUT_TOKENS = 16
+RESPONSES_INPUT_PARTS = frozenset({"input_text", "input_image", "input_file"})
+RESPONSES_PARTS = {  # role -> content part types its message may carry
+    "user": RESPONSES_INPUT_PARTS,
+    "system": RESPONSES_INPUT_PARTS,
+    "developer": RESPONSES_INPUT_PARTS,
+    "assistant": frozenset({"output_text", "refusal"}),
+}
+RESPONSES_CHOICES = frozenset({"none", "auto", "required"})
+# Hosted and custom tools, and their items, which the real API knows: the fake takes them unchecked
+# and never acts on them, so that a same-protocol route can be seen carrying them (trap 22).
+RESPONSES_HOSTED_TOOLS = frozenset(
+    "file_search computer computer_use_preview web_search web_search_2025_08_26 web_search_preview"
+    " web_search_preview_2025_03_11 mcp code_interpreter programmatic_tool_calling image_generation"
+    " local_shell shell custom namespace tool_search apply_patch".split()
+)
+RESPONSES_HOSTED_ITEMS = frozenset(
+    "file_search_call computer_call computer_call_output web_search_call tool_search_call"
+    " tool_search_output additional_tools configuration_update compaction image_generation_call"
+    " code_interpreter_call local_shell_call local_shell_call_output shell_call shell_call_output"
+    " apply_patch_call apply_patch_call_output mcp_list_tools mcp_approval_request mcp_approval_response"
+    " mcp_call custom_tool_call custom_tool_call_output compaction_trigger program program_output".split()
+)
+RESPONSES_FORMATS = frozenset({"text", "json_object", "json_schema"})
+# Server-side state this stateless fake has not got: key -> why it refuses a non-null value.
+RESPONSES_STATEFUL = {
+    "previous_response_id": "Previous response with id {!r} not found: this fake is stateless",
+    "conversation": "Conversation {!r} not found: this fake is stateless",
+}
+
+
+def check_openai_responses(body: Json) -> None:
+    unknown = sorted(set(body) - RESPONSES_FIELDS)
+    require(not unknown, f"Unknown parameter: {', '.join(unknown)}")
+    require(isinstance(body.get("model"), str) and body["model"], "model: a non-empty string is required")
+    require("stream" not in body or isinstance(body["stream"], bool), "stream: must be a boolean")
+    for key, refusal in RESPONSES_STATEFUL.items():
+        require(body.get(key) is None, f"{key}: {refusal.format(body.get(key))}")
+    require(body.get("store") is not True, "store: true is not supported: this fake is stateless")
+    limit = body.get("max_output_tokens")
+    require(
+        limit is None or (is_int(limit) and limit >= RESPONSES_MIN_OUTPUT_TOKENS),
+        f"Invalid 'max_output_tokens': expected an integer >= {RESPONSES_MIN_OUTPUT_TOKENS}, got {limit!r}",
+    )
+    names = check_responses_tools(body.get("tools"))
+    check_responses_tool_choice(body.get("tool_choice"), names)
+    check_responses_text(body.get("text"))
+    given = body.get("input")
+    if not isinstance(given, str):
+        check_responses_input(expect_list(given, "input: expected a string or a non-empty array of items"))
+
+
+def check_responses_tools(tools: Any) -> set[str]:
+    """Function tools are flat: name and parameters beside ``type``, no ``function`` wrapper."""
+    if tools is None:
+        return set()
+    require(isinstance(tools, list), "tools: expected an array")
+    names: set[str] = set()
+    for i, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        known = kind == "function" or kind in RESPONSES_HOSTED_TOOLS
+        require(known, f"tools[{i}].type: invalid value {kind!r}")
+        if kind != "function":
+            continue
+        require("function" not in tool, f"Unknown parameter: 'tools[{i}].function' (function tools are flat)")
+        name = tool.get("name")
+        require(
+            isinstance(name, str) and OPENAI_TOOL_NAME.match(name), f"tools[{i}].name: invalid {name!r}"
+        )
+        params = tool.get("parameters")
+        require(
+            params is None or (isinstance(params, dict) and params.get("type") == "object"),
+            f"Invalid schema for function '{name}': schema must be a JSON Schema of 'type: \"object\"'",
+        )
+        names.add(name)
+    return names
+
+
+def check_responses_tool_choice(choice: Any, names: set[str]) -> None:
+    if choice is None or isinstance(choice, str):
+        require(choice is None or choice in RESPONSES_CHOICES, f"tool_choice: invalid value {choice!r}")
+        return
+    require(isinstance(choice, dict), "tool_choice: expected a string or an object")
+    kind = choice.get("type")
+    if kind == "function":
+        name = choice.get("name")
+        require(name in names, f"tool_choice: function {name!r} is not among the tools")
+    else:
+        known = kind == "allowed_tools" or kind in RESPONSES_HOSTED_TOOLS
+        require(known, f"tool_choice.type: invalid {kind!r}")
+
+
+def check_responses_text(text: Any) -> None:
+    """``text.format`` is flat: a json_schema format has name and schema, no ``json_schema`` wrapper."""
+    if text is None:
+        return
+    fmt = expect_dict(text, "text: expected an object").get("format")
+    if fmt is None:
+        return
+    require(
+        isinstance(fmt, dict) and fmt.get("type") in RESPONSES_FORMATS,
+        f"text.format.type: expected one of {sorted(RESPONSES_FORMATS)}",
+    )
+    if fmt["type"] == "json_schema":
+        require("json_schema" not in fmt, "Unknown parameter: 'text.format.json_schema'")
+        require(isinstance(fmt.get("name"), str), "Missing required parameter: 'text.format.name'")
+        require(isinstance(fmt.get("schema"), dict), "Missing required parameter: 'text.format.schema'")
+
+
+def check_responses_input(items: list[Any]) -> None:
+    """Each item by type; every function_call_output answers an earlier call, and every call is answered."""
+    called: list[str] = []
+    answered: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"input[{i}]"
+        kind = item.get("type", "message") if isinstance(item, dict) else None
+        check = CHECK_RESPONSES_ITEM.get(str(kind))
+        if check is None:
+            raise Invalid(f"{where}.type: invalid value {kind!r}")
+        check(where, item)
+        if kind == "function_call":
+            called.append(item["call_id"])
+        elif kind == "function_call_output":
+            require(
+                item["call_id"] in called,
+                f"{where}: No tool call found for function call output with call_id {item['call_id']}.",
+            )
+            answered.add(item["call_id"])
+    missing = [call_id for call_id in called if call_id not in answered]
+    require(not missing, f"No tool output found for function call {', '.join(missing)}.")
+
+
+def check_responses_message(where: str, item: Json) -> None:
+    role = item.get("role")
+    require(role in RESPONSES_PARTS, f"{where}.role: invalid role {role!r}")
+    content = item.get("content")
+    if isinstance(content, str):
+        return
+    require(
+        isinstance(content, list) and content, f"{where}.content: expected a string or a non-empty array"
+    )
+    for j, part in enumerate(content):
+        check_responses_part(f"{where}.content[{j}]", part, RESPONSES_PARTS[role])
+
+
+def check_responses_part(where: str, part: Any, allowed: frozenset[str]) -> None:
+    kind = part.get("type") if isinstance(part, dict) else None
+    require(kind in allowed, f"{where}.type: invalid value {kind!r}, supported: {', '.join(sorted(allowed))}")
+    if kind in ("input_text", "output_text"):
+        require(isinstance(part.get("text"), str), f"{where}.text: expected a string")
+    if kind == "input_image":
+        url = part.get("image_url")
+        require(
+            url is None or isinstance(url, str),
+            f"Invalid type for '{where}.image_url': expected a string, but got {type(url).__name__}",
+        )
+        require(url is not None or part.get("file_id"), f"{where}: image_url or file_id is required")
+
+
+def check_responses_call(where: str, item: Json) -> None:
+    for key in ("call_id", "name"):
+        require(isinstance(item.get(key), str) and item[key], f"Missing required parameter: '{where}.{key}'")
+    require(isinstance(item.get("arguments"), str), f"{where}.arguments: expected a JSON string")
+
+
+def check_responses_call_output(where: str, item: Json) -> None:
+    require(
+        isinstance(item.get("call_id"), str) and item["call_id"],
+        f"Missing required parameter: '{where}.call_id'",
+    )
+    output = item.get("output")
+    if isinstance(output, str):
+        return
+    require(isinstance(output, list), f"{where}.output: expected a string or an array")
+    for j, part in enumerate(output):
+        check_responses_part(f"{where}.output[{j}]", part, RESPONSES_INPUT_PARTS)
+
+
+def check_responses_reasoning(where: str, item: Json) -> None:
+    require(isinstance(item.get("summary"), list), f"Missing required parameter: '{where}.summary'")
+
+
+def check_responses_reference(where: str, item: Json) -> None:
+    raise Invalid(f"{where}: Item with id {item.get('id')!r} not found: this fake is stateless")
+
+
+def carry_hosted_item(where: str, item: Json) -> None:
+    """A hosted or custom tool's item: carried, never checked nor answered."""
+
+
+CHECK_RESPONSES_ITEM: dict[str, Callable[[str, Json], None]] = {
+    "message": check_responses_message,
+    "function_call": check_responses_call,
+    "function_call_output": check_responses_call_output,
+    "reasoning": check_responses_reasoning,
+    "item_reference": check_responses_reference,
+    **dict.fromkeys(RESPONSES_HOSTED_ITEMS, carry_hosted_item),
+}
+
+
+def responses_results(body: Json) -> list[str]:
+    """The outputs of function_call_output items after the model's last turn."""
+    items = body["input"] if isinstance(body["input"], list) else []
+    model_turn = max((i for i, item in enumerate(items) if is_model_item(item)), default=-1)
+    return [
+        responses_output_text(item["output"])
+        for item in items[model_turn + 1 :]
+        if item.get("type") == "function_call_output"
+    ]
+
+
+def is_model_item(item: Json) -> bool:
+    """An item of the model's turn: its own calls (hosted ones too), reasoning, or text."""
+    kind = item.get("type", "message")
+    return kind in ("function_call", "reasoning") or kind.endswith("_call") or item.get("role") == "assistant"
+
+
+def responses_output_text(output: str | list[Json]) -> str:
+    return output if isinstance(output, str) else "".join(p.get("text", "") for p in output)
+
+
+def responses_tools_on(body: Json) -> bool:
+    """Only function tools make the fake call get_weather."""
+    functions = any(tool.get("type") == "function" for tool in body.get("tools") or [])
+    return functions and body.get("tool_choice") != "none"
+
+
+def output_text(text: str) -> Json:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def response_item(answer: Answer, done: bool) -> Json:
+    """The one output item; while in progress a message has no content and a call no arguments."""
+    status = "completed" if done else "in_progress"
+    item_id = RESPONSES_ITEM_IDS[answer.tool_call]
+    if answer.tool_call:
+        arguments = answer.arguments if done else ""
+        fields = {"call_id": OPENAI_TOOL_ID, "name": answer.name, "arguments": arguments, "status": status}
+        return {"type": "function_call", "id": item_id, **fields}
+    content = [output_text(answer.text)] if done else []
+    return {"type": "message", "id": item_id, "role": "assistant", "status": status, "content": content}
+
+
+def response_object(model: str, answer: Answer, body: Json, done: bool) -> Json:
+    """A Response, echoing the request's settings; in progress it has no output and no usage yet."""
+    return {
+        "id": RESPONSE_ID,
+        "object": "response",
+        "created_at": CREATED,
+        "status": "completed" if done else "in_progress",
+        "model": model,
+        "output": [response_item(answer, done)] if done else [],
+        "usage": RESPONSES_USAGE if done else None,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "metadata": body.get("metadata") or {},
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": None,
+        "store": False,
+        "temperature": body.get("temperature", 1.0),
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+    }
+
+
+def response_content_events(answer: Answer) -> list[Json]:
+    """Between output_item.added and .done: text parts and deltas, or argument fragments."""
+    where: Json = {"item_id": RESPONSES_ITEM_IDS[answer.tool_call], "output_index": 0}
+    if answer.tool_call:
+        deltas = [
+            {"type": "response.function_call_arguments.delta", **where, "delta": fragment}
+            for fragment in arg_fragments(answer, OPENAI_ARG_FRAGMENTS)
+        ]
+        done = {"type": "response.function_call_arguments.done", **where, "arguments": answer.arguments}
+        return [*deltas, done]
+    where["content_index"] = 0
+    deltas = [
+        {"type": "response.output_text.delta", **where, "delta": piece, "logprobs": []}
+        for piece in text_pieces(answer.text)
+    ]
+    return [
+        {"type": "response.content_part.added", **where, "part": output_text("")},
+        *deltas,
+        {"type": "response.output_text.done", **where, "text": answer.text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": output_text(answer.text)},
+    ]
+
+
+def responses_stream(model: str, answer: Answer, body: Json) -> Stream:
+    """The typed event sequence of §2.4; `event:` equals `type`, sequence numbers count from 0."""
+    started = response_object(model, answer, body, done=False)
+    events = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+        {"type": "response.output_item.added", "output_index": 0, "item": response_item(answer, done=False)},
+        *response_content_events(answer),
+        {"type": "response.output_item.done", "output_index": 0, "item": response_item(answer, done=True)},
+        {"type": "response.completed", "response": response_object(model, answer, body, done=True)},
+    ]
+    frames = [sse({"type": e["type"], "sequence_number": n, **e}, e["type"]) for n, e in enumerate(events)]
+    head = 5  # created, in_progress, output_item.added, content_part.added, the first text delta
+    return Stream(frames, responses_error(head), head, first_error=responses_error(0))
+
+
+def responses_error(sequence_number: int) -> bytes:
+    failure = {
+        "type": "error",
+        "sequence_number": sequence_number,
+        "code": "server_error",
+        "message": f"fake openai: {STREAM_FAILED}",
+        "param": None,
+    }
+    return sse(failure, "error")
 
 
 # ================================================================================================
@@ -677,6 +1080,7 @@ ANTHROPIC_BLOCKS = {  # role -> block types it may carry
 ANTHROPIC_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 ANTHROPIC_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 ANTHROPIC_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+MID_CONVERSATION_SYSTEM = "mid-conversation-system-"  # anthropic-beta prefix
 
 
 def check_anthropic(body: Json, version: str, counting: bool) -> None:
@@ -748,6 +1152,23 @@ def check_anthropic_tools(tools: Any) -> bool:
         require(isinstance(schema, dict), f"tools.{i}.input_schema: Field required")
         require(schema.get("type") == "object", f"tools.{i}.input_schema.type: Input should be 'object'")
     return bool(tools)
+
+
+def mid_conversation_system(request: web.Request) -> Json:
+    """The body, with `role: "system"` messages checked and set aside when the request carries the
+    beta that allows them among the turns (Claude Code sends both); without it they stay and fail."""
+    body = request[BODY]
+    messages = body.get("messages")
+    allowed = MID_CONVERSATION_SYSTEM in request.headers.get("anthropic-beta", "")
+    if not allowed or not isinstance(messages, list):
+        return body
+    turns = []
+    for message in messages:
+        if isinstance(message, dict) and message.get("role") == "system":
+            check_anthropic_system(message.get("content"))
+        else:
+            turns.append(message)
+    return {**body, "messages": turns}
 
 
 def anthropic_turns(messages: Any) -> list[tuple[str, list[Json]]]:
@@ -928,11 +1349,12 @@ class FakeAnthropic(FakeProvider):
         return json_response({"data": data, "has_more": False, "first_id": ids[0], "last_id": ids[-1]})
 
     async def count_tokens(self, request: web.Request) -> web.Response:
-        check_anthropic(request[BODY], request.headers["anthropic-version"], counting=True)
+        body = mid_conversation_system(request)
+        check_anthropic(body, request.headers["anthropic-version"], counting=True)
         return json_response({"input_tokens": ANTHROPIC_USAGE["input_tokens"]})
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
-        body = request[BODY]
+        body = mid_conversation_system(request)
         check_anthropic(body, request.headers["anthropic-version"], counting=False)
         return await self.respond(request, body["model"], self.answer(body), body.get("stream") is True)
 
@@ -941,15 +1363,16 @@ class FakeAnthropic(FakeProvider):
         last_user = next((blocks for role, blocks in reversed(turns) if role == "user"), [])
         results = [anthropic_result_text(b) for b in last_user if b["type"] == "tool_result"]
         tools_on = bool(body.get("tools")) and (body.get("tool_choice") or {}).get("type") != "none"
-        return self.reply(body["model"], results, tools_on)
+        names = [tool.get("name", "") for tool in body.get("tools") or []]
+        return self.reply(body["model"], results, tools_on, names)
 
     def message(self, model: str, answer: Answer, request: web.Request) -> Json:
         if answer.tool_call:
             block = {
                 "type": "tool_use",
                 "id": ANTHROPIC_TOOL_ID,
-                "name": TOOL_NAME,
-                "input": json.loads(TOOL_ARGS),
+                "name": answer.name,
+                "input": json.loads(answer.arguments),
             }
         else:
             block = {"type": "text", "text": answer.text}
@@ -992,13 +1415,14 @@ class FakeAnthropic(FakeProvider):
     @staticmethod
     def opening_block(answer: Answer) -> Json:
         if answer.tool_call:
-            return {"type": "tool_use", "id": ANTHROPIC_TOOL_ID, "name": TOOL_NAME, "input": {}}
+            return {"type": "tool_use", "id": ANTHROPIC_TOOL_ID, "name": answer.name, "input": {}}
         return {"type": "text", "text": ""}
 
     @staticmethod
     def deltas(answer: Answer) -> list[Json]:
         if answer.tool_call:
-            return [{"type": "input_json_delta", "partial_json": f} for f in ANTHROPIC_ARG_FRAGMENTS]
+            fragments = arg_fragments(answer, ANTHROPIC_ARG_FRAGMENTS)
+            return [{"type": "input_json_delta", "partial_json": f} for f in fragments]
         return [{"type": "text_delta", "text": p} for p in text_pieces(answer.text)]
 
 
@@ -1328,7 +1752,10 @@ class FakeGemini(FakeProvider):
         results = [gemini_result_text(r["response"]) for r in gemini_answers(last_user)] if last_user else []
         declared = any(get(tool, "functionDeclarations") for tool in body.get("tools") or [])
         mode = get(get(get(body, "toolConfig") or {}, "functionCallingConfig") or {}, "mode")
-        return self.reply(model, results, declared and mode != "NONE")
+        tools = body.get("tools") or []
+        declarations = [d for tool in tools for d in get(tool, "functionDeclarations") or []]
+        names = [declaration.get("name", "") for declaration in declarations]
+        return self.reply(model, results, declared and mode != "NONE", names)
 
     def message(self, model: str, answer: Answer, request: web.Request) -> Json:
         return self.chunk(model, self.parts(model, answer), GEMINI_USAGE, finished=True)
@@ -1336,7 +1763,7 @@ class FakeGemini(FakeProvider):
     def parts(self, model: str, answer: Answer) -> list[Json]:
         if not answer.tool_call:
             return [{"text": answer.text}]
-        part: Json = {"functionCall": {"name": TOOL_NAME, "args": json.loads(TOOL_ARGS)}}
+        part: Json = {"functionCall": {"name": answer.name, "args": json.loads(answer.arguments)}}
         if model.startswith(GEMINI_THINKING_PREFIX):
             part["thoughtSignature"] = GEMINI_SIGNATURE_B64
         return [part]

@@ -322,6 +322,281 @@ def test_openai_lists_models(oai: openai.OpenAI) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# OpenAI Responses (same fake, POST /v1/responses)
+# ------------------------------------------------------------------------------------------------
+RESPONSES_TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "name": TOOL_NAME,
+        "description": "Weather",
+        "parameters": WEATHER_SCHEMA,
+        "strict": None,
+    }
+]
+TEXT_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.delta",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+CALL_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.output_item.done",
+    "response.completed",
+]
+FC = {"type": "function_call", "call_id": "call_1", "name": TOOL_NAME, "arguments": TOOL_ARGS}
+FC_OUTPUT = {"type": "function_call_output", "call_id": "call_1", "output": "18"}
+ASK_ITEM = {"role": "user", "content": "Weather?"}
+
+
+def response_events(raw: httpx.Client, fakes: Fakes, model: str) -> list[tuple[str, dict[str, Any]]]:
+    """(event line, parsed data) of each frame of a streamed Response."""
+    response = raw.post(
+        fakes.openai.base_url + "/v1/responses",
+        headers={"Authorization": f"Bearer {OPENAI_KEY}"},
+        json={"model": model, "input": "Hi", "stream": True},
+    )
+    assert response.headers["content-type"] == "text/event-stream"
+    frames = [f for f in response.text.split("\n\n") if f]
+    return [
+        (event.removeprefix("event: "), json.loads(data.removeprefix("data: ")))
+        for event, data in (frame.split("\n") for frame in frames)
+    ]
+
+
+def test_openai_responses_answers_hello_with_fixed_usage(oai: openai.OpenAI, fakes: Fakes) -> None:
+    response = oai.responses.create(model="gpt-x", input="Hi")
+    assert response.output_text == "Hello from openai!"
+    assert (response.status, response.model) == ("completed", "gpt-x")
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.output_tokens, response.usage.total_tokens) == (
+        11,
+        7,
+        18,
+    )
+    assert fakes.openai.requests[0].path == "/v1/responses"
+
+
+def test_openai_responses_streams_the_typed_event_sequence_with_text_in_pieces(oai: openai.OpenAI) -> None:
+    with oai.responses.stream(model="gpt-x", input="Hi") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert [e.type for e in events] == TEXT_EVENTS
+    assert [e.sequence_number for e in events] == list(range(len(TEXT_EVENTS)))
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert deltas == ["Hel", "lo from ", "openai!"]
+    assert final.output_text == "Hello from openai!" and final.status == "completed"
+    assert final.usage is not None and (final.usage.input_tokens, final.usage.output_tokens) == (11, 7)
+
+
+def test_openai_responses_stream_frames_name_their_type_and_end_without_done(
+    fakes: Fakes, raw: httpx.Client
+) -> None:
+    events = response_events(raw, fakes, "gpt-x")
+    assert all(name == data["type"] for name, data in events)
+    assert events[0][1]["response"]["usage"] is None
+    assert events[-1][1]["response"]["usage"]["total_tokens"] == 18
+    assert {data["response"]["id"] for _, data in events if "response" in data} == {"resp_fake_openai"}
+
+
+def test_openai_responses_degrees_scenario_streams_a_multibyte_character(oai: openai.OpenAI) -> None:
+    with oai.responses.stream(model="degrees", input="Hi") as stream:
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+    assert text == DEGREES_TEXT
+
+
+def test_openai_responses_function_call_round_trip(oai: openai.OpenAI, fakes: Fakes) -> None:
+    first = oai.responses.create(model="gpt-x", input="Weather?", tools=RESPONSES_TOOLS)
+    [call] = first.output
+    assert call.type == "function_call" and first.status == "completed"
+    assert (call.name, json.loads(call.arguments)) == (TOOL_NAME, {"city": "Paris"})
+    history: list[Any] = [
+        {"role": "user", "content": "Weather?"},
+        call.model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": call.call_id, "output": "18 degrees"},
+    ]
+    second = oai.responses.create(model="gpt-x", input=history, tools=RESPONSES_TOOLS)
+    assert second.output_text == "Tool said: 18 degrees"
+    assert fakes.openai.requests[1].body["input"][-1]["call_id"] == call.call_id
+
+
+def test_openai_responses_reads_typed_items_and_part_list_outputs(oai: openai.OpenAI) -> None:
+    history: list[Any] = [
+        {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Be terse."}]},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
+        FC,
+        {**FC_OUTPUT, "output": [{"type": "input_text", "text": "18"}]},
+    ]
+    response = oai.responses.create(model="gpt-x", input=history, tools=RESPONSES_TOOLS)
+    assert response.output_text == "Tool said: 18"
+
+
+def test_openai_responses_carries_hosted_tools_and_items_without_acting_on_them(oai: openai.OpenAI) -> None:
+    history: list[Any] = [
+        ASK_ITEM,
+        {"type": "custom_tool_call", "call_id": "call_2", "name": "apply_patch", "input": "*** Begin Patch"},
+        {"type": "custom_tool_call_output", "call_id": "call_2", "output": "Done"},
+    ]
+    tools: list[Any] = [{"type": "custom", "name": "apply_patch"}, {"type": "web_search"}]
+    response = oai.responses.create(model="gpt-x", input=history, tools=tools)
+    assert response.output_text == "Hello from openai!"
+
+
+def test_openai_responses_streams_function_call_arguments_in_fragments(oai: openai.OpenAI) -> None:
+    with oai.responses.stream(model="gpt-x", input="Weather?", tools=RESPONSES_TOOLS) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert [e.type for e in events] == CALL_EVENTS
+    added = next(e for e in events if e.type == "response.output_item.added")
+    assert added.item.type == "function_call" and added.item.name == TOOL_NAME
+    fragments = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+    assert len(fragments) > 1 and "".join(fragments) == TOOL_ARGS
+    [call] = final.output
+    assert call.type == "function_call" and call.arguments == TOOL_ARGS
+
+
+def test_openai_responses_tool_choice_none_answers_text(oai: openai.OpenAI) -> None:
+    response = oai.responses.create(model="gpt-x", input="Hi", tools=RESPONSES_TOOLS, tool_choice="none")
+    assert response.output_text == "Hello from openai!"
+
+
+def test_openai_responses_rejects_a_wrong_key(fakes: Fakes) -> None:
+    client = openai.OpenAI(base_url=fakes.openai.base_url + "/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError, match="fake openai: incorrect API key"):
+        client.responses.create(model="gpt-x", input="Hi")
+
+
+RESPONSES_MALFORMED: dict[str, tuple[str, dict[str, Any]]] = {
+    "previous_response_id": (
+        "Previous response with id 'resp_1' not found",
+        {"input": "Hi", "previous_response_id": "resp_1"},
+    ),
+    "store: true": ("store: true is not supported", {"input": "Hi", "store": True}),
+    "an unknown field": ("Unknown parameter: messages", {"input": "Hi", "extra_body": {"messages": HI}}),
+    "empty input": ("input: expected a string or a non-empty array", {"input": []}),
+    "an output answering no call": (
+        "No tool call found for function call output with call_id call_1",
+        {"input": [ASK_ITEM, FC_OUTPUT]},
+    ),
+    "a call left unanswered": (
+        "No tool output found for function call call_1",
+        {"input": [ASK_ITEM, FC, {"role": "user", "content": "And?"}], "tools": RESPONSES_TOOLS},
+    ),
+    "arguments as an object": (
+        "arguments: expected a JSON string",
+        {"input": [ASK_ITEM, {**FC, "arguments": {"city": "Paris"}}, FC_OUTPUT], "tools": RESPONSES_TOOLS},
+    ),
+    "a chat-style nested tool": (
+        "'tools[0].function' (function tools are flat)",
+        {"input": "Hi", "tools": [{**OPENAI_TOOLS[0], "name": TOOL_NAME}]},
+    ),
+    "input_text in an assistant message": (
+        "input[1].content[0].type: invalid value 'input_text'",
+        {
+            "input": [
+                ASK_ITEM,
+                {"role": "assistant", "content": [{"type": "input_text", "text": "x"}]},
+                ASK_ITEM,
+            ]
+        },
+    ),
+    "an image_url given as an object": (
+        "image_url': expected a string",
+        {
+            "input": [
+                {
+                    "role": "user",
+                    "content": [{"type": "input_image", "image_url": {"url": "https://x.test/a.png"}}],
+                }
+            ]
+        },
+    ),
+    "a json_schema format wrapped as in Chat": (
+        "Unknown parameter: 'text.format.json_schema'",
+        {"input": "Hi", "text": {"format": {"type": "json_schema", "json_schema": {"name": "a"}}}},
+    ),
+    "max_output_tokens under 16": ("Invalid 'max_output_tokens'", {"input": "Hi", "max_output_tokens": 5}),
+    "an unknown item type": ("input[0].type: invalid value 'telepathy'", {"input": [{"type": "telepathy"}]}),
+    "an item reference": (
+        "Item with id 'msg_1' not found",
+        {"input": [{"type": "item_reference", "id": "msg_1"}, ASK_ITEM]},
+    ),
+}
+
+
+@pytest.mark.parametrize(("fragment", "kwargs"), RESPONSES_MALFORMED.values(), ids=RESPONSES_MALFORMED.keys())
+def test_openai_responses_rejects_malformed_requests(
+    oai: openai.OpenAI, fragment: str, kwargs: dict[str, Any]
+) -> None:
+    with pytest.raises(openai.BadRequestError, match=f"fake openai: .*{re.escape(fragment)}"):
+        oai.responses.create(model="gpt-x", **kwargs)
+
+
+@pytest.mark.parametrize("model", OPENAI_FAILURES)
+def test_openai_responses_failure_models_raise_the_matching_error(oai: openai.OpenAI, model: str) -> None:
+    error, text = OPENAI_FAILURES[model]
+    with pytest.raises(error, match=f"fake openai: {text}") as raised:
+        oai.responses.create(model=model, input="Hi")
+    assert raised.value.status_code == int(model[5:])
+    if model == "fail-429":
+        assert raised.value.response.headers["retry-after"] == "1"
+
+
+def test_openai_responses_fail_midstream_sends_an_error_event_after_the_first_text(
+    oai: openai.OpenAI,
+) -> None:
+    with oai.responses.stream(model="fail-midstream", input="Hi") as stream:
+        events = list(stream)
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "Hel"
+    error = events[-1]
+    assert error.type == "error" and error.message == "fake openai: stream failed"
+    assert (error.code, error.sequence_number) == ("server_error", len(events) - 1)
+    assert "response.completed" not in [e.type for e in events]
+
+
+def test_openai_responses_fail_first_event_is_an_error_numbered_zero(fakes: Fakes, raw: httpx.Client) -> None:
+    [(name, data)] = response_events(raw, fakes, "fail-first-event")
+    assert (name, data["type"], data["sequence_number"]) == ("error", "error", 0)
+
+
+def test_openai_responses_drop_midstream_breaks_the_connection_after_the_first_text(
+    oai: openai.OpenAI,
+) -> None:
+    texts: list[str] = []
+    with (
+        pytest.raises(openai.APIConnectionError),
+        oai.responses.stream(model="drop-midstream", input="Hi") as stream,
+    ):
+        texts.extend(e.delta for e in stream if e.type == "response.output_text.delta")
+    assert texts == ["Hel"]
+
+
+def test_openai_responses_midstream_models_without_stream(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError):
+        oai.responses.create(model="fail-midstream", input="Hi")
+    with pytest.raises(openai.APIConnectionError):
+        oai.responses.create(model="drop-midstream", input="Hi")
+
+
+def test_openai_responses_hang_never_answers(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.APITimeoutError):
+        oai.responses.create(model="hang", input="Hi", timeout=0.3)
+
+
+# ------------------------------------------------------------------------------------------------
 # Anthropic Messages
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
