@@ -804,8 +804,8 @@ def test_previous_response_id_is_refused_with_advice() -> None:
 
     assert error.message == (
         "previous_response_id needs the provider's server-side state, which is not available when the "
-        "proxy translates this request to another protocol; send the full conversation as input items "
-        "instead"
+        "proxy rewrites this request (translated to another protocol, or with selector parameters); "
+        "send the full conversation as input items instead"
     )
     assert error.param == "previous_response_id"
 

@@ -89,8 +89,8 @@ render_error = openai_chat.render_error
 # -- request parsing: refusals of server-side state -----------------------------------------------
 
 _NO_STATE = (
-    "needs the provider's server-side state, which is not available when the proxy translates this "
-    "request to another protocol; "
+    "needs the provider's server-side state, which is not available when the proxy rewrites this "
+    "request (translated to another protocol, or with selector parameters); "
 )
 _FULL_INPUT = "send the full conversation as input items instead"
 
