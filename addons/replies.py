@@ -17,9 +17,14 @@ def json_response(status: int, payload: Any, headers: dict[str, str] | None = No
 
 
 def error_response(protocol: str, error: ProxyError) -> http.Response:
-    """The error in ``protocol``'s own envelope, with the canonical code and retry advice in headers
-    (the openai and anthropic SDKs obey ``x-should-retry`` before their own status rules)."""
+    """The error in ``protocol``'s own envelope plus the same canonical detail on every surface:
+    ``llm_error: {code, retryable}`` beside the envelope (SDKs ignore unknown top-level keys) and
+    in headers (the openai and anthropic SDKs obey ``x-should-retry`` before their status rules)."""
     status, body = translators.get(protocol).render_error(error)
+    envelope = json.loads(body)
+    if isinstance(envelope, dict):
+        envelope["llm_error"] = {"code": error.code, "retryable": error.retryable}
+        body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
     headers = {
         "content-type": "application/json",
         "x-llm-error-code": error.code,

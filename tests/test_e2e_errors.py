@@ -102,7 +102,7 @@ ENDPOINTS = {
 def envelope_message(client_protocol: str, body: dict) -> tuple[str, str]:
     """(error type or status, message) from each protocol's envelope, asserting its shape."""
     if client_protocol == "openai":
-        assert set(body) == {"error"} and {"message", "type", "code"} <= set(body["error"])
+        assert set(body) - {"llm_error"} == {"error"} and {"message", "type", "code"} <= set(body["error"])
         return body["error"]["type"], body["error"]["message"]
     if client_protocol == "anthropic":
         assert body["type"] == "error" and {"type", "message"} <= set(body["error"])
@@ -245,3 +245,42 @@ def test_no_traceback_or_key_ever_reaches_the_log(faulty_proxy):
     assert at < 0, log[max(0, at - 2000) : at + 3000]
     for key in ("sk-fake-openai-0001", "sk-ant-fake-0001", "AIza-fake-gemini-0001"):
         assert key not in faulty_proxy.log
+
+
+# -- error parity: every surface, its own envelope, the same canonical detail ----------------------
+
+SURFACES = {
+    "chat": ("openai", "/v1/chat/completions", {"model": "anthropic:x"}),
+    "responses": ("openai", "/v1/responses", {"model": "anthropic:x"}),
+    "anthropic": ("anthropic", "/anthropic/v1/messages", {"model": "openai:x", "max_tokens": 5}),
+    "gemini": ("gemini", "/v1beta/models/openai:x:generateContent", {}),
+}
+BAD_INPUTS = {
+    "malformed JSON": (b'{"model": ', 400, "invalid_request"),
+    "unknown backend": ({"model": "openrouter:x"}, 404, "not_found"),
+    "refused connection": ({"model": "dead:x"}, 502, "upstream_unreachable"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+@pytest.mark.parametrize("surface", list(SURFACES))
+def test_every_surface_carries_the_same_canonical_detail(faulty_proxy, surface, case):
+    protocol, path, base = SURFACES[surface]
+    body, status, code = BAD_INPUTS[case]
+    if isinstance(body, dict):
+        if protocol == "gemini":
+            path = path.replace("openai:x", body["model"])
+            body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+        else:
+            messages = {"input": "Hi"} if surface == "responses" else {"messages": [{"role": "user", "content": "Hi"}]}
+            body = {**base, **messages, **body}
+        response = httpx.post(faulty_proxy.front_url + path, json=body, timeout=20)
+    else:
+        response = httpx.post(faulty_proxy.front_url + path, content=body, timeout=20)
+    assert response.status_code == status
+    payload = response.json()
+    envelope_message(protocol, payload)
+    retryable = status >= 500
+    assert payload["llm_error"] == {"code": code, "retryable": retryable}
+    assert response.headers["x-llm-error-code"] == code
+    assert response.headers["x-should-retry"] == ("true" if retryable else "false")
