@@ -260,7 +260,8 @@ def test_server_side_state_on_a_translated_route_is_a_400_naming_the_field(proxy
             model="anthropic:x", input="And in Rome?", stream=stream, **{field_: STATEFUL[field_]}
         )
     envelope = raised.value.response.json()
-    assert set(envelope) == {"error"}
+    assert set(envelope) == {"error", "llm_error"}
+    assert envelope["llm_error"] == {"code": "invalid_request", "retryable": False}
     error = envelope["error"]
     assert (error["type"], error["param"]) == ("invalid_request_error", field_)
     assert field_ in error["message"] and "server-side state" in error["message"]
