@@ -63,6 +63,12 @@ class Outcome:
     next_key: bool = True
 
 
+def _block_end(data: bytes) -> int:
+    """Where the first complete SSE block of ``data`` ends (after its blank line), or -1."""
+    ends = [i + len(sep) for sep in (b"\n\n", b"\r\n\r\n") if (i := data.find(sep)) >= 0]
+    return min(ends, default=-1)
+
+
 def error_reply(error: ProxyError) -> web.Response:
     return web.Response(
         status=error.status,
@@ -92,7 +98,9 @@ class Relay:
             trust_env=False,  # never loop back through a proxy from the environment
             skip_auto_headers=("user-agent",),
         )
-        server = web.Server(self.handle, access_log=None)
+        # handler_cancellation: a client that hangs up cancels the provider call too, instead of
+        # the provider generating (and billing) until the stream ends or times out.
+        server = web.Server(self.handle, access_log=None, handler_cancellation=True)
         self._server = await asyncio.get_running_loop().create_server(server, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         self.ready.set()
@@ -273,23 +281,25 @@ class Relay:
         self, response: aiohttp.ClientResponse, target: Target
     ) -> tuple[list[bytes], ProxyError | None]:
         """Read up to the stream's first event: an error there (Anthropic's overloaded, an
-        OpenRouter error chunk) can still fail over, because nothing reached the client yet."""
+        OpenRouter error chunk) can still fail over, because nothing reached the client yet.
+        Only whole SSE blocks up to the first that decodes to an event are decoded."""
         decoder = translators.get(target.protocol).StreamDecoder()
         head: list[bytes] = []
-        size = 0
+        pending = b""
         try:
             async with asyncio.timeout(target.backend.timeouts.idle):
-                while size < PEEK_LIMIT:
+                while sum(map(len, head)) < PEEK_LIMIT:
                     chunk = await response.content.readany()
                     if not chunk:
                         break
                     head.append(chunk)
-                    size += len(chunk)
-                    if events := decoder.feed(chunk):
-                        first = events[0]
-                        if isinstance(first, StreamError):
-                            return head, ProxyError.from_dict(first.error)
-                        break
+                    pending += chunk
+                    while (end := _block_end(pending)) > 0:
+                        events, pending = decoder.feed(pending[:end]), pending[end:]
+                        if events:
+                            first = events[0]
+                            error = ProxyError.from_dict(first.error) if isinstance(first, StreamError) else None
+                            return head, error
         except (TimeoutError, aiohttp.ClientError):
             pass  # the relay loop meets the same fault and reports it in-band
         return head, None
