@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import http.client
 import json
 import math
@@ -51,6 +52,7 @@ import multiprocessing
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -76,6 +78,7 @@ HOLD_TIMEOUT = 60.0
 SETTLE_SECONDS = 0.3  # before reading a proxy's memory
 BUSY_LOAD = 0.5  # a 1-minute load average above this before the run earns a warning
 PROXY_CPU, LOAD_CPU = 0, 1
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 # Pause after a stream's first event in the time-to-first-byte run: longer than any proxy needs to
 # pass one event on, so that the rest of the stream never delays the first byte.
 FIRST_EVENT_GAP_MS = 50
@@ -505,6 +508,19 @@ def settled_rss_kb(pid: int) -> int:
     return rss_kb(pid)
 
 
+def child_setup(cpus: set[int] | None) -> Callable[[], None]:
+    """What a child runs before exec: die with the benchmark even when it is killed (no orphaned
+    servers), and keep to its CPUs."""
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child only calls into it
+
+    def setup() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return setup
+
+
 class Server:
     """A process under test (fake provider or mitmdump), its output in a log file."""
 
@@ -524,7 +540,6 @@ class Server:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if TIKTOKEN_CACHE.is_dir():  # never download tiktoken's encodings
             env.setdefault("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_CACHE))
-        cpus = self.cpus
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 self.command,
@@ -532,7 +547,7 @@ class Server:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+                preexec_fn=child_setup(self.cpus),
             )
         self._await_ready()
         return self
@@ -944,6 +959,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     plan = make_plan(args)
+    signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))  # run the clean-ups
     pin = args.pin and len(os.sched_getaffinity(0)) >= 2 and {PROXY_CPU, LOAD_CPU} <= os.sched_getaffinity(0)
     if pin:
         os.sched_setaffinity(0, {LOAD_CPU})
