@@ -1,11 +1,15 @@
-"""The one carrier of LLM state on a flow: ``flow.metadata["llm"]``.
+"""The one carrier of LLM state on a flow.
 
-Each addon reads and writes its own part; nothing else passes state between addons.
+Each addon reads and writes its own part; nothing else passes state between addons. The live
+object is kept beside the flow (``get``/``put``) rather than inside it, because mitmproxy
+serialises ``flow.metadata`` when flows are saved (``-w``, mitmweb's save) and only plain data
+survives that: ``flow.metadata["llm"]`` holds a plain summary of the exchange instead.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +31,7 @@ class Attempt:
     error: str | None = None
 
 
-@dataclass
+@dataclass(repr=False)
 class Exchange:
     client_protocol: str  # translators NAME the client speaks
     surface: str  # "front_door" | "anthropic_port" | "proxy"
@@ -66,6 +70,47 @@ class Exchange:
     def backend_protocol(self) -> str:
         return self.target.protocol if self.target else self.client_protocol
 
+    def __repr__(self) -> str:
+        target = f"{self.target.instance}:{self.target.model}" if self.target else "unrouted"
+        return f"Exchange({self.client_protocol} → {target}, stream={self.stream})"
+
+    def summary(self) -> dict[str, Any]:
+        """Plain data for ``flow.metadata`` (saved with the flow; never a key or a body)."""
+        return {
+            "client_protocol": self.client_protocol,
+            "surface": self.surface,
+            "operation": self.operation,
+            "selector": self.selector,
+            "stream": self.stream,
+            "backend": self.target.instance if self.target else None,
+            "model": self.target.model if self.target else None,
+            "backend_protocol": self.backend_protocol,
+            "passthrough": self.passthrough,
+            "upstream_url": self.upstream_url,
+            "attempts": [vars(a).copy() for a in self.attempts],
+            "usage": self.usage.model_dump(exclude_none=True) if self.usage else None,
+            "error": self.error.to_dict() if self.error else None,
+        }
+
+
+_LIVE: weakref.WeakKeyDictionary[http.HTTPFlow, Exchange] = weakref.WeakKeyDictionary()
+
 
 def get(flow: http.HTTPFlow) -> Exchange | None:
-    return flow.metadata.get(KEY)
+    return _LIVE.get(flow)
+
+
+def put(flow: http.HTTPFlow, ex: Exchange) -> None:
+    _LIVE[flow] = ex
+    publish(flow)
+
+
+def publish(flow: http.HTTPFlow) -> None:
+    """Refresh the plain summary in ``flow.metadata`` (after routing, at the end)."""
+    if (ex := _LIVE.get(flow)) is not None:
+        flow.metadata[KEY] = ex.summary()
+
+
+def drop(flow: http.HTTPFlow) -> None:
+    _LIVE.pop(flow, None)
+    flow.metadata.pop(KEY, None)

@@ -128,7 +128,7 @@ class FrontDoor:
         try:
             ex = self._open(flow, endpoint.protocol, where, host_family, gemini_model)
             ex.operation = endpoint.kind
-            flow.metadata[exchange.KEY] = ex
+            exchange.put(flow, ex)
         except ProxyError as e:
             flow.response = error_response(endpoint.protocol, e)
 

@@ -70,7 +70,7 @@ class RouteRequests:
             router.serves_family(ex.host_family or "") or router.is_explicit(ex.selector)
         ):
             # No backend of the addressed provider: the client's own credentials go through untouched.
-            del flow.metadata[exchange.KEY]
+            exchange.drop(flow)
             return
         try:
             route = router.route(
@@ -89,6 +89,7 @@ class RouteRequests:
         if upstream.body is not None:
             flow.request.content = upstream.body
         commit(ex, upstream)
+        exchange.publish(flow)
 
 
 def commit(ex: exchange.Exchange, upstream: Upstream) -> None:

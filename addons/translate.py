@@ -115,7 +115,10 @@ class TranslateResponses:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         ex = exchange.get(flow)
         response = flow.response
-        if ex is None or ex.target is None or response is None or not ex.stream:
+        if ex is None or ex.target is None or response is None:
+            return
+        exchange.publish(flow)  # the relay chose the answering target: saved flows say which
+        if not ex.stream:
             return
         if response.status_code >= 400 or ERROR_HEADER in response.headers:
             return  # a short error body: translated whole in `response`

@@ -44,7 +44,7 @@ class BackendConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: str
     base_url: str = ""
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: list[str] = Field(default_factory=list, repr=False)  # never in a log line
     models: list[str] = Field(default_factory=list)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     # round_robin spreads requests over the keys; fill_first uses the first key until it is

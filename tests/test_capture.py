@@ -239,9 +239,8 @@ def captured_records(directory: Path) -> list[Record]:
 
 def llm_flow() -> Any:
     flow = tflow.tflow()
-    flow.metadata[exchange.KEY] = exchange.Exchange(
-        client_protocol="openai-chat", surface="proxy", body={}, stream=True, selector="m"
-    )
+    ex = exchange.Exchange(client_protocol="openai-chat", surface="proxy", body={}, stream=True, selector="m")
+    exchange.put(flow, ex)
     return flow
 
 

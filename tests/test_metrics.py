@@ -58,7 +58,7 @@ def finished_flow(status: int | None = 200, **fields: Any) -> Any:
     for name, field_value in fields.items():
         setattr(ex, name, field_value)
     flow = tflow.tflow(resp=tutils.tresp(status_code=status) if status else False, err=status is None)
-    flow.metadata[exchange.KEY] = ex
+    exchange.put(flow, ex)
     return flow
 
 

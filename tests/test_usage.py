@@ -159,7 +159,7 @@ def make_flow(ex: exchange.Exchange | None, status: int | None = 200) -> Any:
     flow.client_conn.peername = ("10.1.2.3", 50000)
     flow.client_conn.proxy_mode = FRONT_DOOR
     if ex is not None:
-        flow.metadata[exchange.KEY] = ex
+        exchange.put(flow, ex)
     return flow
 
 

@@ -29,6 +29,7 @@ from test_e2e_matrix import CLIENT_KEY, CLIENTS, TOOL_RESULT, WEATHER_SCHEMA
 
 import translators
 from addons import views
+from addons import exchange as llm_exchange
 from addons.exchange import Exchange
 from backends.config import BackendConfig
 from backends.families import FAMILIES
@@ -663,7 +664,7 @@ def test_unknown_paths_are_recognised_by_the_body(body, headers, protocol):
 def test_routed_flow_request_is_the_providers_and_response_the_clients():
     """mitmweb shows the request as the provider received it and the answer as the client got it."""
     flow = llm_flow("/relay", ANTHROPIC_REQUEST, OPENAI_CHAT_RESPONSE)
-    flow.metadata["llm"] = routed("openai-chat", "anthropic")
+    llm_exchange.put(flow, routed("openai-chat", "anthropic"))
     request, response = shown(flow.request, flow), shown(flow.response, flow)
     assert request.text.split("\n")[0] == (
         "anthropic request · model claude-sonnet-4-6 · translated from openai-chat"
@@ -768,7 +769,7 @@ def test_body_without_an_exchange_and_not_llm_is_refused_when_chosen_by_hand():
 def streamed_flow(stream: object, exchange: Exchange | None = None) -> http.HTTPFlow:
     """A flow at ``responseheaders`` time whose response will stream through ``stream``."""
     flow = llm_flow(CHAT_PATH, OPENAI_CHAT_REQUEST, content_type="text/event-stream")
-    flow.metadata["llm"] = exchange or routed("openai-chat", "openai", stream=True)
+    llm_exchange.put(flow, exchange or routed("openai-chat", "openai", stream=True))
     flow.response.stream = stream
     return flow
 
@@ -852,7 +853,7 @@ def test_streams_are_left_alone(keeper, tctx, case):
     if case == "off":
         tctx.configure(keeper, llm_keep_stream_kb=0)
     elif case == "not-llm":
-        del flow.metadata["llm"]
+        llm_exchange.drop(flow)
     elif case == "not-streamed":
         flow.response.stream = False
     else:
@@ -982,7 +983,7 @@ def recorded_flow(
     query = "&".join(f"{k}={v}" for k, v in upstream.query.items())
     path = f"{upstream.path}?{query}" if query else upstream.path
     flow = llm_flow(path, upstream.raw, bytes(body), content_type=headers.get("content-type", ""))
-    flow.metadata["llm"] = routed(PROTOCOLS[client], backend, stream)
+    llm_exchange.put(flow, routed(PROTOCOLS[client], backend, stream))
     return flow
 
 
@@ -1025,7 +1026,7 @@ def test_recorded_gemini_json_array_stream_is_reassembled(proxy, fakes):
     answer = httpx2.post(url, json=body, headers={"x-goog-api-key": CLIENT_KEY}, timeout=30)
     content_type = answer.headers["content-type"]
     flow = llm_flow(GEMINI_STREAM_PATH, json.dumps(body), answer.content, content_type=content_type)
-    flow.metadata["llm"] = routed("gemini", "openai", stream=True)
+    llm_exchange.put(flow, routed("gemini", "openai", stream=True))
     result = shown(flow.response, flow)
     assert answer.content.startswith(b"[")
     assert result.view_name == "LLM Stream"
