@@ -38,7 +38,7 @@ class Listeners:
         host = ctx.options.listen_host or "127.0.0.1"
         modes = [
             f"reverse:{UNUSED_TARGET}@{host}:{FRONT_DOOR_PORT}",
-            f"regular@{host}:{PROXY_PORT}",
+            f"regular@{host}:{ctx.options.listen_port or PROXY_PORT}",  # --listen-port moves the proxy
         ]
         if ctx.options.llm_anthropic_port:
             modes.append(f"reverse:{UNUSED_TARGET}@{host}:{ctx.options.llm_anthropic_port}")
