@@ -25,6 +25,10 @@ from mitmproxy import contentviews, exceptions, http
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.contentviews import Metadata
 from mitmproxy.test import taddons, tflow, tutils
+import test_anthropic
+import test_gemini
+import test_openai_chat
+import test_openai_responses
 from test_e2e_matrix import CLIENT_KEY, CLIENTS, TOOL_RESULT, WEATHER_SCHEMA
 
 import translators
@@ -43,6 +47,17 @@ GEMINI_PATH = "/v1beta/models/gemini-2.5-flash:generateContent"
 GEMINI_STREAM_PATH = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
 
 # -- protocols.md examples (verified against the official SDKs) -----------------------------------
+
+def _text(example: str | bytes) -> str:
+    return example.decode() if isinstance(example, bytes) else example
+
+
+# The protocols.md stream examples, as the translator tests hold them (one copy of each).
+OPENAI_CHAT_TOOL_STREAM = test_openai_chat.STREAM_TOOL.decode()
+RESPONSES_REASONING_STREAM = _text(test_openai_responses.STREAM_REASONING)
+ANTHROPIC_THINKING_STREAM = _text(test_anthropic.STREAM_THINKING)
+ANTHROPIC_ERROR_EVENT = _text(test_anthropic.STREAM_ERROR)
+GEMINI_THOUGHT_STREAM = _text(test_gemini.STREAM_THOUGHTS)
 
 OPENAI_CHAT_REQUEST = r'''{
   "model": "gpt-5.5",
@@ -94,16 +109,6 @@ OPENAI_CHAT_RESPONSE = r'''{
   "system_fingerprint": null
 }'''
 
-OPENAI_CHAT_TOOL_STREAM = r'''data: {"id":"chatcmpl-2","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-2","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"ci"}}]},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-2","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ty\":\"Paris\"}"}}]},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-2","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}
-
-data: [DONE]
-'''
 
 OPENAI_ERROR = r'''{"error": {"message": "Incorrect API key provided: sk-abc***.", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}'''
 
@@ -160,51 +165,6 @@ RESPONSES_RESPONSE = r'''{
   "tools": []
 }'''
 
-RESPONSES_REASONING_STREAM = r'''event: response.created
-data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_3","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
-
-event: response.in_progress
-data: {"type":"response.in_progress","sequence_number":1,"response":{"id":"resp_3","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
-
-event: response.output_item.added
-data: {"type":"response.output_item.added","sequence_number":2,"output_index":0,"item":{"type":"reasoning","id":"rs_1","summary":[]}}
-
-event: response.reasoning_summary_part.added
-data: {"type":"response.reasoning_summary_part.added","sequence_number":3,"item_id":"rs_1","output_index":0,"summary_index":0,"part":{"type":"summary_text","text":""}}
-
-event: response.reasoning_summary_text.delta
-data: {"type":"response.reasoning_summary_text.delta","sequence_number":4,"item_id":"rs_1","output_index":0,"summary_index":0,"delta":"Comparing units."}
-
-event: response.reasoning_summary_text.done
-data: {"type":"response.reasoning_summary_text.done","sequence_number":5,"item_id":"rs_1","output_index":0,"summary_index":0,"text":"Comparing units."}
-
-event: response.reasoning_summary_part.done
-data: {"type":"response.reasoning_summary_part.done","sequence_number":6,"item_id":"rs_1","output_index":0,"summary_index":0,"part":{"type":"summary_text","text":"Comparing units."}}
-
-event: response.output_item.done
-data: {"type":"response.output_item.done","sequence_number":7,"output_index":0,"item":{"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"Comparing units."}],"encrypted_content":"gAAAAABpXyZ0"}}
-
-event: response.output_item.added
-data: {"type":"response.output_item.added","sequence_number":8,"output_index":1,"item":{"type":"message","id":"msg_3","role":"assistant","status":"in_progress","content":[]}}
-
-event: response.content_part.added
-data: {"type":"response.content_part.added","sequence_number":9,"item_id":"msg_3","output_index":1,"content_index":0,"part":{"type":"output_text","text":"","annotations":[]}}
-
-event: response.output_text.delta
-data: {"type":"response.output_text.delta","sequence_number":10,"item_id":"msg_3","output_index":1,"content_index":0,"delta":"18 °C.","logprobs":[]}
-
-event: response.output_text.done
-data: {"type":"response.output_text.done","sequence_number":11,"item_id":"msg_3","output_index":1,"content_index":0,"text":"18 °C.","logprobs":[]}
-
-event: response.content_part.done
-data: {"type":"response.content_part.done","sequence_number":12,"item_id":"msg_3","output_index":1,"content_index":0,"part":{"type":"output_text","text":"18 °C.","annotations":[]}}
-
-event: response.output_item.done
-data: {"type":"response.output_item.done","sequence_number":13,"output_index":1,"item":{"type":"message","id":"msg_3","role":"assistant","status":"completed","content":[{"type":"output_text","text":"18 °C.","annotations":[]}]}}
-
-event: response.completed
-data: {"type":"response.completed","sequence_number":14,"response":{"id":"resp_3","object":"response","created_at":1767225600,"status":"completed","model":"gpt-5.5","output":[{"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"Comparing units."}],"encrypted_content":"gAAAAABpXyZ0"},{"type":"message","id":"msg_3","role":"assistant","status":"completed","content":[{"type":"output_text","text":"18 °C.","annotations":[]}]}],"usage":{"input_tokens":9,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":0},"output_tokens":30,"output_tokens_details":{"reasoning_tokens":26},"total_tokens":39}}}
-'''
 
 ANTHROPIC_REQUEST = r'''{
   "model": "claude-sonnet-4-6",
@@ -250,40 +210,7 @@ ANTHROPIC_RESPONSE = r'''{
             "output_tokens": 80, "output_tokens_details": {"thinking_tokens": 40}, "service_tier": "standard"}
 }'''
 
-ANTHROPIC_THINKING_STREAM = r'''event: message_start
-data: {"type":"message_start","message":{"id":"msg_03","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":30,"output_tokens":1}}}
 
-event: content_block_start
-data: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}
-
-event: content_block_delta
-data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"18 C is mild."}}
-
-event: content_block_delta
-data: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQBCkYIBBgCGkDx"}}
-
-event: content_block_stop
-data: {"type":"content_block_stop","index":0}
-
-event: content_block_start
-data: {"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}
-
-event: content_block_delta
-data: {"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"It is 18 °C."}}
-
-event: content_block_stop
-data: {"type":"content_block_stop","index":1}
-
-event: message_delta
-data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":61,"output_tokens_details":{"thinking_tokens":44}}}
-
-event: message_stop
-data: {"type":"message_stop"}
-'''
-
-ANTHROPIC_ERROR_EVENT = r'''event: error
-data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}
-'''
 
 GEMINI_REQUEST = r'''{
   "systemInstruction": {"parts": [{"text": "You are terse."}]},
@@ -326,12 +253,6 @@ GEMINI_RESPONSE = r'''{
   "responseId": "x1AbCdEfGh"
 }'''
 
-GEMINI_THOUGHT_STREAM = r'''data: {"candidates":[{"content":{"role":"model","parts":[{"text":"**Comparing units**\nCelsius is expected.","thought":true}]},"index":0}],"modelVersion":"gemini-2.5-flash","responseId":"r3"}
-
-data: {"candidates":[{"content":{"role":"model","parts":[{"text":"It is 18 °C."}]},"index":0}],"modelVersion":"gemini-2.5-flash","responseId":"r3"}
-
-data: {"candidates":[{"content":{"role":"model","parts":[{"text":"","thoughtSignature":"CiQBVKhcAbCdEfGh"}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":6,"thoughtsTokenCount":30,"totalTokenCount":45},"modelVersion":"gemini-2.5-flash","responseId":"r3"}
-'''
 
 GEMINI_ARRAY_STREAM = json.dumps(
     [json.loads(line[len("data: ") :]) for line in GEMINI_THOUGHT_STREAM.splitlines() if line]
