@@ -25,6 +25,7 @@ from mitmproxy.contentviews import Contentview, Metadata, SyntaxHighlight
 
 import translators
 from addons import exchange
+from translators.assemble import response_from_events
 from translators.canonical import (
     ChatRequest,
     ChatResponse,
@@ -39,7 +40,6 @@ from translators.canonical import (
     ToolCall,
     ToolResult,
     Usage,
-    response_from_events,
 )
 from translators.errors import ProxyError
 from translators.sse import SSEParser, format_event

@@ -38,7 +38,8 @@ from addons.capture_format import (  # noqa: E402
     capture_files,
     read_file,
 )
-from translators.canonical import ChatResponse, StreamError, response_from_events  # noqa: E402
+from translators.assemble import response_from_events  # noqa: E402
+from translators.canonical import ChatResponse, StreamError  # noqa: E402
 from translators.errors import ProxyError  # noqa: E402
 
 # Client headers a re-sent request must not carry: credentials (the proxy has its own) and framing.

@@ -20,6 +20,7 @@ from anthropic.types.shared import ErrorResponse
 from pydantic import TypeAdapter
 
 from translators import anthropic as proto
+from translators.assemble import response_from_events
 from translators.canonical import (
     ChatRequest,
     ChatResponse,
@@ -45,10 +46,8 @@ from translators.canonical import (
     ToolResult,
     Usage,
     UsageUpdate,
-    dump_arguments,
-    parse_arguments,
-    response_from_events,
 )
+from translators.wire import dump_arguments, parse_arguments
 from translators.errors import ProxyError
 from translators.mapping import ANTHROPIC_MIN_BUDGET, DEFAULT_MAX_TOKENS, EFFORT_BUDGET
 from translators.sse import SSEParser

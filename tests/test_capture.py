@@ -32,7 +32,7 @@ from addons.capture import Capture, redact_headers, redact_url, scrub
 from addons.capture_format import Reader, Record, Writer, capture_files, read_file
 from addons.settings import Settings
 from scripts import captures
-from translators.canonical import response_from_events
+from translators.assemble import response_from_events
 
 KEYS = (OPENAI_KEY, ANTHROPIC_KEY, GEMINI_KEY)
 MB = 1024 * 1024

@@ -17,6 +17,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from translators import gemini
+from translators.assemble import response_from_events
 from translators.canonical import (
     ChatRequest,
     ChatResponse,
@@ -42,7 +43,6 @@ from translators.canonical import (
     ToolResult,
     Usage,
     UsageUpdate,
-    response_from_events,
 )
 from translators.errors import CODES, ProxyError
 

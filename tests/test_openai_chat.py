@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from typing_extensions import get_type_hints, is_typeddict
 
 from translators import openai_chat as chat
+from translators.assemble import response_from_events
 from translators.canonical import (
     ChatRequest,
     ChatResponse,
@@ -52,7 +53,6 @@ from translators.canonical import (
     ToolResult,
     Usage,
     UsageUpdate,
-    response_from_events,
 )
 from translators.errors import CODES, ProxyError
 

@@ -26,6 +26,7 @@ from test_openai_chat import extra_keys, sdk_client, sdk_problems
 import translators
 from translators import openai_chat
 from translators import openai_responses as api
+from translators.assemble import response_from_events
 from translators.canonical import (
     ChatRequest,
     ChatResponse,
@@ -51,7 +52,6 @@ from translators.canonical import (
     ToolResult,
     Usage,
     UsageUpdate,
-    response_from_events,
 )
 from translators.errors import CODES, ProxyError
 

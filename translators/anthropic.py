@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
 from translators.canonical import (
     ChatRequest,
@@ -43,20 +43,28 @@ from translators.canonical import (
     ToolResult,
     Usage,
     UsageUpdate,
-    dump_arguments,
-    parse_arguments,
-    split_data_url,
 )
 from translators.errors import ProxyError, code_for_status
 from translators.mapping import ANTHROPIC_MIN_BUDGET, DEFAULT_MAX_TOKENS, EFFORT_BUDGET
 from translators.sse import SSEEvent, SSEParser, format_event
+from translators.wire import (
+    Reader,
+    broken_off,
+    count,
+    dump_arguments,
+    dumps,
+    invalid,
+    key_path,
+    parse_arguments,
+    split_data_url,
+)
 
 NAME = "anthropic"
 STREAM_CONTENT_TYPE = "text/event-stream"
 
-# -- tables --------------------------------------------------------------------------------------
+# -- tables ---------------------------------------------------------------------------------------
 
-STOP_REASONS: dict[str, StopReason] = {
+STOP_IN: dict[str, StopReason] = {
     "end_turn": "end_turn",
     "max_tokens": "max_tokens",
     "stop_sequence": "stop_sequence",
@@ -65,13 +73,13 @@ STOP_REASONS: dict[str, StopReason] = {
     "refusal": "refusal",
     "model_context_window_exceeded": "context_window",
 }
-WIRE_STOP_REASONS: dict[str, str] = {
-    **{canonical: wire for wire, canonical in STOP_REASONS.items()},
+STOP_OUT: dict[str, str] = {
+    **{canonical: wire for wire, canonical in STOP_IN.items()},
     "error": "end_turn",  # Anthropic has no error stop reason; the turn did end
 }
 
 # Anthropic error type -> (canonical code, the status Anthropic sends it with).
-ERROR_TYPES: dict[str, tuple[str, int]] = {
+ERROR_TYPE_IN: dict[str, tuple[str, int]] = {
     "invalid_request_error": ("invalid_request", 400),
     "authentication_error": ("authentication", 401),
     "billing_error": ("billing", 402),
@@ -84,7 +92,7 @@ ERROR_TYPES: dict[str, tuple[str, int]] = {
     "timeout_error": ("timeout", 504),
     "overloaded_error": ("overloaded", 529),
 }
-CODE_ERROR_TYPES: dict[str, str] = {
+ERROR_TYPE_OUT: dict[str, str] = {
     "invalid_request": "invalid_request_error",
     "authentication": "authentication_error",
     "billing": "billing_error",
@@ -121,23 +129,15 @@ UNTRANSLATABLE_BLOCKS = frozenset(
     }
 )
 
-TOOL_CHOICES_IN: dict[str, str] = {"auto": "auto", "any": "required", "none": "none", "tool": "tool"}
-TOOL_CHOICES_OUT: dict[str, str] = {mode: wire for wire, mode in TOOL_CHOICES_IN.items()}
+TOOL_CHOICE_IN: dict[str, str] = {"auto": "auto", "any": "required", "none": "none", "tool": "tool"}
+TOOL_CHOICE_OUT: dict[str, str] = {mode: wire for wire, mode in TOOL_CHOICE_IN.items()}
 FORCED_TOOL_CHOICES = frozenset({"any", "tool"})
 
-_KIND_NAMES: dict[type, str] = {
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    bool: "a boolean",
-    list: "an array",
-    dict: "an object",
-}
 _VALID_ID = re.compile(r"[a-zA-Z0-9_-]+")
 _INVALID_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 
 
-# -- shared helpers ------------------------------------------------------------------------------
+# -- helpers --------------------------------------------------------------------------------------
 
 
 def tool_id(value: str) -> str:
@@ -156,75 +156,44 @@ def _new_message_id() -> str:
     return f"msg_{uuid.uuid4().hex[:24]}"
 
 
-def _fail(path: str, what: str) -> NoReturn:
-    raise ProxyError("invalid_request", f"{path}: {what}")
+# Typed reads naming key paths, with the shorter messages this module has always given.
+_READER = Reader(detail=False)
+_check = _READER.check
+_read = _READER.read
 
 
-def _is(value: Any, kind: type) -> bool:
-    if isinstance(value, bool):
-        return kind is bool
-    return isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
-
-
-def _field(obj: dict[str, Any], key: str, kind: type, path: str, *, required: bool = False) -> Any:
-    """``obj[key]`` checked to be of ``kind``; None when absent (or a ``required`` error)."""
-    where = f"{path}.{key}" if path else key
-    value = obj.get(key)
-    if value is None:
-        if required:
-            _fail(where, "required")
-        return None
-    if not _is(value, kind):
-        _fail(where, f"expected {_KIND_NAMES[kind]}")
-    return value
-
-
-def _object(value: Any, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        _fail(path, "expected an object")
-    return value
-
-
-def _count(obj: dict[str, Any], key: str) -> int | None:
-    value = obj.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-# -- request: parse ------------------------------------------------------------------------------
+# -- request parsing ------------------------------------------------------------------------------
 
 
 def parse_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
-    body = _object(body, "body")
+    body = _check(body, "body", "an object")
     system = _parse_texts(body["system"], "system") if body.get("system") is not None else []
     messages: list[Message] = []
-    for i, raw in enumerate(_field(body, "messages", list, "", required=True)):
-        _parse_message(_object(raw, f"messages[{i}]"), f"messages[{i}]", messages, system)
+    for i, raw in enumerate(_read(body, "messages", "", "an array", required=True)):
+        _parse_message(_check(raw, f"messages[{i}]", "an object"), f"messages[{i}]", messages, system)
     tool_choice, parallel = _parse_tool_choice(body.get("tool_choice"))
     return ChatRequest(
-        model=model or _field(body, "model", str, "", required=True),
+        model=model or _read(body, "model", "", "a string", required=True),
         system=system,
         messages=messages,
-        tools=[_parse_tool(t, f"tools[{i}]") for i, t in enumerate(_field(body, "tools", list, "") or [])],
+        tools=[_parse_tool(t, f"tools[{i}]") for i, t in enumerate(_read(body, "tools", "", "an array") or [])],
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
-        max_tokens=_field(body, "max_tokens", int, "", required=True),
-        temperature=_field(body, "temperature", float, ""),
-        top_p=_field(body, "top_p", float, ""),
-        top_k=_field(body, "top_k", int, ""),
+        max_tokens=_read(body, "max_tokens", "", "an integer", required=True),
+        temperature=_read(body, "temperature", "", "a number"),
+        top_p=_read(body, "top_p", "", "a number"),
+        top_k=_read(body, "top_k", "", "an integer"),
         stop=_parse_strings(body, "stop_sequences"),
         reasoning=_parse_reasoning(body),
         response_format=_parse_format(body),
-        stream=stream if stream is not None else bool(_field(body, "stream", bool, "")),
-        user=_field(_object(body.get("metadata") or {}, "metadata"), "user_id", str, "metadata"),
+        stream=stream if stream is not None else bool(_read(body, "stream", "", "a boolean")),
+        user=_read(_check(body.get("metadata") or {}, "metadata", "an object"), "user_id", "metadata", "a string"),
     )
 
 
 def _parse_strings(body: dict[str, Any], key: str) -> list[str]:
-    values = _field(body, key, list, "") or []
-    for i, value in enumerate(values):
-        if not isinstance(value, str):
-            _fail(f"{key}[{i}]", "expected a string")
-    return values
+    values = _read(body, key, "", "an array") or []
+    return [_check(value, key_path(key, i), "a string") for i, value in enumerate(values)]
 
 
 def _parse_texts(value: Any, path: str) -> list[Text]:
@@ -232,68 +201,68 @@ def _parse_texts(value: Any, path: str) -> list[Text]:
     if isinstance(value, str):
         return [Text(text=value)]
     if not isinstance(value, list):
-        _fail(path, "expected a string or an array of text blocks")
+        raise invalid(path, "expected a string or an array of text blocks")
     parts = [_parse_block(block, f"{path}[{i}]", _TEXT_ONLY) for i, block in enumerate(value)]
     return [part for part in parts if isinstance(part, Text)]
 
 
 def _parse_message(raw: dict[str, Any], path: str, messages: list[Message], system: list[Text]) -> None:
     """Append the message; a ``system`` role (SDK 2.x, Claude Code) is hoisted into ``system``."""
-    role = _field(raw, "role", str, path, required=True)
+    role = _read(raw, "role", path, "a string", required=True)
     content = raw.get("content")
     if role == "system":
         system.extend(_parse_texts(content, f"{path}.content"))
     elif role in ("user", "assistant"):
         messages.append(Message(role=role, content=_parse_content(content, f"{path}.content")))
     else:
-        _fail(f"{path}.role", f"unknown role {role!r}")
+        raise invalid(f"{path}.role", f"unknown role {role!r}")
 
 
 def _parse_content(value: Any, path: str) -> list[Part]:
     if isinstance(value, str):
         return [Text(text=value)]
     if not isinstance(value, list):
-        _fail(path, "expected a string or an array of blocks")
+        raise invalid(path, "expected a string or an array of blocks")
     return [_parse_block(block, f"{path}[{i}]", _BLOCK_PARSERS) for i, block in enumerate(value)]
 
 
 def _parse_block(block: Any, path: str, parsers: dict[str, Callable[[dict[str, Any], str], Part]]) -> Part:
-    block = _object(block, path)
-    kind = _field(block, "type", str, path, required=True)
+    block = _check(block, path, "an object")
+    kind = _read(block, "type", path, "a string", required=True)
     parser = parsers.get(kind)
     if parser is not None:
         return parser(block, path)
     if kind in UNTRANSLATABLE_BLOCKS or kind in _BLOCK_PARSERS:
-        _fail(f"{path}.type", f"{kind!r} blocks cannot be translated here")
-    _fail(f"{path}.type", f"unknown part type {kind!r}")
+        raise invalid(f"{path}.type", f"{kind!r} blocks cannot be translated here")
+    raise invalid(f"{path}.type", f"unknown part type {kind!r}")
 
 
 def _parse_text(block: dict[str, Any], path: str) -> Text:
     return Text(
-        text=_field(block, "text", str, path, required=True),
-        cache_control=_field(block, "cache_control", dict, path),
+        text=_read(block, "text", path, "a string", required=True),
+        cache_control=_read(block, "cache_control", path, "an object"),
     )
 
 
 def _parse_image(block: dict[str, Any], path: str) -> Image:
-    source = _object(block.get("source"), f"{path}.source")
-    kind = _field(source, "type", str, f"{path}.source", required=True)
+    source = _check(block.get("source"), f"{path}.source", "an object")
+    kind = _read(source, "type", f"{path}.source", "a string", required=True)
     if kind == "base64":
         return Image(
-            media_type=_field(source, "media_type", str, f"{path}.source", required=True),
-            data=_field(source, "data", str, f"{path}.source", required=True),
+            media_type=_read(source, "media_type", f"{path}.source", "a string", required=True),
+            data=_read(source, "data", f"{path}.source", "a string", required=True),
         )
     if kind == "url":
-        return Image(url=_field(source, "url", str, f"{path}.source", required=True))
+        return Image(url=_read(source, "url", f"{path}.source", "a string", required=True))
     if kind == "file":
-        _fail(f"{path}.source.type", "file sources cannot be translated")
-    _fail(f"{path}.source.type", f"unknown image source type {kind!r}")
+        raise invalid(f"{path}.source.type", "file sources cannot be translated")
+    raise invalid(f"{path}.source.type", f"unknown image source type {kind!r}")
 
 
 def _parse_tool_use(block: dict[str, Any], path: str) -> ToolCall:
     return ToolCall(
-        id=_field(block, "id", str, path, required=True),
-        name=_field(block, "name", str, path, required=True),
+        id=_read(block, "id", path, "a string", required=True),
+        name=_read(block, "name", path, "a string", required=True),
         arguments=dump_arguments(block.get("input")),
     )
 
@@ -307,24 +276,24 @@ def _parse_tool_result(block: dict[str, Any], path: str) -> ToolResult:
     elif isinstance(content, list):
         parts = [_parse_block(b, f"{path}.content[{i}]", _RESULT_PARSERS) for i, b in enumerate(content)]
     else:
-        _fail(f"{path}.content", "expected a string or an array of blocks")
+        raise invalid(f"{path}.content", "expected a string or an array of blocks")
     return ToolResult(
-        tool_call_id=_field(block, "tool_use_id", str, path, required=True),
+        tool_call_id=_read(block, "tool_use_id", path, "a string", required=True),
         content=parts,
-        is_error=bool(_field(block, "is_error", bool, path)),
+        is_error=bool(_read(block, "is_error", path, "a boolean")),
     )
 
 
 def _parse_thinking(block: dict[str, Any], path: str) -> Reasoning:
     return Reasoning(
-        text=_field(block, "thinking", str, path) or "",
-        signature=_field(block, "signature", str, path),
+        text=_read(block, "thinking", path, "a string") or "",
+        signature=_read(block, "signature", path, "a string"),
         origin=NAME,
     )
 
 
 def _parse_redacted(block: dict[str, Any], path: str) -> Reasoning:
-    return Reasoning(redacted=True, signature=_field(block, "data", str, path, required=True), origin=NAME)
+    return Reasoning(redacted=True, signature=_read(block, "data", path, "a string", required=True), origin=NAME)
 
 
 _BLOCK_PARSERS: dict[str, Callable[[dict[str, Any], str], Part]] = {
@@ -340,15 +309,15 @@ _TEXT_ONLY = {"text": _parse_text}
 
 
 def _parse_tool(raw: Any, path: str) -> Tool:
-    raw = _object(raw, path)
-    kind = _field(raw, "type", str, path)
+    raw = _check(raw, path, "an object")
+    kind = _read(raw, "type", path, "a string")
     if kind not in (None, "custom"):
-        _fail(f"{path}.type", f"server tool {kind!r} cannot be translated")
-    schema = _field(raw, "input_schema", dict, path)
+        raise invalid(f"{path}.type", f"server tool {kind!r} cannot be translated")
+    schema = _read(raw, "input_schema", path, "an object")
     return Tool(
-        name=_field(raw, "name", str, path, required=True),
-        description=_field(raw, "description", str, path),
-        strict=_field(raw, "strict", bool, path),
+        name=_read(raw, "name", path, "a string", required=True),
+        description=_read(raw, "description", path, "a string"),
+        strict=_read(raw, "strict", path, "a boolean"),
         **({"parameters": schema} if schema is not None else {}),
     )
 
@@ -356,17 +325,17 @@ def _parse_tool(raw: Any, path: str) -> Tool:
 def _parse_tool_choice(value: Any) -> tuple[ToolChoice | None, bool | None]:
     if value is None:
         return None, None
-    value = _object(value, "tool_choice")
-    kind = _field(value, "type", str, "tool_choice", required=True)
-    if kind not in TOOL_CHOICES_IN:
-        _fail("tool_choice.type", f"unknown tool choice {kind!r}")
-    name = _field(value, "name", str, "tool_choice", required=kind == "tool")
-    disable = _field(value, "disable_parallel_tool_use", bool, "tool_choice")
-    return ToolChoice(mode=TOOL_CHOICES_IN[kind], name=name), None if disable is None else not disable
+    value = _check(value, "tool_choice", "an object")
+    kind = _read(value, "type", "tool_choice", "a string", required=True)
+    if kind not in TOOL_CHOICE_IN:
+        raise invalid("tool_choice.type", f"unknown tool choice {kind!r}")
+    name = _read(value, "name", "tool_choice", "a string", required=kind == "tool")
+    disable = _read(value, "disable_parallel_tool_use", "tool_choice", "a boolean")
+    return ToolChoice(mode=TOOL_CHOICE_IN[kind], name=name), None if disable is None else not disable
 
 
 def _thinking_enabled(thinking: dict[str, Any], effort: str | None, include: bool | None) -> ReasoningConfig:
-    budget = _field(thinking, "budget_tokens", int, "thinking", required=True)
+    budget = _read(thinking, "budget_tokens", "thinking", "an integer", required=True)
     return ReasoningConfig(budget_tokens=budget, effort=effort, include_thoughts=include)
 
 
@@ -388,29 +357,31 @@ _THINKING_TYPES = {
 
 def _parse_reasoning(body: dict[str, Any]) -> ReasoningConfig | None:
     """``thinking`` and ``output_config.effort`` together; effort alone still sets the effort."""
-    effort = _field(_object(body.get("output_config") or {}, "output_config"), "effort", str, "output_config")
-    thinking = _field(body, "thinking", dict, "")
+    config = _check(body.get("output_config") or {}, "output_config", "an object")
+    effort = _read(config, "effort", "output_config", "a string")
+    thinking = _read(body, "thinking", "", "an object")
     if thinking is None:
         return ReasoningConfig(effort=effort) if effort else None
-    kind = _field(thinking, "type", str, "thinking", required=True)
+    kind = _read(thinking, "type", "thinking", "a string", required=True)
     if kind not in _THINKING_TYPES:
-        _fail("thinking.type", f"unknown thinking type {kind!r}")
-    display = _field(thinking, "display", str, "thinking")
+        raise invalid("thinking.type", f"unknown thinking type {kind!r}")
+    display = _read(thinking, "display", "thinking", "a string")
     return _THINKING_TYPES[kind](thinking, effort, None if display is None else display != "omitted")
 
 
 def _parse_format(body: dict[str, Any]) -> ResponseFormat | None:
-    fmt = _field(_object(body.get("output_config") or {}, "output_config"), "format", dict, "output_config")
+    config = _check(body.get("output_config") or {}, "output_config", "an object")
+    fmt = _read(config, "format", "output_config", "an object")
     if fmt is None:
         return None
-    kind = _field(fmt, "type", str, "output_config.format", required=True)
+    kind = _read(fmt, "type", "output_config.format", "a string", required=True)
     if kind != "json_schema":
-        _fail("output_config.format.type", f"unknown format type {kind!r}")
-    schema = _field(fmt, "schema", dict, "output_config.format", required=True)
+        raise invalid("output_config.format.type", f"unknown format type {kind!r}")
+    schema = _read(fmt, "schema", "output_config.format", "an object", required=True)
     return ResponseFormat(type="json_schema", json_schema=schema)
 
 
-# -- request: render -----------------------------------------------------------------------------
+# -- request rendering ----------------------------------------------------------------------------
 
 
 def render_request(request: ChatRequest) -> dict[str, Any]:
@@ -490,11 +461,11 @@ def _render_image(part: Image, path: str) -> dict[str, Any]:
         media_type, data = inline
     if data is not None:
         if media_type not in IMAGE_MEDIA_TYPES:
-            _fail(path, f"image type {media_type!r} cannot be sent to Anthropic (jpeg, png, gif, webp only)")
+            raise invalid(path, f"image type {media_type!r} cannot be sent to Anthropic (jpeg, png, gif, webp only)")
         return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
     if part.url:
         return {"type": "image", "source": {"type": "url", "url": part.url}}
-    _fail(path, "image has neither data nor url")
+    raise invalid(path, "image has neither data nor url")
 
 
 def _render_tool_call(part: ToolCall, path: str) -> dict[str, Any]:
@@ -560,10 +531,10 @@ def _render_tool_choice(request: ChatRequest) -> dict[str, Any] | None:
     if choice is None and not serial:
         return None
     mode = choice.mode if choice else "auto"
-    rendered: dict[str, Any] = {"type": TOOL_CHOICES_OUT[mode]}
+    rendered: dict[str, Any] = {"type": TOOL_CHOICE_OUT[mode]}
     if mode == "tool":
         if not choice or not choice.name:
-            _fail("tool_choice.name", "required for a named tool choice")
+            raise invalid("tool_choice.name", "required for a named tool choice")
         rendered["name"] = choice.name
     if serial and mode != "none":
         rendered["disable_parallel_tool_use"] = True
@@ -600,22 +571,54 @@ def _render_format(fmt: ResponseFormat | None) -> dict[str, Any] | None:
     return {"type": "json_schema", "schema": dict(fmt.json_schema)}
 
 
-# -- usage and stop reasons ----------------------------------------------------------------------
+# -- response parsing -----------------------------------------------------------------------------
+
+_RESPONSE_PARSERS = {
+    kind: _BLOCK_PARSERS[kind] for kind in ("text", "tool_use", "thinking", "redacted_thinking")
+}
+
+
+def parse_response(body: Any) -> ChatResponse:
+    """Server-tool blocks are skipped: they only answer server tools, which translated routes refuse."""
+    if not isinstance(body, dict):
+        raise ProxyError("upstream_error", "response: expected a JSON object")
+    blocks = body.get("content") if isinstance(body.get("content"), list) else []
+    try:
+        content = [
+            _RESPONSE_PARSERS[block["type"]](block, f"content[{i}]")
+            for i, block in enumerate(blocks)
+            if isinstance(block, dict) and block.get("type") in _RESPONSE_PARSERS
+        ]
+    except ProxyError as error:
+        raise ProxyError("upstream_error", f"response {error.message}") from None
+    reason = body.get("stop_reason")
+    stop_sequence = body.get("stop_sequence")
+    return ChatResponse(
+        id=str(body.get("id") or ""),
+        model=str(body.get("model") or ""),
+        content=content,
+        stop_reason=STOP_IN.get(reason, "end_turn") if reason else None,
+        stop_sequence=stop_sequence if isinstance(stop_sequence, str) else None,
+        usage=_usage(body.get("usage") if isinstance(body.get("usage"), dict) else {}),
+    )
 
 
 def _usage(raw: dict[str, Any]) -> Usage:
     """Anthropic usage → canonical: cache reads and writes join the input count."""
-    read = _count(raw, "cache_read_input_tokens")
-    write = _count(raw, "cache_creation_input_tokens")
-    base = _count(raw, "input_tokens")
+    read = count(raw.get("cache_read_input_tokens"))
+    write = count(raw.get("cache_creation_input_tokens"))
+    base = count(raw.get("input_tokens"))
     details = raw.get("output_tokens_details")
     return Usage(
         input_tokens=None if base is None else base + (read or 0) + (write or 0),
-        output_tokens=_count(raw, "output_tokens"),
+        output_tokens=count(raw.get("output_tokens")),
         cache_read_tokens=read,
         cache_write_tokens=write,
-        reasoning_tokens=_count(details, "thinking_tokens") if isinstance(details, dict) else None,
+        reasoning_tokens=count(details.get("thinking_tokens")) if isinstance(details, dict) else None,
     )
+
+
+# -- response rendering ---------------------------------------------------------------------------
 
 
 def _wire_usage(usage: Usage, *, complete: bool) -> dict[str, Any]:
@@ -644,39 +647,7 @@ def _wire_stop(reason: StopReason | None, has_calls: bool) -> str:
     """A turn that called tools must say ``tool_use`` or agents stop after one turn (trap 17)."""
     if has_calls and reason in (None, "end_turn"):
         return "tool_use"
-    return WIRE_STOP_REASONS[reason or "end_turn"]
-
-
-# -- response ------------------------------------------------------------------------------------
-
-_RESPONSE_PARSERS = {
-    kind: _BLOCK_PARSERS[kind] for kind in ("text", "tool_use", "thinking", "redacted_thinking")
-}
-
-
-def parse_response(body: Any) -> ChatResponse:
-    """Server-tool blocks are skipped: they only answer server tools, which translated routes refuse."""
-    if not isinstance(body, dict):
-        raise ProxyError("upstream_error", "response: expected a JSON object")
-    blocks = body.get("content") if isinstance(body.get("content"), list) else []
-    try:
-        content = [
-            _RESPONSE_PARSERS[block["type"]](block, f"content[{i}]")
-            for i, block in enumerate(blocks)
-            if isinstance(block, dict) and block.get("type") in _RESPONSE_PARSERS
-        ]
-    except ProxyError as error:
-        raise ProxyError("upstream_error", f"response {error.message}") from None
-    reason = body.get("stop_reason")
-    stop_sequence = body.get("stop_sequence")
-    return ChatResponse(
-        id=str(body.get("id") or ""),
-        model=str(body.get("model") or ""),
-        content=content,
-        stop_reason=STOP_REASONS.get(reason, "end_turn") if reason else None,
-        stop_sequence=stop_sequence if isinstance(stop_sequence, str) else None,
-        usage=_usage(body.get("usage") if isinstance(body.get("usage"), dict) else {}),
-    )
+    return STOP_OUT[reason or "end_turn"]
 
 
 def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
@@ -709,7 +680,7 @@ def _client_block(part: Part) -> dict[str, Any] | None:
     return None
 
 
-# -- stream decoding -----------------------------------------------------------------------------
+# -- stream decoder -------------------------------------------------------------------------------
 
 
 def _text_delta(delta: dict[str, Any]) -> Event | None:
@@ -758,7 +729,7 @@ class StreamDecoder:
         events = self._decode(self._sse.close())
         if not self._done:
             self._done = True
-            events.append(End() if self._stopped else _broken_off())
+            events.append(End() if self._stopped else broken_off())
         return events
 
     def _decode(self, frames: list[SSEEvent]) -> list[Event]:
@@ -830,7 +801,7 @@ class StreamDecoder:
         if reason := delta.get("stop_reason"):
             self._stopped = True
             sequence = delta.get("stop_sequence")
-            events.append(Stop(reason=STOP_REASONS.get(reason, "end_turn"), stop_sequence=sequence or None))
+            events.append(Stop(reason=STOP_IN.get(reason, "end_turn"), stop_sequence=sequence or None))
         if isinstance(usage := data.get("usage"), dict):
             self._usage.update({key: value for key, value in usage.items() if value is not None})
             events.append(UsageUpdate(usage=_usage(self._usage)))
@@ -855,12 +826,7 @@ class StreamDecoder:
     }
 
 
-def _broken_off() -> StreamError:
-    error = ProxyError("upstream_error", "upstream stream ended before it finished")
-    return StreamError(error=error.to_dict())
-
-
-# -- stream encoding -----------------------------------------------------------------------------
+# -- stream encoder -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -1077,16 +1043,16 @@ class StreamEncoder:
     }
 
 
-# -- errors --------------------------------------------------------------------------------------
+# -- errors ---------------------------------------------------------------------------------------
 
 
 def _error_type(error: ProxyError) -> str:
     """The provider's own type when it is Anthropic's and agrees with the code (an OpenAI 401 also
     says ``invalid_request_error``), else the type for the canonical code."""
-    known = ERROR_TYPES.get(error.provider_type or "")
+    known = ERROR_TYPE_IN.get(error.provider_type or "")
     if known and known[0] == error.code:
         return error.provider_type  # type: ignore[return-value]
-    return CODE_ERROR_TYPES.get(error.code, "api_error")
+    return ERROR_TYPE_OUT.get(error.code, "api_error")
 
 
 def _error_body(error: ProxyError) -> dict[str, Any]:
@@ -1094,8 +1060,7 @@ def _error_body(error: ProxyError) -> dict[str, Any]:
 
 
 def render_error(error: ProxyError) -> tuple[int, bytes]:
-    body = json.dumps(_error_body(error), ensure_ascii=False, separators=(",", ":"))
-    return error.status, body.encode()
+    return error.status, dumps(_error_body(error))
 
 
 def parse_error(status: int, body: bytes) -> ProxyError:
@@ -1116,7 +1081,7 @@ def _error_from_body(data: dict[str, Any], status: int | None) -> ProxyError:
     details = error if isinstance(error, dict) else {}
     kind = details.get("type") if isinstance(details.get("type"), str) else None
     message = details.get("message") or (error if isinstance(error, str) else None) or data.get("message")
-    code, usual_status = ERROR_TYPES.get(kind or "", (None, 502))
+    code, usual_status = ERROR_TYPE_IN.get(kind or "", (None, 502))
     status = status or usual_status
     if kind == "invalid_request_error":  # Anthropic (and OpenAI) use it for other 4xx too
         code = None

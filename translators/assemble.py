@@ -100,3 +100,12 @@ class Assembler:
             stop_sequence=self.stop.stop_sequence if self.stop else None,
             usage=self.usage,
         )
+
+
+def response_from_events(events: list[Event]) -> ChatResponse:
+    """Assemble a full response from a decoded stream; used to check that a stream and a
+    non-streamed answer agree (trap 2), and by views and captures."""
+    assembler = Assembler()
+    for event in events:
+        assembler.add(event)
+    return assembler.response()

@@ -6,7 +6,7 @@ renderers, never N×N converters. Semantics are normalised here, once:
 - ``Usage.input_tokens`` counts *all* prompt tokens, cached ones included (OpenAI's convention);
   ``output_tokens`` includes reasoning tokens. ``None`` means unknown, never zero.
 - Tool-call ``arguments`` are JSON text, as OpenAI sends them; protocols that want an object parse
-  it with ``parse_arguments``.
+  it with ``translators.wire.parse_arguments``.
 - System prompts live in ``ChatRequest.system``; parsers hoist system/developer messages there.
 - Tool results are ``ToolResult`` parts inside a ``user`` message (Anthropic's shape); protocols
   that want one message per result split them when rendering.
@@ -14,8 +14,7 @@ renderers, never N×N converters. Semantics are normalised here, once:
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,7 +23,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# -- content parts -------------------------------------------------------------------------------
+# -- content parts --------------------------------------------------------------------------------
 
 
 class Text(_Model):
@@ -78,7 +77,7 @@ class Reasoning(_Model):
     origin: str | None = None
 
 
-Part = Annotated[Union[Text, Image, ToolCall, ToolResult, Reasoning], Field(discriminator="type")]
+Part = Annotated[Text | Image | ToolCall | ToolResult | Reasoning, Field(discriminator="type")]
 
 
 class Message(_Model):
@@ -86,7 +85,7 @@ class Message(_Model):
     content: list[Part]
 
 
-# -- request -------------------------------------------------------------------------------------
+# -- request --------------------------------------------------------------------------------------
 
 
 class Tool(_Model):
@@ -147,7 +146,7 @@ class ChatRequest(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-# -- response ------------------------------------------------------------------------------------
+# -- response -------------------------------------------------------------------------------------
 
 StopReason = Literal[
     "end_turn",  # natural end
@@ -183,7 +182,7 @@ class ChatResponse(_Model):
     usage: Usage = Field(default_factory=Usage)
 
 
-# -- stream events -------------------------------------------------------------------------------
+# -- stream events --------------------------------------------------------------------------------
 # Decoders turn a provider's stream into these, in order; encoders turn them into a client's stream.
 # Content arrives as deltas; tool calls are keyed by ``index`` (0, 1, … in order of appearance within
 # the response). Every stream a decoder produces has this grammar:
@@ -256,57 +255,15 @@ class StreamError(_Model):
     error: dict[str, Any]  # ProxyError.to_dict()
 
 
-Event = Union[
-    MessageStart,
-    TextDelta,
-    ReasoningDelta,
-    ToolCallStart,
-    ToolCallDelta,
-    ToolCallEnd,
-    UsageUpdate,
-    Stop,
-    End,
-    StreamError,
-]
-
-
-# -- helpers shared by protocol modules ----------------------------------------------------------
-
-
-def parse_arguments(arguments: str) -> dict[str, Any]:
-    """Tool arguments as an object for protocols that want one; invalid or non-object JSON is kept
-    visible under ``_raw`` rather than silently dropped (empty text is ``{}``)."""
-    if not arguments.strip():
-        return {}
-    try:
-        value = json.loads(arguments)
-    except ValueError:
-        return {"_raw": arguments}
-    return value if isinstance(value, dict) else {"_raw": arguments}
-
-
-def dump_arguments(value: Any) -> str:
-    """Compact JSON text for an arguments object (``{}`` for a missing one, never ``""``)."""
-    return json.dumps(value if value is not None else {}, ensure_ascii=False, separators=(",", ":"))
-
-
-def split_data_url(url: str) -> tuple[str, str] | None:
-    """``data:<mime>;base64,<payload>`` → (mime, payload); None for any other URL."""
-    if not url.startswith("data:"):
-        return None
-    header, _, payload = url[5:].partition(",")
-    mime, _, encoding = header.partition(";")
-    if encoding != "base64":
-        return None
-    return mime or "application/octet-stream", payload
-
-
-def response_from_events(events: list[Event]) -> ChatResponse:
-    """Assemble a full response from a decoded stream; used to check that a stream and a
-    non-streamed answer agree (trap 2), and by views and captures."""
-    from translators.assemble import Assembler
-
-    assembler = Assembler()
-    for event in events:
-        assembler.add(event)
-    return assembler.response()
+Event = (
+    MessageStart
+    | TextDelta
+    | ReasoningDelta
+    | ToolCallStart
+    | ToolCallDelta
+    | ToolCallEnd
+    | UsageUpdate
+    | Stop
+    | End
+    | StreamError
+)

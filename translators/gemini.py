@@ -19,10 +19,11 @@ import base64
 import json
 import re
 import secrets
+from collections.abc import Callable, Iterable
 from functools import cache
 from itertools import groupby
 from pathlib import PurePosixPath
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -53,13 +54,22 @@ from translators.canonical import (
     ToolResult,
     Usage,
     UsageUpdate,
-    dump_arguments,
-    parse_arguments,
-    split_data_url,
 )
 from translators.errors import CODES, ProxyError, code_for_status
 from translators.mapping import EFFORT_BUDGET
 from translators.sse import SSEParser
+from translators.wire import (
+    Reader,
+    broken_off,
+    count,
+    dump_arguments,
+    dumps,
+    dumps_text,
+    invalid,
+    parse_arguments,
+    refuse,
+    split_data_url,
+)
 
 NAME = "gemini"
 STREAM_CONTENT_TYPE = "text/event-stream"
@@ -67,9 +77,9 @@ STREAM_CONTENT_TYPE = "text/event-stream"
 # Google's documented placeholder for function calls Gemini did not produce (protocols.md §6.9).
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 
-# -- tables --------------------------------------------------------------------------------------
+# -- tables ---------------------------------------------------------------------------------------
 
-FINISH_REASONS: dict[str, str] = {
+STOP_IN: dict[str, str] = {
     "STOP": "end_turn",
     "FINISH_REASON_UNSPECIFIED": "end_turn",
     "MAX_TOKENS": "max_tokens",
@@ -105,7 +115,7 @@ FINISH_REASONS: dict[str, str] = {
     ),
 }
 
-STOP_REASONS: dict[str | None, str] = {
+STOP_OUT: dict[str | None, str] = {
     None: "STOP",
     "end_turn": "STOP",
     "tool_use": "STOP",
@@ -117,16 +127,16 @@ STOP_REASONS: dict[str | None, str] = {
     "error": "OTHER",
 }
 
-TOOL_MODES: dict[str, str] = {
+TOOL_CHOICE_IN: dict[str, str] = {
     "AUTO": "auto",
     "MODE_UNSPECIFIED": "auto",
     "VALIDATED": "auto",
     "ANY": "required",
     "NONE": "none",
 }
-CHOICE_MODES: dict[str, str] = {"auto": "AUTO", "required": "ANY", "tool": "ANY", "none": "NONE"}
+TOOL_CHOICE_OUT: dict[str, str] = {"auto": "AUTO", "required": "ANY", "tool": "ANY", "none": "NONE"}
 
-THINKING_LEVELS: dict[str, str] = {
+THINKING_LEVEL_OUT: dict[str, str] = {
     "minimal": "MINIMAL",
     "low": "LOW",
     "medium": "MEDIUM",
@@ -136,7 +146,7 @@ THINKING_LEVELS: dict[str, str] = {
 }
 
 # Canonical error code -> google.rpc status string, and the way back.
-RPC_STATUS: dict[str, str] = {
+RPC_STATUS_OUT: dict[str, str] = {
     "invalid_request": "INVALID_ARGUMENT",
     "too_large": "INVALID_ARGUMENT",
     "authentication": "UNAUTHENTICATED",
@@ -150,7 +160,7 @@ RPC_STATUS: dict[str, str] = {
     "upstream_unreachable": "UNAVAILABLE",
     "timeout": "DEADLINE_EXCEEDED",
 }
-RPC_CODES: dict[str, str] = {
+RPC_STATUS_IN: dict[str, str] = {
     "INVALID_ARGUMENT": "invalid_request",
     "OUT_OF_RANGE": "invalid_request",
     "FAILED_PRECONDITION": "billing",
@@ -168,8 +178,11 @@ RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 
 # The JSON-Schema subset Gemini documents for parametersJsonSchema / responseJsonSchema.
 SCHEMA_KEYWORDS = frozenset(
-    "$id $defs $ref $anchor type format title description enum items prefixItems minItems maxItems "
-    "minimum maximum anyOf oneOf properties additionalProperties required propertyOrdering".split()
+    {
+        *("$id", "$defs", "$ref", "$anchor", "type", "format", "title", "description", "enum", "items"),
+        *("prefixItems", "minItems", "maxItems", "minimum", "maximum", "anyOf", "oneOf", "properties"),
+        *("additionalProperties", "required", "propertyOrdering"),
+    }
 )
 SCHEMA_FORMATS = frozenset({"date-time", "enum", "int32", "int64", "float", "double"})
 # Rejected keyword -> the allowed keyword that says (almost) the same; used when that one is absent.
@@ -180,7 +193,7 @@ SCHEMA_RENAMES: dict[str, str] = {
     "definitions": "$defs",
 }
 # OpenAPI-subset ``Schema`` keys (Gemini ``parameters``) whose JSON-Schema spelling differs.
-OPENAPI_KEYS: dict[str, str] = {"defs": "$defs", "ref": "$ref"}
+OPENAPI_KEY_IN: dict[str, str] = {"defs": "$defs", "ref": "$ref"}
 
 IMAGE_EXTENSIONS: dict[str, str] = {
     ".png": "image/png",
@@ -203,8 +216,22 @@ DEFAULT_IMAGE_TYPE = "image/jpeg"
 # Part data fields that the canonical model cannot carry.
 UNTRANSLATABLE_PARTS = ("executableCode", "codeExecutionResult", "toolCall", "toolResponse")
 
+ROLE_IN: dict[str, str] = {"user": "user", "model": "assistant"}
+ROLE_OUT: dict[str, str] = {"user": "user", "assistant": "model"}
+
+# generationConfig key -> ChatRequest field
+GENERATION_FIELD_IN: dict[str, str] = {
+    "temperature": "temperature",
+    "topP": "top_p",
+    "topK": "top_k",
+    "maxOutputTokens": "max_tokens",
+    "seed": "seed",
+    "presencePenalty": "presence_penalty",
+    "frequencyPenalty": "frequency_penalty",
+}
+
 # ChatRequest field -> Gemini key path, to name the right key when a value has the wrong type.
-FIELD_PATHS: dict[str, str] = {
+FIELD_PATH_OUT: dict[str, str] = {
     "temperature": "generationConfig.temperature",
     "top_p": "generationConfig.topP",
     "top_k": "generationConfig.topK",
@@ -217,7 +244,7 @@ FIELD_PATHS: dict[str, str] = {
 }
 
 
-# -- lenient keys, base64, ids -------------------------------------------------------------------
+# -- helpers: lenient keys, base64, ids -----------------------------------------------------------
 
 
 @cache
@@ -232,17 +259,8 @@ def _get(obj: dict[str, Any], key: str) -> Any:
     return value if value is not None else obj.get(_snake(key))
 
 
-def _invalid(message: str) -> ProxyError:
-    return ProxyError("invalid_request", message)
-
-
-def _untranslatable(path: str, what: str) -> ProxyError:
-    return _invalid(f"{path}: {what} cannot be translated to another protocol")
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
+# Type checks naming the key path, with the short messages this module has always given.
+_check = Reader(detail=False).check
 
 _URLSAFE = str.maketrans("-_", "+/")
 
@@ -298,13 +316,13 @@ class _CallIds:
         return call
 
 
-# -- reading parts (requests and responses) ------------------------------------------------------
+# -- request parsing: parts (answers are read with the same readers) ------------------------------
 
 
 def _signature(part: dict[str, Any], path: str) -> str | None:
     signature = _get(part, "thoughtSignature")
     if signature is not None and not isinstance(signature, str):
-        raise _invalid(f"{path}.thoughtSignature: expected a base64 string")
+        raise invalid(f"{path}.thoughtSignature", "expected a base64 string")
     return signature or None
 
 
@@ -313,32 +331,32 @@ def _signed(signature: str | None, parts: list[Part]) -> list[Part]:
     ``_PartWriter`` attaches to the next part again when rendering."""
     if not signature:
         return parts
-    return [Reasoning(signature=signature, origin="gemini"), *parts]
+    return [Reasoning(signature=signature, origin=NAME), *parts]
 
 
 def _read_text(value: Any, part: dict[str, Any], signature: str | None, path: str) -> list[Part]:
     if not isinstance(value, str):
-        raise _invalid(f"{path}: expected a string")
+        raise invalid(path, "expected a string")
     if _get(part, "thought"):
-        return [Reasoning(text=value, signature=signature, origin="gemini")]
+        return [Reasoning(text=value, signature=signature, origin=NAME)]
     return _signed(signature, [Text(text=value)] if value else [])
 
 
 def _read_image_blob(value: Any, path: str) -> Image:
     if not isinstance(value, dict) or not isinstance(data := _get(value, "data"), str):
-        raise _invalid(f"{path}: expected an object with base64 data")
+        raise invalid(path, "expected an object with base64 data")
     mime = _get(value, "mimeType")
     if not isinstance(mime, str) or not mime.startswith("image/"):
-        raise _untranslatable(path, f"inline data of type {mime!r}")
+        raise refuse(path, f"inline data of type {mime!r}")
     return Image(media_type=mime, data=_std_b64(data))
 
 
 def _read_image_file(value: Any, path: str) -> Image:
     if not isinstance(value, dict) or not isinstance(uri := _get(value, "fileUri"), str):
-        raise _invalid(f"{path}: expected an object with fileUri")
+        raise invalid(path, "expected an object with fileUri")
     mime = _get(value, "mimeType")
     if not isinstance(mime, str) or not mime.startswith("image/"):
-        raise _untranslatable(path, f"a file of type {mime!r}")
+        raise refuse(path, f"a file of type {mime!r}")
     return Image(media_type=mime, url=uri)
 
 
@@ -353,17 +371,16 @@ def _read_file(value: Any, part: dict[str, Any], signature: str | None, path: st
 def _name(value: dict[str, Any], path: str) -> str:
     name = value.get("name")
     if not isinstance(name, str) or not name:
-        raise _invalid(f"{path}.name: expected a non-empty string")
+        raise invalid(f"{path}.name", "expected a non-empty string")
     return name
 
 
 def _read_call(value: Any, part: dict[str, Any], signature: str | None, path: str) -> list[Part]:
     """A function call with the id Gemini gave (usually none: the caller assigns one)."""
-    if not isinstance(value, dict):
-        raise _invalid(f"{path}: expected an object")
+    _check(value, path, "an object")
     args = value.get("args")
     if args is not None and not isinstance(args, dict):
-        raise _invalid(f"{path}.args: expected an object")
+        raise invalid(f"{path}.args", "expected an object")
     return [
         ToolCall(
             id=str(value.get("id") or ""),
@@ -379,20 +396,19 @@ def _result_text(response: dict[str, Any]) -> tuple[str, bool]:
     the only key, else the whole object as compact JSON."""
     if len(response) == 1 and ("output" in response or "error" in response):
         (key, value), = response.items()
-        return (value if isinstance(value, str) else _dumps(value)), key == "error"
-    return _dumps(response), False
+        return (value if isinstance(value, str) else dumps_text(value)), key == "error"
+    return dumps_text(response), False
 
 
 def _read_response(value: Any, part: dict[str, Any], signature: str | None, path: str) -> list[Part]:
-    if not isinstance(value, dict):
-        raise _invalid(f"{path}: expected an object")
+    _check(value, path, "an object")
     response = value.get("response")
     response = response if isinstance(response, dict) else {} if response is None else {"output": response}
     text, is_error = _result_text(response)
     content: list[Text | Image] = [Text(text=text)]
     parts = value.get("parts") or []
     if not isinstance(parts, list):
-        raise _invalid(f"{path}.parts: expected a list")
+        raise invalid(f"{path}.parts", "expected a list")
     content.extend(_read_result_part(sub, f"{path}.parts[{k}]") for k, sub in enumerate(parts))
     return [
         ToolResult(
@@ -411,7 +427,7 @@ def _read_result_part(part: Any, path: str) -> Image:
             return _read_image_blob(blob, f"{path}.inlineData")
         if (file := _get(part, "fileData")) is not None:
             return _read_image_file(file, f"{path}.fileData")
-    raise _untranslatable(path, "this function-response part")
+    raise refuse(path, "this function-response part")
 
 
 PART_READERS: dict[str, Callable[[Any, dict[str, Any], str | None, str], list[Part]]] = {
@@ -425,8 +441,7 @@ PART_READERS: dict[str, Callable[[Any, dict[str, Any], str | None, str], list[Pa
 
 def _read_part(part: Any, path: str) -> list[Part]:
     """One Gemini part as canonical parts (none for an empty text part, two for a signed one)."""
-    if not isinstance(part, dict):
-        raise _invalid(f"{path}: expected an object")
+    _check(part, path, "an object")
     signature = _signature(part, path)
     for key, reader in PART_READERS.items():
         value = _get(part, key)
@@ -434,24 +449,24 @@ def _read_part(part: Any, path: str) -> list[Part]:
             return reader(value, part, signature, f"{path}.{key}")
     for key in UNTRANSLATABLE_PARTS:
         if _get(part, key) is not None:
-            raise _untranslatable(f"{path}.{key}", key)
+            raise refuse(f"{path}.{key}", key)
     if signature:
-        return [Reasoning(signature=signature, origin="gemini")]
-    raise _invalid(f"{path}: no text, inlineData, fileData, functionCall or functionResponse")
+        return [Reasoning(signature=signature, origin=NAME)]
+    raise invalid(path, "no text, inlineData, fileData, functionCall or functionResponse")
 
 
-# -- parse_request -------------------------------------------------------------------------------
+# -- request parsing: contents, tools and options -------------------------------------------------
 
 
 def parse_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
     """A ``GenerateContentRequest``; ``model`` (from the URL) and ``stream`` (from the method) are
     not in a Gemini body."""
     if not isinstance(body, dict):
-        raise _invalid("body: expected a JSON object")
+        raise invalid("body", "expected a JSON object")
     if not model:
-        raise _invalid("model: missing")
+        raise invalid("model", "missing")
     if _get(body, "cachedContent") is not None:
-        raise _untranslatable("cachedContent", "server-side cached content")
+        raise refuse("cachedContent", "server-side cached content")
     try:
         tool_choice, tools = _parse_tool_config(_get(body, "toolConfig"), _parse_tools(_get(body, "tools")))
         return ChatRequest(
@@ -466,7 +481,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else "body"
-        raise _invalid(f"{FIELD_PATHS.get(field, field)}: {error['msg']}") from None
+        raise invalid(FIELD_PATH_OUT.get(field, field), error["msg"]) from None
 
 
 def _parse_system(instruction: Any) -> list[Text]:
@@ -475,12 +490,12 @@ def _parse_system(instruction: Any) -> list[Text]:
     if isinstance(instruction, str):
         return [Text(text=instruction)] if instruction else []
     if not isinstance(instruction, dict) or not isinstance(parts := _get(instruction, "parts"), list):
-        raise _invalid("systemInstruction: expected a Content object with parts")
+        raise invalid("systemInstruction", "expected a Content object with parts")
     texts: list[Text] = []
     for j, part in enumerate(parts):
         text = part.get("text") if isinstance(part, dict) else None
         if not isinstance(text, str):
-            raise _untranslatable(f"systemInstruction.parts[{j}]", "a non-text system part")
+            raise refuse(f"systemInstruction.parts[{j}]", "a non-text system part")
         if text:
             texts.append(Text(text=text))
     return texts
@@ -509,7 +524,7 @@ class _CallLedger:
 
 def _parse_contents(contents: Any) -> list[Message]:
     if not isinstance(contents, list):
-        raise _invalid("contents: expected a list of Content objects")
+        raise invalid("contents", "expected a list of Content objects")
     ledger = _CallLedger()
     messages: list[Message] = []
     for i, content in enumerate(contents):
@@ -519,20 +534,16 @@ def _parse_contents(contents: Any) -> list[Message]:
     return messages
 
 
-_ROLES = {"user": "user", "model": "assistant"}
-
-
 def _parse_content(content: Any, i: int, ledger: _CallLedger) -> Message:
     where = f"contents[{i}]"
-    if not isinstance(content, dict):
-        raise _invalid(f"{where}: expected an object")
+    _check(content, where, "an object")
     raw_role = content.get("role") or "user"
-    role = _ROLES.get(raw_role) if isinstance(raw_role, str) else None
+    role = ROLE_IN.get(raw_role) if isinstance(raw_role, str) else None
     if role is None:
-        raise _invalid(f"{where}.role: unknown role {content.get('role')!r} (user or model)")
+        raise invalid(f"{where}.role", f"unknown role {content.get('role')!r} (user or model)")
     parts = content.get("parts")
     if not isinstance(parts, list) or not parts:
-        raise _invalid(f"{where}.parts: expected a non-empty list")
+        raise invalid(f"{where}.parts", "expected a non-empty list")
     out: list[Part] = []
     for j, raw in enumerate(parts):
         for part in _read_part(raw, f"{where}.parts[{j}]"):
@@ -549,44 +560,40 @@ def _parse_content(content: Any, i: int, ledger: _CallLedger) -> Message:
 
 def _check_role(part: Part, role: str, path: str) -> None:
     if isinstance(part, ToolCall) and role != "assistant":
-        raise _invalid(f"{path}.functionCall: only allowed in a model turn")
+        raise invalid(f"{path}.functionCall", "only allowed in a model turn")
     if isinstance(part, ToolResult) and role != "user":
-        raise _invalid(f"{path}.functionResponse: only allowed in a user turn")
+        raise invalid(f"{path}.functionResponse", "only allowed in a user turn")
 
 
 def _parse_tools(tools: Any) -> list[Tool]:
     if tools is None:
         return []
     if not isinstance(tools, list):
-        raise _invalid("tools: expected a list")
+        raise invalid("tools", "expected a list")
     parsed: list[Tool] = []
     for i, tool in enumerate(tools):
-        if not isinstance(tool, dict):
-            raise _invalid(f"tools[{i}]: expected an object")
+        _check(tool, f"tools[{i}]", "an object")
         for key, value in tool.items():
             if value is not None and key not in ("functionDeclarations", "function_declarations"):
-                raise _untranslatable(f"tools[{i}].{key}", "a server-side tool")
+                raise refuse(f"tools[{i}].{key}", "a server-side tool")
         declarations = _get(tool, "functionDeclarations") or []
         if not isinstance(declarations, list):
-            raise _invalid(f"tools[{i}].functionDeclarations: expected a list")
+            raise invalid(f"tools[{i}].functionDeclarations", "expected a list")
         for k, declaration in enumerate(declarations):
             parsed.append(_parse_declaration(declaration, f"tools[{i}].functionDeclarations[{k}]"))
     return parsed
 
 
 def _parse_declaration(declaration: Any, path: str) -> Tool:
-    if not isinstance(declaration, dict):
-        raise _invalid(f"{path}: expected an object")
+    _check(declaration, path, "an object")
     description = declaration.get("description")
     description = description if isinstance(description, str) else None
     tool = Tool(name=_name(declaration, path), description=description)
     if (schema := _get(declaration, "parametersJsonSchema")) is not None:
-        if not isinstance(schema, dict):
-            raise _invalid(f"{path}.parametersJsonSchema: expected an object")
+        _check(schema, f"{path}.parametersJsonSchema", "an object")
         tool.parameters = schema
     elif (schema := declaration.get("parameters")) is not None:
-        if not isinstance(schema, dict):
-            raise _invalid(f"{path}.parameters: expected an object")
+        _check(schema, f"{path}.parameters", "an object")
         tool.parameters = _from_openapi(schema)
     return tool
 
@@ -598,7 +605,7 @@ def _from_openapi(schema: Any) -> Any:
         return schema
     out: dict[str, Any] = {}
     for key, value in schema.items():
-        key = OPENAPI_KEYS.get(key) or _camel(key)
+        key = OPENAPI_KEY_IN.get(key) or _camel(key)
         if key == "type" and isinstance(value, str):
             if value.upper() != "TYPE_UNSPECIFIED":
                 out["type"] = value.lower()
@@ -626,12 +633,12 @@ def _parse_tool_config(config: Any, tools: list[Tool]) -> tuple[ToolChoice | Non
     if not isinstance(calling, dict):
         return None, tools
     raw_mode = str(calling.get("mode") or "AUTO").upper()
-    mode = TOOL_MODES.get(raw_mode)
+    mode = TOOL_CHOICE_IN.get(raw_mode)
     if mode is None:
-        raise _invalid(f"toolConfig.functionCallingConfig.mode: unknown mode {raw_mode!r}")
+        raise invalid("toolConfig.functionCallingConfig.mode", f"unknown mode {raw_mode!r}")
     names = _get(calling, "allowedFunctionNames")
     if names is not None and not isinstance(names, list):
-        raise _invalid("toolConfig.functionCallingConfig.allowedFunctionNames: expected a list")
+        raise invalid("toolConfig.functionCallingConfig.allowedFunctionNames", "expected a list")
     if not names or mode == "none":
         return ToolChoice(mode=mode), tools
     tools = [tool for tool in tools if tool.name in names]
@@ -640,31 +647,19 @@ def _parse_tool_config(config: Any, tools: list[Tool]) -> tuple[ToolChoice | Non
     return ToolChoice(mode=mode), tools
 
 
-GENERATION_FIELDS: dict[str, str] = {
-    "temperature": "temperature",
-    "topP": "top_p",
-    "topK": "top_k",
-    "maxOutputTokens": "max_tokens",
-    "seed": "seed",
-    "presencePenalty": "presence_penalty",
-    "frequencyPenalty": "frequency_penalty",
-}
-
-
 def _parse_generation_config(config: Any) -> dict[str, Any]:
     """ChatRequest keyword arguments from ``generationConfig``."""
     if config is None:
         return {}
-    if not isinstance(config, dict):
-        raise _invalid("generationConfig: expected an object")
-    fields = {name: _get(config, key) for key, name in GENERATION_FIELDS.items()}
+    _check(config, "generationConfig", "an object")
+    fields = {name: _get(config, key) for key, name in GENERATION_FIELD_IN.items()}
     fields = {name: value for name, value in fields.items() if value is not None}
     count = _get(config, "candidateCount")
     if isinstance(count, int) and count > 1:
-        raise _untranslatable("generationConfig.candidateCount", "more than one candidate")
+        raise refuse("generationConfig.candidateCount", "more than one candidate")
     modalities = _get(config, "responseModalities") or []
     if any(str(m).upper() != "TEXT" for m in ([modalities] if isinstance(modalities, str) else modalities)):
-        raise _untranslatable("generationConfig.responseModalities", "non-text output")
+        raise refuse("generationConfig.responseModalities", "non-text output")
     stop = _get(config, "stopSequences")
     if stop is not None:
         fields["stop"] = [stop] if isinstance(stop, str) else stop
@@ -678,7 +673,7 @@ def _parse_response_format(config: dict[str, Any]) -> ResponseFormat | None:
     if mime in (None, "text/plain"):
         return None
     if mime != "application/json":
-        raise _untranslatable("generationConfig.responseMimeType", f"response type {mime!r}")
+        raise refuse("generationConfig.responseMimeType", f"response type {mime!r}")
     if isinstance(schema := _get(config, "responseJsonSchema"), dict):
         return ResponseFormat(type="json_schema", json_schema=schema)
     if isinstance(schema := _get(config, "responseSchema"), dict):
@@ -704,7 +699,7 @@ def _parse_thinking(config: Any) -> ReasoningConfig | None:
     return reasoning
 
 
-# -- render_request ------------------------------------------------------------------------------
+# -- request rendering ----------------------------------------------------------------------------
 
 
 def render_request(request: ChatRequest) -> dict[str, Any]:
@@ -730,7 +725,7 @@ def _render_contents(messages: list[Message]) -> list[dict[str, Any]]:
     indexed = ((i, j, part) for i, m in enumerate(messages) for j, part in enumerate(m.content))
     for role, items in groupby(indexed, key=lambda item: messages[item[0]].role):
         parts = _render_parts(items, names, client=False)
-        gemini_role = "model" if role == "assistant" else "user"
+        gemini_role = ROLE_OUT[role]
         if not parts:
             continue
         if contents and contents[-1]["role"] == gemini_role:
@@ -806,7 +801,7 @@ def _render_parts(
 def _render_reasoning(writer: _PartWriter, part: Reasoning, *, client: bool) -> None:
     """Gemini signatures go back to Gemini; foreign reasoning is dropped toward the provider but
     shown to a Gemini client as thought text."""
-    own = part.origin == "gemini" and not part.redacted
+    own = part.origin == NAME and not part.redacted
     if part.text and (own or client):
         thought: dict[str, Any] = {"text": part.text, "thought": True}
         if own and part.signature:
@@ -829,7 +824,7 @@ def _render_call(call: ToolCall, *, client: bool) -> dict[str, Any]:
 def _render_result(result: ToolResult, names: dict[str, str], path: str) -> dict[str, Any]:
     name = result.name or names.get(result.tool_call_id)
     if not name:
-        raise _invalid(f"{path}: no earlier tool call with id {result.tool_call_id!r}")
+        raise invalid(path, f"no earlier tool call with id {result.tool_call_id!r}")
     text = "\n".join(c.text for c in result.content if isinstance(c, Text))
     value = _json_object(text)
     if result.is_error:
@@ -873,7 +868,7 @@ def _render_declaration(tool: Tool) -> dict[str, Any]:
 
 
 def _render_tool_choice(choice: ToolChoice) -> dict[str, Any]:
-    config: dict[str, Any] = {"mode": CHOICE_MODES[choice.mode]}
+    config: dict[str, Any] = {"mode": TOOL_CHOICE_OUT[choice.mode]}
     if choice.mode == "tool" and choice.name:
         config["allowedFunctionNames"] = [choice.name]
     return config
@@ -912,8 +907,8 @@ def _render_thinking(reasoning: ReasoningConfig | None, model: str) -> dict[str,
     config: dict[str, Any] = {}
     if reasoning.budget_tokens is not None:
         config["thinkingBudget"] = reasoning.budget_tokens
-    elif effort and "gemini-3" in model and effort in THINKING_LEVELS:
-        config["thinkingLevel"] = THINKING_LEVELS[effort]
+    elif effort and "gemini-3" in model and effort in THINKING_LEVEL_OUT:
+        config["thinkingLevel"] = THINKING_LEVEL_OUT[effort]
     elif effort in EFFORT_BUDGET:
         config["thinkingBudget"] = EFFORT_BUDGET[effort]
     if reasoning.include_thoughts:
@@ -990,7 +985,7 @@ def _sanitise_value(key: str, value: Any) -> Any:
     return value
 
 
-# -- parse_response ------------------------------------------------------------------------------
+# -- response parsing -----------------------------------------------------------------------------
 
 
 def _first_candidate(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -1015,7 +1010,7 @@ def _stop_reason(finish: Any, has_calls: bool) -> str | None:
     """Gemini says STOP after function calls: tool use is inferred from the calls (trap 17)."""
     if not finish:
         return None
-    reason = FINISH_REASONS.get(finish, "error") if isinstance(finish, str) else "error"
+    reason = STOP_IN.get(finish, "error") if isinstance(finish, str) else "error"
     return "tool_use" if reason == "end_turn" and has_calls else reason
 
 
@@ -1023,18 +1018,13 @@ def _usage(meta: Any) -> Usage:
     """Input includes cached and tool-use prompt tokens; output includes thoughts (canonical.py)."""
     if not isinstance(meta, dict):
         return Usage()
-    thoughts = _count(meta, "thoughtsTokenCount")
+    thoughts = count(_get(meta, "thoughtsTokenCount"))
     return Usage(
-        input_tokens=_sum_known(_count(meta, "promptTokenCount"), _count(meta, "toolUsePromptTokenCount")),
-        output_tokens=_sum_known(_count(meta, "candidatesTokenCount"), thoughts),
-        cache_read_tokens=_count(meta, "cachedContentTokenCount"),
+        input_tokens=_sum_known(count(_get(meta, "promptTokenCount")), count(_get(meta, "toolUsePromptTokenCount"))),
+        output_tokens=_sum_known(count(_get(meta, "candidatesTokenCount")), thoughts),
+        cache_read_tokens=count(_get(meta, "cachedContentTokenCount")),
         reasoning_tokens=thoughts,
     )
-
-
-def _count(meta: dict[str, Any], key: str) -> int | None:
-    value = _get(meta, key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _sum_known(*counts: int | None) -> int | None:
@@ -1082,7 +1072,7 @@ def parse_response(body: Any) -> ChatResponse:
     )
 
 
-# -- render_response -----------------------------------------------------------------------------
+# -- response rendering ---------------------------------------------------------------------------
 
 
 def _render_usage(usage: Usage) -> dict[str, int]:
@@ -1109,7 +1099,7 @@ def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
         "candidates": [
             {
                 "content": {"role": "model", "parts": parts},
-                "finishReason": STOP_REASONS.get(response.stop_reason, "OTHER"),
+                "finishReason": STOP_OUT.get(response.stop_reason, "OTHER"),
                 "index": 0,
             }
         ],
@@ -1119,88 +1109,7 @@ def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
     }
 
 
-# -- errors --------------------------------------------------------------------------------------
-
-
-def _error_body(error: ProxyError, status: int) -> dict[str, Any]:
-    rpc = error.provider_type if error.provider_type in RPC_CODES else RPC_STATUS.get(error.code, "UNKNOWN")
-    details: list[dict[str, Any]] = [
-        {
-            "@type": ERROR_INFO,
-            "reason": error.code.upper(),
-            "domain": ERROR_DOMAIN,
-            "metadata": {"retryable": "true" if error.retryable else "false"},
-        }
-    ]
-    if error.retry_after is not None:
-        details.append({"@type": RETRY_INFO, "retryDelay": f"{error.retry_after:g}s"})
-    return {"error": {"code": status, "message": error.message, "status": rpc, "details": details}}
-
-
-def render_error(error: ProxyError) -> tuple[int, bytes]:
-    """google.rpc.Status envelope; the canonical code travels in an ErrorInfo detail."""
-    status = 503 if error.status == 529 else error.status
-    return status, _dumps(_error_body(error, status)).encode()
-
-
-def _envelope(body: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return None
-    if isinstance(value, list) and len(value) == 1:
-        value = value[0]
-    error = value.get("error") if isinstance(value, dict) else None
-    return error if isinstance(error, dict) else None
-
-
-def _detail(details: Any, type_suffix: str) -> dict[str, Any]:
-    for detail in details if isinstance(details, list) else []:
-        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith(type_suffix):
-            return detail
-    return {}
-
-
-def _retry_after(details: Any) -> float | None:
-    delay = _detail(details, "RetryInfo").get("retryDelay")
-    try:
-        return float(delay.removesuffix("s")) if isinstance(delay, str) else None
-    except ValueError:
-        return None
-
-
-def _error_from_envelope(error: dict[str, Any], status: int) -> ProxyError:
-    rpc = error.get("status") if isinstance(error.get("status"), str) else None
-    info = _detail(error.get("details"), "ErrorInfo")
-    reason = str(info.get("reason") or "")
-    ours = info.get("domain") == ERROR_DOMAIN and reason.lower() in CODES
-    if ours:
-        code = reason.lower()
-    elif reason == "API_KEY_INVALID":
-        code = "authentication"
-    else:
-        code = RPC_CODES.get(rpc or "") or code_for_status(status)
-    retryable = (info.get("metadata") or {}).get("retryable") if ours else None
-    return ProxyError(
-        code,
-        str(error.get("message") or f"HTTP {status} from Gemini"),
-        status=status,
-        retryable=None if retryable is None else retryable == "true",
-        provider_type=rpc,
-        retry_after=_retry_after(error.get("details")),
-    )
-
-
-def parse_error(status: int, body: bytes) -> ProxyError:
-    """A Gemini error body (the envelope, a one-element list around it, or anything else)."""
-    error = _envelope(body)
-    if error is None:
-        text = body.decode("utf-8", "replace").strip()[:500]
-        return ProxyError.from_status(status, text or f"HTTP {status} from Gemini")
-    return _error_from_envelope(error, status)
-
-
-# -- streams -------------------------------------------------------------------------------------
+# -- stream decoder -------------------------------------------------------------------------------
 
 
 class StreamDecoder:
@@ -1228,11 +1137,7 @@ class StreamDecoder:
             self._decode(sse.data, events)
         if not self._finished:
             self._finished = True
-            if self._stopped:
-                events.append(End())
-            else:
-                error = ProxyError("upstream_error", "upstream stream ended before it finished")
-                events.append(StreamError(error=error.to_dict()))
+            events.append(End() if self._stopped else broken_off())
         return events
 
     def _decode(self, data: str, events: list[Event]) -> None:
@@ -1284,7 +1189,7 @@ class StreamDecoder:
                 case Text(text=text) if text:
                     events.append(TextDelta(text=text))
                 case Reasoning():
-                    events.append(ReasoningDelta(text=part.text, signature=part.signature, origin="gemini"))
+                    events.append(ReasoningDelta(text=part.text, signature=part.signature, origin=NAME))
                 case ToolCall():
                     self._call(self._ids.assign(part), events)
 
@@ -1298,8 +1203,11 @@ class StreamDecoder:
         events.append(ToolCallEnd(index=index))
 
 
+# -- stream encoder -------------------------------------------------------------------------------
+
+
 class _PendingCall:
-    __slots__ = ("id", "name", "signature", "fragments")
+    __slots__ = ("fragments", "id", "name", "signature")
 
     def __init__(self, event: ToolCallStart) -> None:
         self.id, self.name, self.signature = event.id, event.name, event.thought_signature
@@ -1372,7 +1280,7 @@ class StreamEncoder:
 
     def _reasoning(self, event: ReasoningDelta, out: list[str]) -> None:
         """Thought text of any origin is shown; only Gemini's own signatures are passed on."""
-        signature = event.signature if event.origin == "gemini" and not event.redacted else None
+        signature = event.signature if event.origin == NAME and not event.redacted else None
         if event.text and not event.redacted:
             part: dict[str, Any] = {"text": event.text, "thought": True}
         elif signature:
@@ -1386,7 +1294,7 @@ class StreamEncoder:
     def _end(self, out: list[str]) -> None:
         for index in sorted(self._calls):
             self._emit([self._calls.pop(index).part()], out)
-        reason = STOP_REASONS.get(self._stop.reason if self._stop else None, "OTHER")
+        reason = STOP_OUT.get(self._stop.reason if self._stop else None, "OTHER")
         self._emit([{"text": ""}], out, finish=reason, usage=_render_usage(self._usage))
         self._close(out)
 
@@ -1415,12 +1323,93 @@ class StreamEncoder:
 
     def _frame(self, chunk: dict[str, Any], out: list[str]) -> None:
         if self._sse:
-            out.append(f"data: {_dumps(chunk)}\n\n")
+            out.append(f"data: {dumps_text(chunk)}\n\n")
         else:
-            out.append(("[" if self._chunks == 0 else ",\r\n") + _dumps(chunk))
+            out.append(("[" if self._chunks == 0 else ",\r\n") + dumps_text(chunk))
         self._chunks += 1
 
     def _close(self, out: list[str]) -> None:
         self._done = True
         if not self._sse:
             out.append("]" if self._chunks else "[]")
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def _error_body(error: ProxyError, status: int) -> dict[str, Any]:
+    rpc = error.provider_type if error.provider_type in RPC_STATUS_IN else RPC_STATUS_OUT.get(error.code, "UNKNOWN")
+    details: list[dict[str, Any]] = [
+        {
+            "@type": ERROR_INFO,
+            "reason": error.code.upper(),
+            "domain": ERROR_DOMAIN,
+            "metadata": {"retryable": "true" if error.retryable else "false"},
+        }
+    ]
+    if error.retry_after is not None:
+        details.append({"@type": RETRY_INFO, "retryDelay": f"{error.retry_after:g}s"})
+    return {"error": {"code": status, "message": error.message, "status": rpc, "details": details}}
+
+
+def render_error(error: ProxyError) -> tuple[int, bytes]:
+    """google.rpc.Status envelope; the canonical code travels in an ErrorInfo detail."""
+    status = 503 if error.status == 529 else error.status
+    return status, dumps(_error_body(error, status))
+
+
+def _envelope(body: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    error = value.get("error") if isinstance(value, dict) else None
+    return error if isinstance(error, dict) else None
+
+
+def _detail(details: Any, type_suffix: str) -> dict[str, Any]:
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith(type_suffix):
+            return detail
+    return {}
+
+
+def _retry_after(details: Any) -> float | None:
+    delay = _detail(details, "RetryInfo").get("retryDelay")
+    try:
+        return float(delay.removesuffix("s")) if isinstance(delay, str) else None
+    except ValueError:
+        return None
+
+
+def _error_from_envelope(error: dict[str, Any], status: int) -> ProxyError:
+    rpc = error.get("status") if isinstance(error.get("status"), str) else None
+    info = _detail(error.get("details"), "ErrorInfo")
+    reason = str(info.get("reason") or "")
+    ours = info.get("domain") == ERROR_DOMAIN and reason.lower() in CODES
+    if ours:
+        code = reason.lower()
+    elif reason == "API_KEY_INVALID":
+        code = "authentication"
+    else:
+        code = RPC_STATUS_IN.get(rpc or "") or code_for_status(status)
+    retryable = (info.get("metadata") or {}).get("retryable") if ours else None
+    return ProxyError(
+        code,
+        str(error.get("message") or f"HTTP {status} from Gemini"),
+        status=status,
+        retryable=None if retryable is None else retryable == "true",
+        provider_type=rpc,
+        retry_after=_retry_after(error.get("details")),
+    )
+
+
+def parse_error(status: int, body: bytes) -> ProxyError:
+    """A Gemini error body (the envelope, a one-element list around it, or anything else)."""
+    error = _envelope(body)
+    if error is None:
+        text = body.decode("utf-8", "replace").strip()[:500]
+        return ProxyError.from_status(status, text or f"HTTP {status} from Gemini")
+    return _error_from_envelope(error, status)

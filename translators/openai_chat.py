@@ -3,7 +3,10 @@
 Chat is also the dialect of most OpenAI-compatible servers (OpenRouter, vLLM, DeepSeek, …), so the
 parsers accept the non-standard bits those add (``reasoning_content`` / ``reasoning`` text, error
 chunks with empty ``choices``, numeric error codes, repeated tool-call indexes), while the
-renderers emit only what the official SDK types describe. Wire facts: protocols.md §1.
+renderers emit only what the official SDK types describe. Wire facts: docs/protocols.md §1.
+
+The OpenAI Responses module shares this module's conventions (content parts, tool choices, response
+formats, usage details, error codes); what it reuses is public here.
 """
 
 from __future__ import annotations
@@ -42,150 +45,175 @@ from translators.canonical import (
     ToolResult,
     Usage,
     UsageUpdate,
-    dump_arguments,
-    split_data_url,
 )
 from translators.errors import CODES, ProxyError, code_for_status
 from translators.mapping import effort_for_budget
 from translators.sse import SSEEvent, SSEParser
+from translators.wire import (
+    arguments_text,
+    as_object,
+    broken_off,
+    check,
+    count,
+    dump_arguments,
+    dumps,
+    image_from_url,
+    image_url,
+    invalid,
+    json_type,
+    key_path,
+    objects,
+    read,
+    refuse,
+)
 
 NAME = "openai-chat"
 STREAM_CONTENT_TYPE = "text/event-stream"
 
-# OpenAI rejects longer tool-call ids (400 string_above_max_length, trap 7) and more stop sequences.
+# -- tables ---------------------------------------------------------------------------------------
+
+# OpenAI rejects longer tool-call ids (400 string_above_max_length, docs/traps.md #7) and more
+# stop sequences.
 MAX_TOOL_CALL_ID = 40
 MAX_STOP = 4
 
+SYSTEM_ROLES = frozenset({"system", "developer"})
+CHOICE_MODES = frozenset({"none", "auto", "required"})
+FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
+
+# Part types and assistant keys whose content the canonical model cannot carry -> what they are.
+REFUSED_PARTS: dict[str, str] = {"input_audio": "audio input", "file": "file input"}
+REFUSED_ASSISTANT_KEYS: dict[str, str] = {
+    "audio": "an audio reference",
+    "function_call": "a legacy function_call",
+}
+
+STOP_IN: dict[str, StopReason] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+    "error": "error",  # OpenRouter
+}
+STOP_OUT: dict[str, str] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "error": "stop",
+    "max_tokens": "length",
+    "context_window": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# Canonical fields rendered under their own name.
+PLAIN_FIELDS = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty", "user")
+
+# Provider type/code strings precise enough to name the canonical code whatever the status; our
+# own envelopes carry the canonical code itself in ``code``.
+CODE_IN: dict[str, str] = {
+    **{code: code for code in CODES},
+    "invalid_api_key": "authentication",
+    "authentication_error": "authentication",
+    "permission_error": "permission",
+    "not_found_error": "not_found",
+    "model_not_found": "not_found",
+    "rate_limit_exceeded": "rate_limited",
+    "rate_limit_error": "rate_limited",
+    "insufficient_quota": "billing",
+    "overloaded_error": "overloaded",
+}
+# Without a status (in-stream errors), the broad types still say something.
+STATUSLESS_CODE_IN: dict[str, str] = {"invalid_request_error": "invalid_request"}
+# canonical code -> OpenAI-like `type` for errors the proxy originates.
+ERROR_TYPE_OUT: dict[str, str] = {
+    "invalid_request": "invalid_request_error",
+    "too_large": "invalid_request_error",
+    "authentication": "authentication_error",
+    "permission": "permission_error",
+    "not_found": "not_found_error",
+    "billing": "insufficient_quota",
+    "rate_limited": "rate_limit_error",
+    "overloaded": "server_error",
+    "upstream_error": "server_error",
+    "upstream_unreachable": "server_error",
+    "timeout": "server_error",
+    "internal": "server_error",
+}
+# OpenAI has no 529; its SDK retries every 5xx alike.
+STATUS_OUT: dict[int, int] = {529: 503}
+
 _DONE = b"data: [DONE]\n\n"
 
-
-# json.dumps builds a new encoder per call when given options; streams encode per event.
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# -- helpers --------------------------------------------------------------------------------------
 
 
 def _new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
-def _new_call_id() -> str:
+def new_call_id() -> str:
+    """A tool-call id in OpenAI's shape, for calls that came without one."""
     return f"call_{uuid.uuid4().hex[:24]}"
 
 
-# -- request parsing: typed access with key paths -------------------------------------------------
-
-_KINDS: dict[str, tuple[type, ...]] = {
-    "a string": (str,),
-    "an object": (dict,),
-    "an array": (list,),
-    "a number": (int, float),
-    "an integer": (int,),
-    "a boolean": (bool,),
-}
-_JSON_TYPES: dict[type, str] = {
-    dict: "object",
-    list: "array",
-    str: "string",
-    bool: "boolean",
-    int: "number",
-    float: "number",
-}
-
-
-def _json_type(value: Any) -> str:
-    return _JSON_TYPES.get(type(value), "null")
-
-
-def _path(where: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{where}[{key}]"
-    return f"{where}.{key}" if where else key
-
-
-def _invalid(path: str, problem: str) -> ProxyError:
-    return ProxyError("invalid_request", f"{path}: {problem}")
-
-
-def _refuse(path: str, what: str) -> ProxyError:
-    return ProxyError("invalid_request", f"{path}: {what} cannot be translated to another protocol")
-
-
-def _check(value: Any, path: str, kind: str) -> Any:
-    # bool is an int in Python but not a number in JSON.
-    if not isinstance(value, _KINDS[kind]) or (isinstance(value, bool) and kind != "a boolean"):
-        raise _invalid(path, f"expected {kind}, got {_json_type(value)}")
-    return value
-
-
-def _get(obj: dict[str, Any], key: str, where: str, kind: str, *, required: bool = False) -> Any:
-    """``obj[key]`` checked against ``kind``; absent and ``null`` both read as None (SDKs send
-    explicit nulls for unset optionals)."""
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise _invalid(_path(where, key), f"required, expected {kind}")
-        return None
-    return _check(value, _path(where, key), kind)
-
-
-def _items(
-    obj: dict[str, Any], key: str, where: str, *, required: bool = False
-) -> list[tuple[str, dict[str, Any]]]:
-    """The objects of an array, each with its key path."""
-    at = _path(where, key)
-    values = _get(obj, key, where, "an array", required=required) or []
-    return [(_path(at, i), _check(value, _path(at, i), "an object")) for i, value in enumerate(values)]
+def short_call_id(call_id: str) -> str:
+    """A tool-call id OpenAI accepts: long foreign ids (Gemini signatures, docs/traps.md #9) become
+    a stable hash, so a call and its result still match across turns (docs/traps.md #7)."""
+    if len(call_id) <= MAX_TOOL_CALL_ID:
+        return call_id
+    return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
 
 
 # -- request parsing: content parts ---------------------------------------------------------------
 
 PartParser = Callable[[dict[str, Any], str], Part]
+ChoiceParser = Callable[[dict[str, Any], str], ToolChoice]
 
 
-def _text_part(part: dict[str, Any], where: str) -> Text:
-    # cache_control is not OpenAI's, but OpenRouter clients send it in Chat bodies (trap 18).
+def parse_text_part(part: dict[str, Any], where: str) -> Text:
+    # cache_control is not OpenAI's, but OpenRouter clients send it in Chat bodies (docs/traps.md #18).
     marker = part.get("cache_control")
     return Text(
-        text=_get(part, "text", where, "a string", required=True),
+        text=read(part, "text", where, "a string", required=True),
         cache_control=marker if isinstance(marker, dict) else None,
     )
 
 
-def _refusal_part(part: dict[str, Any], where: str) -> Text:
-    return Text(text=_get(part, "refusal", where, "a string", required=True))
+def parse_refusal_part(part: dict[str, Any], where: str) -> Text:
+    return Text(text=read(part, "refusal", where, "a string", required=True))
 
 
 def _image_part(part: dict[str, Any], where: str) -> Image:
     image = part.get("image_url")
     if isinstance(image, str):  # lenient: some clients send the URL itself
         image = {"url": image}
-    image = _check(image, _path(where, "image_url"), "an object")
-    url = _get(image, "url", _path(where, "image_url"), "a string", required=True)
-    detail = _get(image, "detail", _path(where, "image_url"), "a string")
-    inline = split_data_url(url)
-    if inline is None:
-        return Image(url=url, detail=detail)
-    return Image(media_type=inline[0], data=inline[1], detail=detail)
+    at = key_path(where, "image_url")
+    image = check(image, at, "an object")
+    url = read(image, "url", at, "a string", required=True)
+    return image_from_url(url, read(image, "detail", at, "a string"))
 
 
-_SYSTEM_PARTS: dict[str, PartParser] = {"text": _text_part}
-_USER_PARTS: dict[str, PartParser] = {"text": _text_part, "image_url": _image_part}
-_ASSISTANT_PARTS: dict[str, PartParser] = {"text": _text_part, "refusal": _refusal_part}
-_TOOL_PARTS: dict[str, PartParser] = {"text": _text_part}
-_REFUSED_PARTS: dict[str, str] = {"input_audio": "audio input", "file": "file input"}
+_SYSTEM_PARTS: dict[str, PartParser] = {"text": parse_text_part}
+_USER_PARTS: dict[str, PartParser] = {"text": parse_text_part, "image_url": _image_part}
+_ASSISTANT_PARTS: dict[str, PartParser] = {"text": parse_text_part, "refusal": parse_refusal_part}
+_TOOL_PARTS: dict[str, PartParser] = {"text": parse_text_part}
 
 
-def _content(value: Any, where: str, parsers: dict[str, PartParser]) -> list[Part]:
-    """``content`` as a string or an array of parts; empty text is dropped."""
+def parse_content(value: Any, where: str, parsers: dict[str, PartParser]) -> list[Part]:
+    """``content`` as a string or an array of typed parts read by ``parsers``; empty text is
+    dropped, audio and file parts are refused."""
     if value is None or isinstance(value, str):
         return [Text(text=value)] if value else []
     parts: list[Part] = []
-    for i, raw in enumerate(_check(value, where, "an array")):
-        path = _path(where, i)
-        kind = _get(_check(raw, path, "an object"), "type", path, "a string", required=True)
-        if kind in _REFUSED_PARTS:
-            raise _refuse(_path(path, "type"), _REFUSED_PARTS[kind])
+    for i, raw in enumerate(check(value, where, "an array")):
+        path = key_path(where, i)
+        kind = read(check(raw, path, "an object"), "type", path, "a string", required=True)
+        if kind in REFUSED_PARTS:
+            raise refuse(key_path(path, "type"), REFUSED_PARTS[kind])
         if kind not in parsers:
-            raise _invalid(_path(path, "type"), f"unknown part type {kind!r}")
+            raise invalid(key_path(path, "type"), f"unknown part type {kind!r}")
         part = parsers[kind](raw, path)
         if not (isinstance(part, Text) and not part.text):
             parts.append(part)
@@ -193,13 +221,6 @@ def _content(value: Any, where: str, parsers: dict[str, PartParser]) -> list[Par
 
 
 # -- request parsing: messages --------------------------------------------------------------------
-
-_SYSTEM_ROLES = frozenset({"system", "developer"})
-# Assistant keys whose content the canonical model cannot carry.
-_REFUSED_ASSISTANT_KEYS: dict[str, str] = {
-    "audio": "an audio reference",
-    "function_call": "a legacy function_call",
-}
 
 
 def _reasoning_text(obj: dict[str, Any]) -> str:
@@ -212,48 +233,42 @@ def _reasoning_text(obj: dict[str, Any]) -> str:
     return ""
 
 
-def _arguments(value: Any) -> str:
-    """Arguments as JSON text: a string as sent (empty → ``{}``, trap 5), an object serialised."""
-    if isinstance(value, str):
-        return value if value.strip() else "{}"
-    return dump_arguments(value)
-
-
 def _tool_call(call: dict[str, Any], where: str) -> ToolCall:
-    kind = _get(call, "type", where, "a string") or "function"
+    kind = read(call, "type", where, "a string") or "function"
     if kind == "custom":
-        raise _refuse(_path(where, "type"), "a custom tool call")
+        raise refuse(key_path(where, "type"), "a custom tool call")
     if kind != "function":
-        raise _invalid(_path(where, "type"), f"unknown tool call type {kind!r}")
-    function = _get(call, "function", where, "an object", required=True)
+        raise invalid(key_path(where, "type"), f"unknown tool call type {kind!r}")
+    function = read(call, "function", where, "an object", required=True)
     return ToolCall(
-        id=_get(call, "id", where, "a string", required=True),
-        name=_get(function, "name", _path(where, "function"), "a string", required=True),
-        arguments=_arguments(function.get("arguments")),
+        id=read(call, "id", where, "a string", required=True),
+        name=read(function, "name", key_path(where, "function"), "a string", required=True),
+        arguments=arguments_text(function.get("arguments")),
     )
 
 
 def _user_message(item: dict[str, Any], where: str) -> Message:
-    return Message(role="user", content=_content(item.get("content"), _path(where, "content"), _USER_PARTS))
+    content = parse_content(item.get("content"), key_path(where, "content"), _USER_PARTS)
+    return Message(role="user", content=content)
 
 
 def _assistant_message(item: dict[str, Any], where: str) -> Message:
-    for key, what in _REFUSED_ASSISTANT_KEYS.items():
+    for key, what in REFUSED_ASSISTANT_KEYS.items():
         if item.get(key) is not None:
-            raise _refuse(_path(where, key), what)
+            raise refuse(key_path(where, key), what)
     reasoning = _reasoning_text(item)
     parts: list[Part] = [Reasoning(text=reasoning, origin=NAME)] if reasoning else []
-    parts += _content(item.get("content"), _path(where, "content"), _ASSISTANT_PARTS)
-    if refusal := _get(item, "refusal", where, "a string"):
+    parts += parse_content(item.get("content"), key_path(where, "content"), _ASSISTANT_PARTS)
+    if refusal := read(item, "refusal", where, "a string"):
         parts.append(Text(text=refusal))
-    parts += [_tool_call(call, path) for path, call in _items(item, "tool_calls", where)]
+    parts += [_tool_call(call, path) for path, call in objects(item, "tool_calls", where)]
     return Message(role="assistant", content=parts)
 
 
 def _tool_message(item: dict[str, Any], where: str) -> Message:
     result = ToolResult(
-        tool_call_id=_get(item, "tool_call_id", where, "a string", required=True),
-        content=_content(item.get("content"), _path(where, "content"), _TOOL_PARTS),
+        tool_call_id=read(item, "tool_call_id", where, "a string", required=True),
+        content=parse_content(item.get("content"), key_path(where, "content"), _TOOL_PARTS),
     )
     return Message(role="user", content=[result])
 
@@ -271,16 +286,16 @@ def _messages(body: dict[str, Any]) -> tuple[list[Text], list[Message]]:
     system: list[Text] = []
     messages: list[Message] = []
     previous = ""
-    for where, item in _items(body, "messages", "", required=True):
-        role = _get(item, "role", where, "a string", required=True)
-        if role in _SYSTEM_ROLES:
-            parts = _content(item.get("content"), _path(where, "content"), _SYSTEM_PARTS)
+    for where, item in objects(body, "messages", "", required=True):
+        role = read(item, "role", where, "a string", required=True)
+        if role in SYSTEM_ROLES:
+            parts = parse_content(item.get("content"), key_path(where, "content"), _SYSTEM_PARTS)
             system += [p for p in parts if isinstance(p, Text)]
             continue
         if role == "function":
-            raise _refuse(_path(where, "role"), "the legacy 'function' role")
+            raise refuse(key_path(where, "role"), "the legacy 'function' role")
         if role not in _MESSAGE_PARSERS:
-            raise _invalid(_path(where, "role"), f"unknown role {role!r}")
+            raise invalid(key_path(where, "role"), f"unknown role {role!r}")
         message = _MESSAGE_PARSERS[role](item, where)
         if role == "tool" and previous == "tool":
             messages[-1].content.extend(message.content)
@@ -293,149 +308,152 @@ def _messages(body: dict[str, Any]) -> tuple[list[Text], list[Message]]:
 # -- request parsing: tools and options -----------------------------------------------------------
 
 
-def _tool(tool: dict[str, Any], where: str) -> Tool:
-    kind = _get(tool, "type", where, "a string") or "function"
-    if kind == "custom":
-        raise _refuse(_path(where, "type"), "a custom tool")
-    if kind != "function":
-        raise _invalid(_path(where, "type"), f"unknown tool type {kind!r}")
-    function = _get(tool, "function", where, "an object", required=True)
-    at = _path(where, "function")
-    parameters = _get(function, "parameters", at, "an object")
+def parse_function(function: dict[str, Any], where: str) -> Tool:
+    """A function declaration (``name``, ``description``, ``parameters``, ``strict``) at ``where``."""
+    parameters = read(function, "parameters", where, "an object")
     return Tool(
-        name=_get(function, "name", at, "a string", required=True),
-        description=_get(function, "description", at, "a string"),
-        strict=_get(function, "strict", at, "a boolean"),
+        name=read(function, "name", where, "a string", required=True),
+        description=read(function, "description", where, "a string"),
+        strict=read(function, "strict", where, "a boolean"),
         **({"parameters": parameters} if parameters is not None else {}),
     )
 
 
-_CHOICE_MODES = frozenset({"none", "auto", "required"})
+def _tool(tool: dict[str, Any], where: str) -> Tool:
+    kind = read(tool, "type", where, "a string") or "function"
+    if kind == "custom":
+        raise refuse(key_path(where, "type"), "a custom tool")
+    if kind != "function":
+        raise invalid(key_path(where, "type"), f"unknown tool type {kind!r}")
+    function = read(tool, "function", where, "an object", required=True)
+    return parse_function(function, key_path(where, "function"))
 
 
 def _named_choice(value: dict[str, Any], where: str) -> ToolChoice:
-    function = _get(value, "function", where, "an object", required=True)
-    name = _get(function, "name", _path(where, "function"), "a string", required=True)
+    function = read(value, "function", where, "an object", required=True)
+    name = read(function, "name", key_path(where, "function"), "a string", required=True)
     return ToolChoice(mode="tool", name=name)
 
 
 def _allowed_choice(value: dict[str, Any], where: str) -> ToolChoice:
     """The mode survives; the subset itself has no canonical field and is dropped."""
-    allowed = _get(value, "allowed_tools", where, "an object", required=True)
-    mode = _get(allowed, "mode", _path(where, "allowed_tools"), "a string", required=True)
+    allowed = read(value, "allowed_tools", where, "an object", required=True)
+    return allowed_mode(allowed, key_path(where, "allowed_tools"))
+
+
+def allowed_mode(allowed: dict[str, Any], where: str) -> ToolChoice:
+    """The ``mode`` of an ``allowed_tools`` choice at ``where``."""
+    mode = read(allowed, "mode", where, "a string", required=True)
     if mode not in ("auto", "required"):
-        raise _invalid(_path(where, "allowed_tools.mode"), f"unknown value {mode!r}")
+        raise invalid(key_path(where, "mode"), f"unknown value {mode!r}")
     return ToolChoice(mode=mode)
 
 
 def _custom_choice(value: dict[str, Any], where: str) -> ToolChoice:
-    raise _refuse(where, "a custom tool choice")
+    raise refuse(where, "a custom tool choice")
 
 
-_CHOICE_OBJECTS: dict[str, Callable[[dict[str, Any], str], ToolChoice]] = {
+_CHOICE_OBJECTS: dict[str, ChoiceParser] = {
     "function": _named_choice,
     "allowed_tools": _allowed_choice,
     "custom": _custom_choice,
 }
 
 
-def _tool_choice(body: dict[str, Any]) -> ToolChoice | None:
+def _unknown_choice(kind: str) -> ProxyError:
+    return invalid("tool_choice.type", f"unknown value {kind!r}")
+
+
+def parse_tool_choice(
+    body: dict[str, Any], parsers: dict[str, ChoiceParser], unknown: Callable[[str], ProxyError]
+) -> ToolChoice | None:
+    """``tool_choice``: a mode string, or an object whose ``type`` picks its parser (``unknown``
+    makes the error for any other type)."""
     value = body.get("tool_choice")
     if value is None:
         return None
     if isinstance(value, str):
-        if value not in _CHOICE_MODES:
-            raise _invalid("tool_choice", f"unknown value {value!r}")
+        if value not in CHOICE_MODES:
+            raise invalid("tool_choice", f"unknown value {value!r}")
         return ToolChoice(mode=value)  # type: ignore[arg-type]
-    kind = _get(_check(value, "tool_choice", "an object"), "type", "tool_choice", "a string", required=True)
-    if kind not in _CHOICE_OBJECTS:
-        raise _invalid("tool_choice.type", f"unknown value {kind!r}")
-    return _CHOICE_OBJECTS[kind](value, "tool_choice")
+    kind = read(check(value, "tool_choice", "an object"), "type", "tool_choice", "a string", required=True)
+    if kind not in parsers:
+        raise unknown(kind)
+    return parsers[kind](value, "tool_choice")
 
 
 def _stop(body: dict[str, Any]) -> list[str]:
     value = body.get("stop")
     if value is None or isinstance(value, str):
         return [value] if value else []
-    return [_check(s, _path("stop", i), "a string") for i, s in enumerate(_check(value, "stop", "an array"))]
+    return [check(s, key_path("stop", i), "a string") for i, s in enumerate(check(value, "stop", "an array"))]
 
 
 def _reasoning(body: dict[str, Any]) -> ReasoningConfig | None:
-    effort = _get(body, "reasoning_effort", "", "a string")
+    effort = read(body, "reasoning_effort", "", "a string")
     return ReasoningConfig(effort=effort, enabled=effort != "none") if effort else None
 
 
-_FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
-
-
-def _response_format(body: dict[str, Any]) -> ResponseFormat | None:
-    value = _get(body, "response_format", "", "an object")
+def parse_format(value: dict[str, Any] | None, where: str, *, nested: str | None) -> ResponseFormat | None:
+    """A response format object at ``where``; a ``json_schema`` one has its ``name``/``schema``/
+    ``strict`` in the object under ``nested`` (Chat), or beside ``type`` (``nested`` None)."""
     if value is None:
         return None
-    kind = _get(value, "type", "response_format", "a string", required=True)
-    if kind not in _FORMAT_TYPES:
-        raise _invalid("response_format.type", f"unknown value {kind!r}")
+    kind = read(value, "type", where, "a string", required=True)
+    if kind not in FORMAT_TYPES:
+        raise invalid(key_path(where, "type"), f"unknown value {kind!r}")
     if kind != "json_schema":
         return ResponseFormat(type=kind)  # type: ignore[arg-type]
-    schema = _get(value, "json_schema", "response_format", "an object", required=True)
-    at = "response_format.json_schema"
+    schema, at = value, where
+    if nested is not None:
+        schema, at = read(value, nested, where, "an object", required=True), key_path(where, nested)
     return ResponseFormat(
         type="json_schema",
-        name=_get(schema, "name", at, "a string"),
-        json_schema=_get(schema, "schema", at, "an object"),
-        strict=_get(schema, "strict", at, "a boolean"),
+        name=read(schema, "name", at, "a string"),
+        json_schema=read(schema, "schema", at, "an object"),
+        strict=read(schema, "strict", at, "a boolean"),
     )
 
 
 def parse_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
     """A Chat Completions request body as canonical; ``model``/``stream`` override the body's."""
     if not isinstance(body, dict):
-        raise _invalid("body", f"expected a JSON object, got {_json_type(body)}")
-    if (_get(body, "n", "", "an integer") or 1) > 1:
-        raise _refuse("n", "more than one choice (n > 1)")
+        raise invalid("body", f"expected a JSON object, got {json_type(body)}")
+    if (read(body, "n", "", "an integer") or 1) > 1:
+        raise refuse("n", "more than one choice (n > 1)")
     system, messages = _messages(body)
-    options = _get(body, "stream_options", "", "an object") or {}
-    max_tokens = _get(body, "max_completion_tokens", "", "an integer")
+    options = read(body, "stream_options", "", "an object") or {}
+    max_tokens = read(body, "max_completion_tokens", "", "an integer")
     return ChatRequest(
-        model=model if model is not None else _get(body, "model", "", "a string", required=True),
+        model=model if model is not None else read(body, "model", "", "a string", required=True),
         system=system,
         messages=messages,
-        tools=[_tool(tool, where) for where, tool in _items(body, "tools", "")],
-        tool_choice=_tool_choice(body),
-        parallel_tool_calls=_get(body, "parallel_tool_calls", "", "a boolean"),
-        max_tokens=max_tokens if max_tokens is not None else _get(body, "max_tokens", "", "an integer"),
-        temperature=_get(body, "temperature", "", "a number"),
-        top_p=_get(body, "top_p", "", "a number"),
+        tools=[_tool(tool, where) for where, tool in objects(body, "tools", "")],
+        tool_choice=parse_tool_choice(body, _CHOICE_OBJECTS, _unknown_choice),
+        parallel_tool_calls=read(body, "parallel_tool_calls", "", "a boolean"),
+        max_tokens=max_tokens if max_tokens is not None else read(body, "max_tokens", "", "an integer"),
+        temperature=read(body, "temperature", "", "a number"),
+        top_p=read(body, "top_p", "", "a number"),
         stop=_stop(body),
-        seed=_get(body, "seed", "", "an integer"),
-        frequency_penalty=_get(body, "frequency_penalty", "", "a number"),
-        presence_penalty=_get(body, "presence_penalty", "", "a number"),
+        seed=read(body, "seed", "", "an integer"),
+        frequency_penalty=read(body, "frequency_penalty", "", "a number"),
+        presence_penalty=read(body, "presence_penalty", "", "a number"),
         reasoning=_reasoning(body),
-        response_format=_response_format(body),
-        stream=stream if stream is not None else bool(_get(body, "stream", "", "a boolean")),
-        stream_usage=bool(_get(options, "include_usage", "stream_options", "a boolean")),
-        user=_get(body, "safety_identifier", "", "a string") or _get(body, "user", "", "a string"),
-        metadata=_get(body, "metadata", "", "an object") or {},
+        response_format=parse_format(
+            read(body, "response_format", "", "an object"), "response_format", nested="json_schema"
+        ),
+        stream=stream if stream is not None else bool(read(body, "stream", "", "a boolean")),
+        stream_usage=bool(read(options, "include_usage", "stream_options", "a boolean")),
+        user=read(body, "safety_identifier", "", "a string") or read(body, "user", "", "a string"),
+        metadata=read(body, "metadata", "", "an object") or {},
     )
 
 
 # -- request rendering ----------------------------------------------------------------------------
 
 
-def short_call_id(call_id: str) -> str:
-    """A tool-call id OpenAI accepts: long foreign ids (Gemini signatures, trap 9) become a stable
-    hash, so a call and its result still match across turns (trap 7)."""
-    if len(call_id) <= MAX_TOOL_CALL_ID:
-        return call_id
-    return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
-
-
 def _render_image(image: Image) -> dict[str, Any]:
-    if image.data is not None:
-        url = f"data:{image.media_type or 'application/octet-stream'};base64,{image.data}"
-    else:
-        url = image.url or ""
-    target: dict[str, Any] = {"url": url}
+    target: dict[str, Any] = {"url": image_url(image)}
     if image.detail:
         target["detail"] = image.detail
     return {"type": "image_url", "image_url": target}
@@ -457,7 +475,8 @@ def _render_tool_result(result: ToolResult) -> dict[str, Any]:
 
 def _render_user(parts: list[Part]) -> list[dict[str, Any]]:
     """One ``tool`` message per result first; images the results carried (Chat tool messages are
-    text only, trap 8) travel in the user message after them, ahead of the user's own content."""
+    text only, docs/traps.md #8) travel in the user message after them, ahead of the user's own
+    content."""
     results = [p for p in parts if isinstance(p, ToolResult)]
     carried = [image for r in results for image in r.content if isinstance(image, Image)]
     own = [p for p in parts if isinstance(p, (Text, Image))]
@@ -494,10 +513,14 @@ _MESSAGE_RENDERERS: dict[str, Callable[[list[Part]], list[dict[str, Any]]]] = {
 }
 
 
+def system_text(request: ChatRequest) -> str:
+    """The system parts as one text (empty when there is none)."""
+    return "\n\n".join(p.text for p in request.system if p.text)
+
+
 def _render_messages(request: ChatRequest) -> list[dict[str, Any]]:
     rendered: list[dict[str, Any]] = []
-    system = "\n\n".join(p.text for p in request.system if p.text)
-    if system:
+    if system := system_text(request):
         rendered.append({"role": "system", "content": system})
     for message in request.messages:
         rendered += _MESSAGE_RENDERERS[message.role](message.content)
@@ -520,7 +543,25 @@ def _render_tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
     return choice.mode
 
 
-def _render_effort(config: ReasoningConfig | None) -> str | None:
+def render_tools(
+    request: ChatRequest,
+    tool: Callable[[Tool], dict[str, Any]],
+    choice: Callable[[ToolChoice], str | dict[str, Any]],
+) -> dict[str, Any]:
+    """``tools`` and, only with tools (OpenAI rejects them alone), ``tool_choice`` and
+    ``parallel_tool_calls``."""
+    if not request.tools:
+        return {}
+    fields: dict[str, Any] = {"tools": [tool(t) for t in request.tools]}
+    if request.tool_choice is not None:
+        fields["tool_choice"] = choice(request.tool_choice)
+    if request.parallel_tool_calls is not None:
+        fields["parallel_tool_calls"] = request.parallel_tool_calls
+    return fields
+
+
+def render_effort(config: ReasoningConfig | None) -> str | None:
+    """OpenAI's ``reasoning_effort`` for a reasoning config (a budget becomes the nearest effort)."""
     if config is None:
         return None
     if not config.enabled:
@@ -541,27 +582,18 @@ def _render_response_format(fmt: ResponseFormat) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": schema}
 
 
-_PLAIN_FIELDS = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty", "user")
-
-
 def render_request(request: ChatRequest) -> dict[str, Any]:
-    """Body for an OpenAI-compatible provider. ``top_k`` has no Chat field and is dropped;
-    ``tool_choice``/``parallel_tool_calls`` go only with tools (OpenAI rejects them alone)."""
+    """Body for an OpenAI-compatible provider. ``top_k`` has no Chat field and is dropped."""
     body: dict[str, Any] = {"model": request.model, "messages": _render_messages(request)}
-    if request.tools:
-        body["tools"] = [_render_tool(tool) for tool in request.tools]
-        if request.tool_choice is not None:
-            body["tool_choice"] = _render_tool_choice(request.tool_choice)
-        if request.parallel_tool_calls is not None:
-            body["parallel_tool_calls"] = request.parallel_tool_calls
+    body.update(render_tools(request, _render_tool, _render_tool_choice))
     if request.max_tokens is not None:
         body["max_completion_tokens"] = request.max_tokens
-    for field in _PLAIN_FIELDS:
+    for field in PLAIN_FIELDS:
         if (value := getattr(request, field)) is not None:
             body[field] = value
     if request.stop:
         body["stop"] = request.stop[:MAX_STOP]
-    if effort := _render_effort(request.reasoning):
+    if effort := render_effort(request.reasoning):
         body["reasoning_effort"] = effort
     if request.response_format is not None:
         body["response_format"] = _render_response_format(request.response_format)
@@ -572,87 +604,43 @@ def render_request(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
-# -- responses ------------------------------------------------------------------------------------
-
-_STOP_REASONS: dict[str, StopReason] = {
-    "stop": "end_turn",
-    "length": "max_tokens",
-    "tool_calls": "tool_use",
-    "function_call": "tool_use",
-    "content_filter": "refusal",
-    "error": "error",  # OpenRouter
-}
-
-_FINISH_REASONS: dict[str, str] = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "error": "stop",
-    "max_tokens": "length",
-    "context_window": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
+# -- response parsing -----------------------------------------------------------------------------
 
 
 def _stop_reason(finish: Any, has_calls: bool, refused: bool) -> StopReason | None:
-    """Servers that answer ``stop`` while calling tools still called tools (trap 17); unknown
-    reasons read as a natural end."""
+    """Servers that answer ``stop`` while calling tools still called tools (docs/traps.md #17);
+    unknown reasons read as a natural end."""
     if finish is None:
         return None
     if refused:
         return "refusal"
-    reason = _STOP_REASONS.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
+    reason = STOP_IN.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
     return "tool_use" if has_calls and reason == "end_turn" else reason
 
 
-def _finish_reason(reason: StopReason | None, has_calls: bool) -> str:
-    finish = _FINISH_REASONS.get(reason or "end_turn", "stop")
-    return "tool_calls" if has_calls and finish == "stop" else finish
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _details(usage: dict[str, Any], key: str) -> dict[str, Any]:
-    value = usage.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def _parse_usage(raw: dict[str, Any]) -> Usage:
-    prompt = _details(raw, "prompt_tokens_details")
+def parse_usage(
+    raw: dict[str, Any], given: str = "prompt_tokens", produced: str = "completion_tokens"
+) -> Usage:
+    """OpenAI usage: the ``given``/``produced`` counts and their ``…_details`` objects (Chat's key
+    names by default; Responses says ``input_tokens``/``output_tokens``)."""
+    prompt = as_object(raw.get(f"{given}_details"))
     return Usage(
-        input_tokens=_count(raw.get("prompt_tokens")),
-        output_tokens=_count(raw.get("completion_tokens")),
-        cache_read_tokens=_count(prompt.get("cached_tokens")),
-        cache_write_tokens=_count(prompt.get("cache_write_tokens")),
-        reasoning_tokens=_count(_details(raw, "completion_tokens_details").get("reasoning_tokens")),
+        input_tokens=count(raw.get(given)),
+        output_tokens=count(raw.get(produced)),
+        cache_read_tokens=count(prompt.get("cached_tokens")),
+        cache_write_tokens=count(prompt.get("cache_write_tokens")),
+        reasoning_tokens=count(as_object(raw.get(f"{produced}_details")).get("reasoning_tokens")),
     )
-
-
-def _render_usage(usage: Usage) -> dict[str, Any]:
-    prompt, completion = usage.input_tokens or 0, usage.output_tokens or 0
-    details: dict[str, int] = {"cached_tokens": usage.cache_read_tokens or 0}
-    if usage.cache_write_tokens is not None:
-        details["cache_write_tokens"] = usage.cache_write_tokens
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": details,
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
-    }
 
 
 def _response_call(call: Any) -> ToolCall | None:
     if not isinstance(call, dict):
         return None
-    function = call.get("function") if isinstance(call.get("function"), dict) else {}
+    function = as_object(call.get("function"))
     return ToolCall(
-        id=str(call.get("id") or _new_call_id()),
+        id=str(call.get("id") or new_call_id()),
         name=str(function.get("name") or ""),
-        arguments=_arguments(function.get("arguments")),
+        arguments=arguments_text(function.get("arguments")),
     )
 
 
@@ -667,13 +655,17 @@ def _response_parts(message: dict[str, Any]) -> list[Part]:
     return parts
 
 
+def _first_choice(chunk: dict[str, Any]) -> dict[str, Any] | None:
+    choices = chunk.get("choices")
+    return choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+
+
 def parse_response(body: Any) -> ChatResponse:
     """The first choice of a ``chat.completion``; a refusal reads as text with stop ``refusal``."""
     if not isinstance(body, dict):
-        raise ProxyError("upstream_error", f"response: expected a JSON object, got {_json_type(body)}")
-    choices = body.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        raise ProxyError("upstream_error", f"response: expected a JSON object, got {json_type(body)}")
+    choice = _first_choice(body) or {}
+    message = as_object(choice.get("message"))
     parts = _response_parts(message)
     has_calls = any(isinstance(p, ToolCall) for p in parts)
     usage = body.get("usage")
@@ -682,8 +674,30 @@ def parse_response(body: Any) -> ChatResponse:
         model=str(body.get("model") or ""),
         content=parts,
         stop_reason=_stop_reason(choice.get("finish_reason"), has_calls, bool(message.get("refusal"))),
-        usage=_parse_usage(usage) if isinstance(usage, dict) else Usage(),
+        usage=parse_usage(usage) if isinstance(usage, dict) else Usage(),
     )
+
+
+# -- response rendering ---------------------------------------------------------------------------
+
+
+def _finish_reason(reason: StopReason | None, has_calls: bool) -> str:
+    finish = STOP_OUT.get(reason or "end_turn", "stop")
+    return "tool_calls" if has_calls and finish == "stop" else finish
+
+
+def _render_usage(usage: Usage) -> dict[str, Any]:
+    prompt, completion = usage.input_tokens or 0, usage.output_tokens or 0
+    details: dict[str, int] = {"cached_tokens": usage.cache_read_tokens or 0}
+    if usage.cache_write_tokens is not None:
+        details["cache_write_tokens"] = usage.cache_write_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": details,
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
+    }
 
 
 def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
@@ -711,113 +725,16 @@ def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
     }
 
 
-# -- errors ---------------------------------------------------------------------------------------
-
-# Provider type/code strings precise enough to name the canonical code whatever the status; our
-# own envelopes carry the canonical code itself in ``code``.
-_PRECISE_CODES: dict[str, str] = {
-    **{code: code for code in CODES},
-    "invalid_api_key": "authentication",
-    "authentication_error": "authentication",
-    "permission_error": "permission",
-    "not_found_error": "not_found",
-    "model_not_found": "not_found",
-    "rate_limit_exceeded": "rate_limited",
-    "rate_limit_error": "rate_limited",
-    "insufficient_quota": "billing",
-    "overloaded_error": "overloaded",
-}
-
-# Without a status (in-stream errors), the broad types still say something.
-_STATUSLESS_CODES: dict[str, str] = {"invalid_request_error": "invalid_request"}
-
-# canonical code -> OpenAI-like `type` for errors the proxy originates.
-_ERROR_TYPES: dict[str, str] = {
-    "invalid_request": "invalid_request_error",
-    "too_large": "invalid_request_error",
-    "authentication": "authentication_error",
-    "permission": "permission_error",
-    "not_found": "not_found_error",
-    "billing": "insufficient_quota",
-    "rate_limited": "rate_limit_error",
-    "overloaded": "server_error",
-    "upstream_error": "server_error",
-    "upstream_unreachable": "server_error",
-    "timeout": "server_error",
-    "internal": "server_error",
-}
-
-# OpenAI has no 529; its SDK retries every 5xx alike.
-_STATUS_ALIASES: dict[int, int] = {529: 503}
-
-
-def _error_from_object(error: dict[str, Any], status: int | None) -> ProxyError:
-    """An OpenAI-style error object; OpenRouter puts the HTTP status in ``code`` as a number."""
-    kind = error.get("type") if isinstance(error.get("type"), str) else None
-    code = error.get("code")
-    if _count(code) and not status:
-        status = code
-    label = code if isinstance(code, str) else None
-    canonical = _PRECISE_CODES.get(label or "") or _PRECISE_CODES.get(kind or "")
-    if canonical is None:
-        canonical = code_for_status(status) if status else _STATUSLESS_CODES.get(kind or "", "upstream_error")
-    message = error.get("message")
-    param = error.get("param")
-    return ProxyError(
-        canonical,
-        message if isinstance(message, str) and message else _no_message(status),
-        status=status,
-        provider_type=kind,
-        param=param if isinstance(param, str) else None,
-    )
-
-
-def _no_message(status: int | None) -> str:
-    return f"upstream returned HTTP {status}" if status else "upstream reported an error"
-
-
-def parse_error(status: int, body: bytes) -> ProxyError:
-    """Any upstream error body: OpenAI's envelope, OpenRouter's, a list-wrapped one, or not JSON."""
-    text = body.decode("utf-8", "replace")
-    try:
-        data: Any = json.loads(text)
-    except ValueError:
-        data = None
-    if isinstance(data, list) and data:
-        data = data[0]
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict):
-        return _error_from_object(error, status)
-    message = error if isinstance(error, str) and error else text.strip()[:300]
-    return ProxyError.from_status(status, message or _no_message(status))
-
-
-def _error_envelope(error: ProxyError) -> dict[str, Any]:
-    return {
-        "error": {
-            "message": error.message,
-            "type": error.provider_type or _ERROR_TYPES.get(error.code, "server_error"),
-            "param": error.param,
-            "code": error.code,
-        }
-    }
-
-
-def render_error(error: ProxyError) -> tuple[int, bytes]:
-    status = _STATUS_ALIASES.get(error.status, error.status)
-    return status, _dumps(_error_envelope(error)).encode()
-
-
-# -- streams --------------------------------------------------------------------------------------
+# -- stream decoder -------------------------------------------------------------------------------
 
 
 class StreamDecoder:
     """``chat.completion.chunk`` SSE → canonical events.
 
-    Each chunk splits into ordered events (trap 3): reasoning, text, refusal, tool calls, finish,
-    usage. Tool calls are keyed by the provider's ``index``; a new ``id`` on a known index starts a
-    new call (servers that send every parallel call as index 0), and canonical indexes follow the
-    order of first appearance.
+    Each chunk splits into ordered events (docs/traps.md #3): reasoning, text, refusal, tool calls,
+    finish, usage. Tool calls are keyed by the provider's ``index``; a new ``id`` on a known index
+    starts a new call (servers that send every parallel call as index 0), and canonical indexes
+    follow the order of first appearance.
     """
 
     def __init__(self) -> None:
@@ -841,7 +758,7 @@ class StreamDecoder:
         if self._stopped:
             self._end(events)
         else:
-            self._fail(events, ProxyError("upstream_error", "upstream stream ended before it finished"))
+            self._fail(events, None)
         return events
 
     def _decode(self, sse_events: list[SSEEvent]) -> list[Event]:
@@ -863,16 +780,15 @@ class StreamDecoder:
             return
         if not isinstance(chunk, dict):
             return
-        if error := chunk.get("error"):  # OpenRouter: empty choices + error (trap 6)
+        if error := chunk.get("error"):  # OpenRouter: empty choices + error (docs/traps.md #6)
             fields = error if isinstance(error, dict) else {"message": str(error)}
             self._fail(events, _error_from_object(fields, None))
             return
         self._start(events, chunk)
-        choices = chunk.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            self._on_choice(choices[0], events)
+        if (choice := _first_choice(chunk)) is not None:
+            self._on_choice(choice, events)
         if isinstance(usage := chunk.get("usage"), dict):
-            events.append(UsageUpdate(usage=_parse_usage(usage)))
+            events.append(UsageUpdate(usage=parse_usage(usage)))
 
     def _start(self, events: list[Event], chunk: dict[str, Any]) -> None:
         if not self._started:
@@ -880,7 +796,7 @@ class StreamDecoder:
             events.append(MessageStart(id=str(chunk.get("id") or ""), model=str(chunk.get("model") or "")))
 
     def _on_choice(self, choice: dict[str, Any], events: list[Event]) -> None:
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        delta = as_object(choice.get("delta"))
         if reasoning := _reasoning_text(delta):
             events.append(ReasoningDelta(text=reasoning, origin=NAME))
         if isinstance(text := delta.get("content"), str) and text:
@@ -901,7 +817,7 @@ class StreamDecoder:
 
     def _on_tool_call(self, call: dict[str, Any], events: list[Event]) -> None:
         key = call.get("index") if isinstance(call.get("index"), int) else None
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function = as_object(call.get("function"))
         call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
         known = self._calls.get(key)
         if known is None or (call_id and known[1] and call_id != known[1]):
@@ -909,11 +825,8 @@ class StreamDecoder:
             self._next_index += 1
             self._open.append(known[0])
             name = function.get("name")
-            events.append(
-                ToolCallStart(
-                    index=known[0], id=call_id or _new_call_id(), name=name if isinstance(name, str) else ""
-                )
-            )
+            name = name if isinstance(name, str) else ""
+            events.append(ToolCallStart(index=known[0], id=call_id or new_call_id(), name=name))
         arguments = function.get("arguments")
         if arguments:
             text = arguments if isinstance(arguments, str) else dump_arguments(arguments)
@@ -929,9 +842,13 @@ class StreamDecoder:
         events.append(End())
         self._finished = True
 
-    def _fail(self, events: list[Event], error: ProxyError) -> None:
-        events.append(StreamError(error=error.to_dict()))
+    def _fail(self, events: list[Event], error: ProxyError | None) -> None:
+        """End with ``error``, or (None) as broken off."""
+        events.append(StreamError(error=error.to_dict()) if error else broken_off())
         self._finished = True
+
+
+# -- stream encoder -------------------------------------------------------------------------------
 
 
 class StreamEncoder:
@@ -983,7 +900,7 @@ class StreamEncoder:
                 self._finish(out)
             case StreamError():
                 error = _error_envelope(ProxyError.from_dict(event.error))
-                out.append(f"data: {_dumps(error)}\n\n".encode() + _DONE)
+                out.append(b"data: " + dumps(error) + b"\n\n" + _DONE)
                 self._finished = True
             # ReasoningDelta (no standard Chat field), ToolCallEnd, empty deltas: nothing to send.
 
@@ -998,14 +915,14 @@ class StreamEncoder:
             "created": int(time.time()),
             "model": event.model or self._request.model,
         }
-        self._head = b"data: " + _dumps(head)[:-1].encode() + b',"choices":['
+        self._head = b"data: " + dumps(head)[:-1] + b',"choices":['
         self._chunk(out, {"role": "assistant", "content": ""})
 
     def _chunk(self, out: list[bytes], delta: dict[str, Any], finish: str | None = None) -> None:
         if not self._head:
             self._start(MessageStart(id="", model=""), out)
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        out.append(self._head + _dumps(choice).encode() + b"]}\n\n")
+        out.append(self._head + dumps(choice) + b"]}\n\n")
 
     def _on_call_start(self, event: ToolCallStart, out: list[bytes]) -> None:
         if event.index in self._calls:
@@ -1023,7 +940,67 @@ class StreamEncoder:
     def _finish(self, out: list[bytes]) -> None:
         self._on_stop("end_turn", out)
         if self._request.stream_usage:
-            usage = _dumps(_render_usage(self._usage)).encode()
-            out.append(self._head + b'],"usage":' + usage + b"}\n\n")
+            out.append(self._head + b'],"usage":' + dumps(_render_usage(self._usage)) + b"}\n\n")
         out.append(_DONE)
         self._finished = True
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def _error_from_object(error: dict[str, Any], status: int | None) -> ProxyError:
+    """An OpenAI-style error object; OpenRouter puts the HTTP status in ``code`` as a number."""
+    kind = error.get("type") if isinstance(error.get("type"), str) else None
+    code = error.get("code")
+    if count(code) and not status:
+        status = code
+    label = code if isinstance(code, str) else None
+    canonical = CODE_IN.get(label or "") or CODE_IN.get(kind or "")
+    if canonical is None:
+        statusless = STATUSLESS_CODE_IN.get(kind or "", "upstream_error")
+        canonical = code_for_status(status) if status else statusless
+    message = error.get("message")
+    param = error.get("param")
+    return ProxyError(
+        canonical,
+        message if isinstance(message, str) and message else _no_message(status),
+        status=status,
+        provider_type=kind,
+        param=param if isinstance(param, str) else None,
+    )
+
+
+def _no_message(status: int | None) -> str:
+    return f"upstream returned HTTP {status}" if status else "upstream reported an error"
+
+
+def parse_error(status: int, body: bytes) -> ProxyError:
+    """Any upstream error body: OpenAI's envelope, OpenRouter's, a list-wrapped one, or not JSON."""
+    text = body.decode("utf-8", "replace")
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, list) and data:
+        data = data[0]
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        return _error_from_object(error, status)
+    message = error if isinstance(error, str) and error else text.strip()[:300]
+    return ProxyError.from_status(status, message or _no_message(status))
+
+
+def _error_envelope(error: ProxyError) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": error.message,
+            "type": error.provider_type or ERROR_TYPE_OUT.get(error.code, "server_error"),
+            "param": error.param,
+            "code": error.code,
+        }
+    }
+
+
+def render_error(error: ProxyError) -> tuple[int, bytes]:
+    status = STATUS_OUT.get(error.status, error.status)
+    return status, dumps(_error_envelope(error))

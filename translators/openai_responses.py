@@ -4,9 +4,9 @@ Responses is OpenAI's item-based API and the only one Codex speaks. The proxy is
 whatever needs the provider's server-side state (``previous_response_id``, ``store: true``,
 stored conversations and prompts, background runs) is refused rather than half-translated, and so
 are hosted tools and item types the canonical model cannot carry: a same-protocol route passes
-those through untouched (trap 22). Requests rendered for a Responses backend are stateless too:
-``store: false``, with reasoning replayed as items carrying their ``encrypted_content`` (trap 11).
-Errors use the Chat Completions envelope. Wire facts: protocols.md §2.
+those through untouched (docs/traps.md #22). Requests rendered for a Responses backend are stateless too:
+``store: false``, with reasoning replayed as items carrying their ``encrypted_content`` (docs/traps.md #11).
+Errors use the Chat Completions envelope. Wire facts: docs/protocols.md §2.
 """
 
 from __future__ import annotations
@@ -48,45 +48,51 @@ from translators.canonical import (
     ToolResult,
     Usage,
     UsageUpdate,
-    split_data_url,
 )
 from translators.errors import ProxyError
 
-# Chat's request readers (typed, naming key paths) and shared tables serve this module unchanged.
+# Chat's content parts, tool choices, formats and usage keys serve this module unchanged.
 from translators.openai_chat import (
-    _CHOICE_MODES,
-    _FORMAT_TYPES,
-    _PRECISE_CODES,
-    _SYSTEM_ROLES,
+    CODE_IN,
+    SYSTEM_ROLES,
+    ChoiceParser,
     PartParser,
-    _arguments,
-    _content,
-    _count,
-    _details,
-    _dumps,
-    _get,
-    _invalid,
-    _items,
-    _json_type,
-    _new_call_id,
-    _path,
-    _refusal_part,
-    _refuse,
-    _render_effort,
-    _text_part,
+    allowed_mode,
+    new_call_id,
+    parse_content,
+    parse_format,
+    parse_function,
+    parse_refusal_part,
+    parse_text_part,
+    parse_tool_choice,
+    parse_usage,
+    render_effort,
+    render_tools,
     short_call_id,
+    system_text,
 )
 from translators.sse import SSEParser
+from translators.wire import (
+    arguments_text,
+    as_list,
+    as_object,
+    broken_off,
+    dumps,
+    dumps_text,
+    image_from_url,
+    image_url,
+    invalid,
+    json_type,
+    key_path,
+    objects,
+    read,
+    refuse,
+)
 
 NAME = "openai-responses"
 STREAM_CONTENT_TYPE = "text/event-stream"
 
-# Same envelope as Chat Completions (§2.1); render_error also turns 529 into 503.
-parse_error = openai_chat.parse_error
-render_error = openai_chat.render_error
-
-
-# -- request parsing: refusals of server-side state -----------------------------------------------
+# -- tables ---------------------------------------------------------------------------------------
 
 _NO_STATE = (
     "needs the provider's server-side state, which is not available when the proxy rewrites this "
@@ -107,52 +113,120 @@ _STATEFUL_FLAGS: dict[str, str] = {
 }
 
 
+STOP_IN: dict[str, StopReason] = {
+    "completed": "end_turn",
+    "incomplete": "max_tokens",
+    "failed": "error",
+    "cancelled": "error",
+}
+INCOMPLETE_IN: dict[str, StopReason] = {"max_output_tokens": "max_tokens", "content_filter": "refusal"}
+# stop reason -> (status, incomplete_details.reason); anything else completed
+STOP_OUT: dict[str, tuple[str, str | None]] = {
+    "max_tokens": ("incomplete", "max_output_tokens"),
+    "context_window": ("incomplete", "max_output_tokens"),
+    "refusal": ("incomplete", "content_filter"),
+    "error": ("failed", None),
+}
+_TURN_ERROR: dict[str, Any] = {"code": "server_error", "message": "the model ended its turn with an error"}
+
+# canonical field -> Responses key
+FIELD_OUT: dict[str, str] = {
+    "max_tokens": "max_output_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "user": "user",
+}
+
+ITEM_PREFIXES: dict[str, str] = {"message": "msg", "function_call": "fc", "reasoning": "rs"}
+CONTENT_KEYS: dict[str, str] = {"output_text": "text", "refusal": "refusal"}
+
+IMAGE_ERRORS = (
+    "invalid_image",
+    "invalid_image_format",
+    "invalid_base64_image",
+    "invalid_image_url",
+    "image_too_large",
+    "image_too_small",
+    "image_parse_error",
+    "image_content_policy_violation",
+    "invalid_image_mode",
+    "image_file_too_large",
+    "unsupported_image_media_type",
+    "empty_image_file",
+    "failed_to_download_image",
+    "image_file_not_found",
+)
+# Responses error codes (and the broad types) -> canonical code.
+STREAM_CODE_IN: dict[str, str] = {
+    **CODE_IN,
+    **dict.fromkeys(IMAGE_ERRORS, "invalid_request"),
+    "server_error": "internal",
+    "invalid_prompt": "invalid_request",
+    "invalid_request_error": "invalid_request",
+    "vector_store_timeout": "timeout",
+}
+# canonical code -> response.error.code, whose SDK type is a closed set; everything else server_error
+FAILED_CODE_OUT: dict[str, str] = {"rate_limited": "rate_limit_exceeded", "invalid_request": "invalid_prompt"}
+
+# -- helpers --------------------------------------------------------------------------------------
+
+def _new_response_id() -> str:
+    return f"resp_{uuid.uuid4().hex[:24]}"
+
+
+def _id_base(response_id: str) -> str:
+    """Item ids derive from the response id and output index, so one answer gets the same ids
+    streamed and not."""
+    return hashlib.sha256(response_id.encode()).hexdigest()[:20]
+
+
+def _item_id(kind: str, base: str, index: int) -> str:
+    return f"{ITEM_PREFIXES[kind]}_{base}{index:03d}"
+
+
+# -- request parsing: refusals of server-side state -----------------------------------------------
+
 def _refuse_state(body: dict[str, Any]) -> None:
     for key, advice in _STATEFUL_KEYS.items():
         if body.get(key) is not None:
             raise ProxyError("invalid_request", f"{key} {_NO_STATE}{advice}", param=key)
     for key, advice in _STATEFUL_FLAGS.items():
-        if _get(body, key, "", "a boolean"):
+        if read(body, key, "", "a boolean"):
             raise ProxyError("invalid_request", f"{key}: true {_NO_STATE}{advice}", param=key)
-
 
 # -- request parsing: content parts ---------------------------------------------------------------
 
 
 def _image_part(part: dict[str, Any], where: str) -> Image:
     """``image_url`` is a plain string here (trap 17); uploaded files live with the provider."""
-    if _get(part, "file_id", where, "a string") is not None:
-        raise _refuse(_path(where, "file_id"), "an uploaded file reference")
-    url = _get(part, "image_url", where, "a string", required=True)
-    detail = _get(part, "detail", where, "a string")
-    inline = split_data_url(url)
-    if inline is None:
-        return Image(url=url, detail=detail)
-    return Image(media_type=inline[0], data=inline[1], detail=detail)
+    if read(part, "file_id", where, "a string") is not None:
+        raise refuse(key_path(where, "file_id"), "an uploaded file reference")
+    url = read(part, "image_url", where, "a string", required=True)
+    return image_from_url(url, read(part, "detail", where, "a string"))
 
 
 def _refused_part(what: str) -> PartParser:
-    def refuse(part: dict[str, Any], where: str) -> Part:
-        raise _refuse(_path(where, "type"), what)
+    def refused(part: dict[str, Any], where: str) -> Part:
+        raise refuse(key_path(where, "type"), what)
 
-    return refuse
+    return refused
 
 
 _FILE_PART = _refused_part("file input")
 _INPUT_PARTS: dict[str, PartParser] = {
-    "input_text": _text_part,
-    "output_text": _text_part,
-    "refusal": _refusal_part,
+    "input_text": parse_text_part,
+    "output_text": parse_text_part,
+    "refusal": parse_refusal_part,
     "input_image": _image_part,
     "input_file": _FILE_PART,
 }
 _SYSTEM_PARTS: dict[str, PartParser] = {
-    "input_text": _text_part,
+    "input_text": parse_text_part,
     "input_image": _refused_part("an image in a system message"),
     "input_file": _FILE_PART,
 }
 _RESULT_PARTS: dict[str, PartParser] = {
-    "input_text": _text_part,
+    "input_text": parse_text_part,
     "input_image": _image_part,
     "input_file": _FILE_PART,
 }
@@ -172,17 +246,17 @@ ItemParser = Callable[[dict[str, Any], str], tuple[str, list[Part]]]
 
 
 def _message_item(item: dict[str, Any], where: str) -> tuple[str, list[Part]]:
-    role = _get(item, "role", where, "a string", required=True)
+    role = read(item, "role", where, "a string", required=True)
     if role not in _ROLE_PARTS:
-        raise _invalid(_path(where, "role"), f"unknown role {role!r}")
-    return role, _content(item.get("content"), _path(where, "content"), _ROLE_PARTS[role])
+        raise invalid(key_path(where, "role"), f"unknown role {role!r}")
+    return role, parse_content(item.get("content"), key_path(where, "content"), _ROLE_PARTS[role])
 
 
 def _call_item(item: dict[str, Any], where: str) -> tuple[str, list[Part]]:
     call = ToolCall(
-        id=_get(item, "call_id", where, "a string", required=True),
-        name=_get(item, "name", where, "a string", required=True),
-        arguments=_arguments(item.get("arguments")),
+        id=read(item, "call_id", where, "a string", required=True),
+        name=read(item, "name", where, "a string", required=True),
+        arguments=arguments_text(item.get("arguments")),
     )
     return "assistant", [call]
 
@@ -190,18 +264,18 @@ def _call_item(item: dict[str, Any], where: str) -> tuple[str, list[Part]]:
 def _call_output_item(item: dict[str, Any], where: str) -> tuple[str, list[Part]]:
     """The SDK marks ``call_id`` optional, but without it the result matches no call."""
     if item.get("output") is None:
-        raise _invalid(_path(where, "output"), "required, expected a string or an array")
-    content = _content(item["output"], _path(where, "output"), _RESULT_PARTS)
+        raise invalid(key_path(where, "output"), "required, expected a string or an array")
+    content = parse_content(item["output"], key_path(where, "output"), _RESULT_PARTS)
     result = ToolResult(
-        tool_call_id=_get(item, "call_id", where, "a string", required=True),
+        tool_call_id=read(item, "call_id", where, "a string", required=True),
         content=[p for p in content if isinstance(p, (Text, Image))],
     )
     return "user", [result]
 
 
 def _reasoning_item(item: dict[str, Any], where: str) -> tuple[str, list[Part]]:
-    summary = [_get(s, "text", at, "a string", required=True) for at, s in _items(item, "summary", where)]
-    signature = _get(item, "encrypted_content", where, "a string")
+    summary = [read(s, "text", at, "a string", required=True) for at, s in objects(item, "summary", where)]
+    signature = read(item, "encrypted_content", where, "a string")
     reasoning = Reasoning(text="\n\n".join(summary), signature=signature, origin=NAME)
     return "assistant", [reasoning] if reasoning.text or signature else []
 
@@ -222,18 +296,18 @@ def _joins(role: str, kind: str, previous: str) -> bool:
 
 def _conversation(body: dict[str, Any]) -> tuple[list[Text], list[Message]]:
     """``instructions`` first, then system/developer messages hoisted in order."""
-    instructions = _get(body, "instructions", "", "a string")
+    instructions = read(body, "instructions", "", "a string")
     system = [Text(text=instructions)] if instructions else []
     if isinstance(text := body.get("input"), str):
         return system, [Message(role="user", content=[Text(text=text)])] if text else []
     messages: list[Message] = []
     previous = ""
-    for where, item in _items(body, "input", ""):
-        kind = _get(item, "type", where, "a string") or "message"
+    for where, item in objects(body, "input", ""):
+        kind = read(item, "type", where, "a string") or "message"
         if kind not in _ITEM_PARSERS:
-            raise _refuse(_path(where, "type"), f"a {kind!r} item")
+            raise refuse(key_path(where, "type"), f"a {kind!r} item")
         role, parts = _ITEM_PARSERS[kind](item, where)
-        if role in _SYSTEM_ROLES:
+        if role in SYSTEM_ROLES:
             system += [p for p in parts if isinstance(p, Text)]
             continue
         if parts and messages and messages[-1].role == role and _joins(role, kind, previous):
@@ -249,55 +323,33 @@ def _conversation(body: dict[str, Any]) -> tuple[list[Text], list[Message]]:
 
 def _tool(tool: dict[str, Any], where: str) -> Tool:
     """Function tools are flat here; hosted and custom tools run at OpenAI (or need grammars)."""
-    kind = _get(tool, "type", where, "a string") or "function"
+    kind = read(tool, "type", where, "a string") or "function"
     if kind != "function":
-        raise _refuse(_path(where, "type"), f"a {kind!r} tool")
-    parameters = _get(tool, "parameters", where, "an object")
-    return Tool(
-        name=_get(tool, "name", where, "a string", required=True),
-        description=_get(tool, "description", where, "a string"),
-        strict=_get(tool, "strict", where, "a boolean"),
-        **({"parameters": parameters} if parameters is not None else {}),
-    )
+        raise refuse(key_path(where, "type"), f"a {kind!r} tool")
+    return parse_function(tool, where)
 
 
 def _named_choice(value: dict[str, Any], where: str) -> ToolChoice:
-    return ToolChoice(mode="tool", name=_get(value, "name", where, "a string", required=True))
+    return ToolChoice(mode="tool", name=read(value, "name", where, "a string", required=True))
 
 
-def _allowed_choice(value: dict[str, Any], where: str) -> ToolChoice:
-    """The mode survives; the subset itself has no canonical field and is dropped."""
-    mode = _get(value, "mode", where, "a string", required=True)
-    if mode not in ("auto", "required"):
-        raise _invalid(_path(where, "mode"), f"unknown value {mode!r}")
-    return ToolChoice(mode=mode)
-
-
-_CHOICE_OBJECTS: dict[str, Callable[[dict[str, Any], str], ToolChoice]] = {
+# ``allowed_tools`` keeps its mode; the subset itself has no canonical field and is dropped.
+_CHOICE_OBJECTS: dict[str, ChoiceParser] = {
     "function": _named_choice,
-    "allowed_tools": _allowed_choice,
+    "allowed_tools": allowed_mode,
 }
 
 
-def _tool_choice(body: dict[str, Any]) -> ToolChoice | None:
-    value = body.get("tool_choice")
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value not in _CHOICE_MODES:
-            raise _invalid("tool_choice", f"unknown value {value!r}")
-        return ToolChoice(mode=value)  # type: ignore[arg-type]
-    kind = _get(_get(body, "tool_choice", "", "an object"), "type", "tool_choice", "a string", required=True)
-    if kind not in _CHOICE_OBJECTS:
-        raise _refuse("tool_choice", f"a {kind!r} tool choice")
-    return _CHOICE_OBJECTS[kind](value, "tool_choice")
+def _unknown_choice(kind: str) -> ProxyError:
+    """Hosted-tool and custom choices run at OpenAI."""
+    return refuse("tool_choice", f"a {kind!r} tool choice")
 
 
 def _reasoning(body: dict[str, Any]) -> ReasoningConfig | None:
     """Asking for a summary is asking to see the thoughts."""
-    value = _get(body, "reasoning", "", "an object") or {}
-    effort = _get(value, "effort", "reasoning", "a string")
-    summary = _get(value, "summary", "reasoning", "a string") or _get(
+    value = read(body, "reasoning", "", "an object") or {}
+    effort = read(value, "effort", "reasoning", "a string")
+    summary = read(value, "summary", "reasoning", "a string") or read(
         value, "generate_summary", "reasoning", "a string"
     )
     if effort is None and summary is None:
@@ -307,45 +359,32 @@ def _reasoning(body: dict[str, Any]) -> ReasoningConfig | None:
 
 
 def _response_format(body: dict[str, Any]) -> ResponseFormat | None:
-    """``text.format`` is flat: no ``json_schema`` wrapper as in Chat (trap 18)."""
-    text = _get(body, "text", "", "an object") or {}
-    value = _get(text, "format", "text", "an object")
-    if value is None:
-        return None
-    kind = _get(value, "type", "text.format", "a string", required=True)
-    if kind not in _FORMAT_TYPES:
-        raise _invalid("text.format.type", f"unknown value {kind!r}")
-    if kind != "json_schema":
-        return ResponseFormat(type=kind)
-    return ResponseFormat(
-        type="json_schema",
-        name=_get(value, "name", "text.format", "a string"),
-        json_schema=_get(value, "schema", "text.format", "an object"),
-        strict=_get(value, "strict", "text.format", "a boolean"),
-    )
+    """``text.format`` is flat: no ``json_schema`` wrapper as in Chat (docs/traps.md #18)."""
+    text = read(body, "text", "", "an object") or {}
+    return parse_format(read(text, "format", "text", "an object"), "text.format", nested=None)
 
 
 def parse_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
     """A Responses request body as canonical; ``model``/``stream`` override the body's."""
     if not isinstance(body, dict):
-        raise _invalid("body", f"expected a JSON object, got {_json_type(body)}")
+        raise invalid("body", f"expected a JSON object, got {json_type(body)}")
     _refuse_state(body)
     system, messages = _conversation(body)
     return ChatRequest(
-        model=model if model is not None else _get(body, "model", "", "a string", required=True),
+        model=model if model is not None else read(body, "model", "", "a string", required=True),
         system=system,
         messages=messages,
-        tools=[_tool(tool, where) for where, tool in _items(body, "tools", "")],
-        tool_choice=_tool_choice(body),
-        parallel_tool_calls=_get(body, "parallel_tool_calls", "", "a boolean"),
-        max_tokens=_get(body, "max_output_tokens", "", "an integer"),
-        temperature=_get(body, "temperature", "", "a number"),
-        top_p=_get(body, "top_p", "", "a number"),
+        tools=[_tool(tool, where) for where, tool in objects(body, "tools", "")],
+        tool_choice=parse_tool_choice(body, _CHOICE_OBJECTS, _unknown_choice),
+        parallel_tool_calls=read(body, "parallel_tool_calls", "", "a boolean"),
+        max_tokens=read(body, "max_output_tokens", "", "an integer"),
+        temperature=read(body, "temperature", "", "a number"),
+        top_p=read(body, "top_p", "", "a number"),
         reasoning=_reasoning(body),
         response_format=_response_format(body),
-        stream=stream if stream is not None else bool(_get(body, "stream", "", "a boolean")),
-        user=_get(body, "safety_identifier", "", "a string") or _get(body, "user", "", "a string"),
-        metadata=_get(body, "metadata", "", "an object") or {},
+        stream=stream if stream is not None else bool(read(body, "stream", "", "a boolean")),
+        user=read(body, "safety_identifier", "", "a string") or read(body, "user", "", "a string"),
+        metadata=read(body, "metadata", "", "an object") or {},
     )
 
 
@@ -353,11 +392,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
 
 
 def _render_image(image: Image) -> dict[str, Any]:
-    if image.data is not None:
-        url = f"data:{image.media_type or 'application/octet-stream'};base64,{image.data}"
-    else:
-        url = image.url or ""
-    return {"type": "input_image", "image_url": url, "detail": image.detail or "auto"}
+    return {"type": "input_image", "image_url": image_url(image), "detail": image.detail or "auto"}
 
 
 def _render_input(part: Text | Image) -> dict[str, Any]:
@@ -443,7 +478,7 @@ def _render_tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
 
 
 def _render_reasoning(config: ReasoningConfig | None) -> dict[str, Any] | None:
-    effort = _render_effort(config)
+    effort = render_effort(config)
     if effort is None:
         return None
     rendered: dict[str, Any] = {"effort": effort}
@@ -466,31 +501,16 @@ def _render_format(fmt: ResponseFormat) -> dict[str, Any]:
     return rendered
 
 
-# canonical field -> Responses key
-_PLAIN_FIELDS: dict[str, str] = {
-    "max_tokens": "max_output_tokens",
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "user": "user",
-}
-
-
 def render_request(request: ChatRequest) -> dict[str, Any]:
     """Body for a Responses backend, always stateless (``store: false``). Responses has no stop
-    sequences, seed, penalties or top_k: they are dropped. ``tool_choice``/``parallel_tool_calls``
-    go only with tools; encrypted reasoning is asked for only when reasoning is (other models
-    reject the include)."""
+    sequences, seed, penalties or top_k: they are dropped. Encrypted reasoning is asked for only
+    when reasoning is (other models reject the include)."""
     body: dict[str, Any] = {"model": request.model}
-    if system := "\n\n".join(p.text for p in request.system if p.text):
+    if system := system_text(request):
         body["instructions"] = system
     body["input"] = _render_items(request)
-    if request.tools:
-        body["tools"] = [_render_tool(tool) for tool in request.tools]
-        if request.tool_choice is not None:
-            body["tool_choice"] = _render_tool_choice(request.tool_choice)
-        if request.parallel_tool_calls is not None:
-            body["parallel_tool_calls"] = request.parallel_tool_calls
-    for field_, key in _PLAIN_FIELDS.items():
+    body.update(render_tools(request, _render_tool, _render_tool_choice))
+    for field_, key in FIELD_OUT.items():
         if (value := getattr(request, field_)) is not None:
             body[key] = value
     if reasoning := _render_reasoning(request.reasoning):
@@ -505,45 +525,18 @@ def render_request(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
-# -- responses: parsing ---------------------------------------------------------------------------
-
-_STATUS_STOPS: dict[str, StopReason] = {
-    "completed": "end_turn",
-    "incomplete": "max_tokens",
-    "failed": "error",
-    "cancelled": "error",
-}
-_INCOMPLETE_STOPS: dict[str, StopReason] = {"max_output_tokens": "max_tokens", "content_filter": "refusal"}
+# -- response parsing -----------------------------------------------------------------------------
 
 
 def _stop_reason(status: Any, details: Any, has_calls: bool, refused: bool) -> StopReason | None:
     """There is no finish reason (trap 14): tool use is read from the calls, a refusal part or a
     content filter means refusal, an unexplained ``incomplete`` an early end."""
-    reason = _STATUS_STOPS.get(status) if isinstance(status, str) else None
+    reason = STOP_IN.get(status) if isinstance(status, str) else None
     if reason == "max_tokens" and isinstance(details, dict):
-        reason = _INCOMPLETE_STOPS.get(details.get("reason"), "max_tokens")  # type: ignore[arg-type]
+        reason = INCOMPLETE_IN.get(details.get("reason"), "max_tokens")  # type: ignore[arg-type]
     if reason == "end_turn" and refused:
         return "refusal"
     return "tool_use" if reason == "end_turn" and has_calls else reason
-
-
-def _parse_usage(raw: dict[str, Any]) -> Usage:
-    given = _details(raw, "input_tokens_details")
-    return Usage(
-        input_tokens=_count(raw.get("input_tokens")),
-        output_tokens=_count(raw.get("output_tokens")),
-        cache_read_tokens=_count(given.get("cached_tokens")),
-        cache_write_tokens=_count(given.get("cache_write_tokens")),
-        reasoning_tokens=_count(_details(raw, "output_tokens_details").get("reasoning_tokens")),
-    )
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _text_of(value: Any, key: str) -> str:
@@ -551,30 +544,27 @@ def _text_of(value: Any, key: str) -> str:
     return text if isinstance(text, str) else ""
 
 
-_CONTENT_KEYS: dict[str, str] = {"output_text": "text", "refusal": "refusal"}
-
-
 def _message_texts(item: dict[str, Any]) -> list[str]:
     """Visible text of an output message, refusals included."""
-    parts = [c for c in _list(item.get("content")) if isinstance(c, dict)]
-    return [text for c in parts if (text := _text_of(c, _CONTENT_KEYS.get(str(c.get("type")), "")))]
+    parts = [c for c in as_list(item.get("content")) if isinstance(c, dict)]
+    return [text for c in parts if (text := _text_of(c, CONTENT_KEYS.get(str(c.get("type")), "")))]
 
 
 def _refused(item: dict[str, Any]) -> bool:
-    return any(isinstance(c, dict) and c.get("type") == "refusal" for c in _list(item.get("content")))
+    return any(isinstance(c, dict) and c.get("type") == "refusal" for c in as_list(item.get("content")))
 
 
 def _output_call(item: dict[str, Any]) -> ToolCall:
     call_id = item.get("call_id") or item.get("id")
     return ToolCall(
-        id=call_id if isinstance(call_id, str) else _new_call_id(),
+        id=call_id if isinstance(call_id, str) else new_call_id(),
         name=_text_of(item, "name"),
-        arguments=_arguments(item.get("arguments")),
+        arguments=arguments_text(item.get("arguments")),
     )
 
 
 def _output_reasoning(item: dict[str, Any]) -> Reasoning | None:
-    text = "\n\n".join(t for s in _list(item.get("summary")) if (t := _text_of(s, "text")))
+    text = "\n\n".join(t for s in as_list(item.get("summary")) if (t := _text_of(s, "text")))
     signature = item.get("encrypted_content") if isinstance(item.get("encrypted_content"), str) else None
     return Reasoning(text=text, signature=signature, origin=NAME) if text or signature else None
 
@@ -592,8 +582,8 @@ def _output_parts(item: dict[str, Any]) -> list[Part]:
 
 def parse_response(body: Any) -> ChatResponse:
     if not isinstance(body, dict):
-        raise ProxyError("upstream_error", f"response: expected a JSON object, got {_json_type(body)}")
-    items = [item for item in _list(body.get("output")) if isinstance(item, dict)]
+        raise ProxyError("upstream_error", f"response: expected a JSON object, got {json_type(body)}")
+    items = [item for item in as_list(body.get("output")) if isinstance(item, dict)]
     parts = [part for item in items for part in _output_parts(item)]
     refused = any(_refused(item) for item in items if item.get("type") == "message")
     has_calls = any(isinstance(p, ToolCall) for p in parts)
@@ -603,37 +593,11 @@ def parse_response(body: Any) -> ChatResponse:
         model=str(body.get("model") or ""),
         content=parts,
         stop_reason=_stop_reason(body.get("status"), body.get("incomplete_details"), has_calls, refused),
-        usage=_parse_usage(usage) if isinstance(usage, dict) else Usage(),
+        usage=parse_usage(usage, "input_tokens", "output_tokens") if isinstance(usage, dict) else Usage(),
     )
 
 
-# -- responses: rendering -------------------------------------------------------------------------
-
-_ITEM_PREFIXES: dict[str, str] = {"message": "msg", "function_call": "fc", "reasoning": "rs"}
-
-# stop reason -> (status, incomplete_details.reason); anything else completed
-_OUTCOMES: dict[str, tuple[str, str | None]] = {
-    "max_tokens": ("incomplete", "max_output_tokens"),
-    "context_window": ("incomplete", "max_output_tokens"),
-    "refusal": ("incomplete", "content_filter"),
-    "error": ("failed", None),
-}
-_TURN_ERROR: dict[str, Any] = {"code": "server_error", "message": "the model ended its turn with an error"}
-
-
-def _new_response_id() -> str:
-    return f"resp_{uuid.uuid4().hex[:24]}"
-
-
-def _id_base(response_id: str) -> str:
-    """Item ids derive from the response id and output index, so one answer gets the same ids
-    streamed and not."""
-    return hashlib.sha256(response_id.encode()).hexdigest()[:20]
-
-
-def _item_id(kind: str, base: str, index: int) -> str:
-    return f"{_ITEM_PREFIXES[kind]}_{base}{index:03d}"
-
+# -- response rendering ---------------------------------------------------------------------------
 
 def _message_output(item_id: str, text: str) -> dict[str, Any]:
     content = [_output_text(text)] if text else []
@@ -644,7 +608,7 @@ def _call_output(item_id: str, call: ToolCall) -> dict[str, Any]:
     return {
         "type": "function_call",
         "id": item_id,
-        "call_id": call.id or _new_call_id(),
+        "call_id": call.id or new_call_id(),
         "name": call.name,
         "arguments": call.arguments or "{}",
         "status": "completed",
@@ -688,7 +652,7 @@ def _output_items(content: list[Part], base: str) -> list[dict[str, Any]]:
 
 def _outcome(reason: StopReason | None) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
     """(status, incomplete_details, error) for a stop reason."""
-    status, why = _OUTCOMES.get(reason or "end_turn", ("completed", None))
+    status, why = STOP_OUT.get(reason or "end_turn", ("completed", None))
     return status, {"reason": why} if why else None, _TURN_ERROR if status == "failed" else None
 
 
@@ -710,7 +674,7 @@ def _echo(request: ChatRequest) -> dict[str, Any]:
     """Request fields a Response repeats (the SDK type requires some of them)."""
     choice = request.tool_choice
     return {
-        "instructions": "\n\n".join(p.text for p in request.system if p.text) or None,
+        "instructions": system_text(request) or None,
         "metadata": {k: v for k, v in request.metadata.items() if isinstance(v, str)},
         "parallel_tool_calls": request.parallel_tool_calls is not False,
         "temperature": request.temperature,
@@ -760,65 +724,7 @@ def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
     )
 
 
-# -- stream errors --------------------------------------------------------------------------------
-
-_IMAGE_ERRORS = (
-    "invalid_image",
-    "invalid_image_format",
-    "invalid_base64_image",
-    "invalid_image_url",
-    "image_too_large",
-    "image_too_small",
-    "image_parse_error",
-    "image_content_policy_violation",
-    "invalid_image_mode",
-    "image_file_too_large",
-    "unsupported_image_media_type",
-    "empty_image_file",
-    "failed_to_download_image",
-    "image_file_not_found",
-)
-# Responses error codes (and the broad types) -> canonical code.
-_STREAM_CODES: dict[str, str] = {
-    **_PRECISE_CODES,
-    **dict.fromkeys(_IMAGE_ERRORS, "invalid_request"),
-    "server_error": "internal",
-    "invalid_prompt": "invalid_request",
-    "invalid_request_error": "invalid_request",
-    "vector_store_timeout": "timeout",
-}
-# canonical code -> response.error.code, whose SDK type is a closed set; everything else server_error
-_FAILED_CODES: dict[str, str] = {"rate_limited": "rate_limit_exceeded", "invalid_request": "invalid_prompt"}
-
-
-def _stream_error(fields: dict[str, Any]) -> ProxyError:
-    """An in-stream error object. The generic ``server_error`` code says least, so a recorded
-    ``type`` (the canonical code, in errors this proxy renders) refines it."""
-    code = fields.get("code") if isinstance(fields.get("code"), str) else None
-    kind = fields.get("type") if isinstance(fields.get("type"), str) else None
-    labels = (kind, code) if code in (None, "server_error") else (code, kind)
-    canonical = next((_STREAM_CODES[label] for label in labels if label in _STREAM_CODES), "upstream_error")
-    message, param = fields.get("message"), fields.get("param")
-    return ProxyError(
-        canonical,
-        message if isinstance(message, str) and message else "upstream reported an error",
-        provider_type=kind or code,
-        param=param if isinstance(param, str) else None,
-    )
-
-
-def _failed_error(error: ProxyError) -> dict[str, Any]:
-    rendered: dict[str, Any] = {
-        "code": _FAILED_CODES.get(error.code, "server_error"),
-        "message": error.message,
-        "type": error.provider_type or error.code,
-    }
-    if error.param is not None:
-        rendered["param"] = error.param
-    return rendered
-
-
-# -- streams: decoding ----------------------------------------------------------------------------
+# -- stream decoder -------------------------------------------------------------------------------
 
 Handler = Callable[["StreamDecoder", dict[str, Any], list[Event]], None]
 
@@ -828,7 +734,7 @@ def _key(data: dict[str, Any]) -> Any:
     index = data.get("output_index")
     if isinstance(index, int):
         return index
-    return data.get("item_id") or _object(data.get("item")).get("id")
+    return data.get("item_id") or as_object(data.get("item")).get("id")
 
 
 class StreamDecoder:
@@ -865,7 +771,8 @@ class StreamDecoder:
             if not self._finished:
                 self._on_data(sse.data, sse.event, events)
         if not self._finished:
-            self._fail(events, ProxyError("upstream_error", "upstream stream ended before it finished"))
+            events.append(broken_off())
+            self._finished = True
         return events
 
     def _on_data(self, data: str, name: str | None, events: list[Event]) -> None:
@@ -878,7 +785,7 @@ class StreamDecoder:
             return
         kind = payload.get("type") or name
         if kind not in ("error", "response.failed"):
-            self._start(events, _object(payload.get("response")))
+            self._start(events, as_object(payload.get("response")))
         if handler := self._HANDLERS.get(kind):  # type: ignore[arg-type]
             handler(self, payload, events)
 
@@ -962,18 +869,18 @@ class StreamDecoder:
     # terminal events
 
     def _on_finished(self, data: dict[str, Any], events: list[Event]) -> None:
-        response = _object(data.get("response"))
+        response = as_object(data.get("response"))
         status = response.get("status") or str(data.get("type")).removeprefix("response.")
         events += [ToolCallEnd(index=index) for index in self._open]
         self._open.clear()
         if isinstance(usage := response.get("usage"), dict):
-            events.append(UsageUpdate(usage=_parse_usage(usage)))
+            events.append(UsageUpdate(usage=parse_usage(usage, "input_tokens", "output_tokens")))
         reason = _stop_reason(status, response.get("incomplete_details"), bool(self._calls), self._refused)
         events += [Stop(reason=reason or "end_turn"), End()]
         self._finished = True
 
     def _on_failed(self, data: dict[str, Any], events: list[Event]) -> None:
-        response = _object(data.get("response"))
+        response = as_object(data.get("response"))
         error = response.get("error")
         fields = error if isinstance(error, dict) else {"message": "upstream response failed"}
         self._fail(events, _stream_error(fields))
@@ -1001,8 +908,7 @@ class StreamDecoder:
     }
 
 
-# -- streams: encoding ----------------------------------------------------------------------------
-
+# -- stream encoder -------------------------------------------------------------------------------
 
 @dataclass(slots=True)
 class _OpenItem:
@@ -1085,7 +991,7 @@ class StreamEncoder:
     # framing
 
     def _emit(self, out: list[bytes], kind: str, fields: dict[str, Any]) -> None:
-        data = _dumps({"type": kind, "sequence_number": self._sequence, **fields})
+        data = dumps_text({"type": kind, "sequence_number": self._sequence, **fields})
         self._sequence += 1
         out.append(f"event: {kind}\ndata: {data}\n\n".encode())
 
@@ -1093,7 +999,7 @@ class StreamEncoder:
         item.chunks.append(text)
         tail = b',"sequence_number":%d}\n\n' % self._sequence
         self._sequence += 1
-        out.append(item.prefix + _dumps(text).encode() + tail)
+        out.append(item.prefix + dumps(text) + tail)
 
     # lifecycle
 
@@ -1123,7 +1029,7 @@ class StreamEncoder:
         index, self._next_index = self._next_index, self._next_index + 1
         item = {"type": kind, "id": _item_id(kind, self._base, index), **fields}
         self._emit(out, "response.output_item.added", {"output_index": index, "item": item})
-        head = _dumps({"type": delta, "item_id": item["id"], "output_index": index, **extra})[:-1]
+        head = dumps_text({"type": delta, "item_id": item["id"], "output_index": index, **extra})[:-1]
         return _OpenItem(index, item, f'event: {delta}\ndata: {head},"delta":'.encode())
 
     def _close(self, out: list[bytes], item: dict[str, Any], index: int) -> None:
@@ -1216,7 +1122,7 @@ class StreamEncoder:
         self._close_text(out)
         self._close_reasoning(out)
         fields = {
-            "call_id": event.id or _new_call_id(),
+            "call_id": event.id or new_call_id(),
             "name": event.name,
             "arguments": "",
             "status": "in_progress",
@@ -1231,3 +1137,36 @@ class StreamEncoder:
         self._emit(out, "response.function_call_arguments.done", {**open_.where, "arguments": arguments})
         item = {**open_.item, "arguments": arguments, "status": "completed"}
         self._close(out, item, open_.index)
+
+# -- errors ---------------------------------------------------------------------------------------
+
+# Same envelope as Chat Completions (docs/protocols.md §2.1); render_error also turns 529 into 503.
+parse_error = openai_chat.parse_error
+render_error = openai_chat.render_error
+
+
+def _stream_error(fields: dict[str, Any]) -> ProxyError:
+    """An in-stream error object. The generic ``server_error`` code says least, so a recorded
+    ``type`` (the canonical code, in errors this proxy renders) refines it."""
+    code = fields.get("code") if isinstance(fields.get("code"), str) else None
+    kind = fields.get("type") if isinstance(fields.get("type"), str) else None
+    labels = (kind, code) if code in (None, "server_error") else (code, kind)
+    canonical = next((STREAM_CODE_IN[label] for label in labels if label in STREAM_CODE_IN), "upstream_error")
+    message, param = fields.get("message"), fields.get("param")
+    return ProxyError(
+        canonical,
+        message if isinstance(message, str) and message else "upstream reported an error",
+        provider_type=kind or code,
+        param=param if isinstance(param, str) else None,
+    )
+
+
+def _failed_error(error: ProxyError) -> dict[str, Any]:
+    rendered: dict[str, Any] = {
+        "code": FAILED_CODE_OUT.get(error.code, "server_error"),
+        "message": error.message,
+        "type": error.provider_type or error.code,
+    }
+    if error.param is not None:
+        rendered["param"] = error.param
+    return rendered

@@ -6,8 +6,9 @@ UTF-8 character; an event is decoded only once its blank line has arrived.
 
 from __future__ import annotations
 
-import json
 from typing import Any, NamedTuple
+
+from translators.wire import dumps_text
 
 
 class SSEEvent(NamedTuple):
@@ -47,8 +48,7 @@ def _parse_block(block: bytes) -> SSEEvent | None:
             continue
         line = raw.decode("utf-8", "replace")
         name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
+        value = value.removeprefix(" ")
         if name == "data":
             data.append(value)
         elif name == "event":
@@ -61,6 +61,6 @@ def _parse_block(block: bytes) -> SSEEvent | None:
 def format_event(data: Any, event: str | None = None) -> bytes:
     """One SSE event; ``data`` that is not already a string is compact JSON."""
     if not isinstance(data, str):
-        data = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        data = dumps_text(data)
     head = f"event: {event}\n" if event else ""
     return f"{head}data: {data}\n\n".encode()
