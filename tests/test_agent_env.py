@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from support.proxy import REPO
 
 from scripts import agent_env
 from scripts.agent_env import BUNDLE_FILE, CA_FILE, Endpoints

@@ -21,10 +21,10 @@ from typing import Any
 import cbor2
 import httpx
 import pytest
-from conftest import Proxy
-from fakes import ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY, Fakes
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
+from support.fakes import ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY, Fakes
+from support.proxy import Proxy
 
 import translators
 from addons import capture_format, exchange

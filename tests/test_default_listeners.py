@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-
 import httpx
-from conftest import MITMDUMP, REPO, free_port
+from support.proxy import ADDON, MITMDUMP, Server, free_port
 
 HOST = "127.0.0.2"  # a loopback address of its own: the fixed front-door port 8000 stays clear of others
 
@@ -17,18 +14,15 @@ def test_no_mode_flag_serves_front_door_proxy_and_anthropic_port(tmp_path, fakes
     command = [
         str(MITMDUMP), "--set", f"confdir={tmp_path}", "--set", f"llm_config={tmp_path / 'llm.yaml'}",
         "--listen-host", HOST, "--listen-port", str(proxy_port), "--set", f"llm_anthropic_port={anthropic_port}",
-        "-s", str(REPO / "addons" / "llm.py"),
+        "-s", str(ADDON),
     ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wanted = {f"reverse proxy to http://127.0.0.1:9 listening at {HOST}:8000.",
+              f"HTTP(S) proxy listening at {HOST}:{proxy_port}.",
+              f"listening at {HOST}:{anthropic_port}."}  # fmt: skip
+    mitmdump = Server("mitmdump", command, ready=lambda: all(w in mitmdump.log for w in wanted))
     try:
-        wanted = {f"reverse proxy to http://127.0.0.1:9 listening at {HOST}:8000.",
-                  f"HTTP(S) proxy listening at {HOST}:{proxy_port}.",
-                  f"listening at {HOST}:{anthropic_port}."}  # fmt: skip
-        log, deadline = "", time.monotonic() + 30
-        assert process.stdout is not None
-        while not all(w in log for w in wanted) and time.monotonic() < deadline:
-            log += process.stdout.readline()
-        assert all(w in log for w in wanted), log
+        mitmdump.start()
+        assert all(w in mitmdump.log for w in wanted), mitmdump.log
         answer = httpx.post(
             f"http://{HOST}:8000/v1/chat/completions",
             json={"model": "anthropic:x", "messages": [{"role": "user", "content": "Hi"}]},
@@ -38,5 +32,4 @@ def test_no_mode_flag_serves_front_door_proxy_and_anthropic_port(tmp_path, fakes
         models = httpx.get(f"http://{HOST}:{anthropic_port}/v1/models", timeout=20).json()
         assert models["has_more"] is False
     finally:
-        process.terminate()
-        process.wait(10)
+        mitmdump.stop()

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Proxy
-from fakes import (
+from support.fakes import (
     AGENT_MODEL,
     AGENT_OUTPUT,
     ANTHROPIC_KEY,
@@ -31,6 +30,7 @@ from fakes import (
     Fakes,
     RecordedRequest,
 )
+from support.proxy import Proxy
 
 from scripts.agent_env import MODES, Endpoints, front_door_config
 from scripts.install_agents import AGENTS, BIN

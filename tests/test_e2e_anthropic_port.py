@@ -5,9 +5,9 @@ from __future__ import annotations
 import anthropic
 import httpx
 import pytest
-from conftest import Proxy
 from google import genai
 from google.genai import types
+from support.proxy import Proxy
 
 CLIENT_KEY = "client-key-that-must-not-travel"
 

@@ -12,10 +12,10 @@ import anthropic
 import httpx
 import openai
 import pytest
-from conftest import Proxy, free_port
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
+from support.proxy import Proxy, free_port
 
 CLIENT_KEY = "client-key-that-must-not-travel"
 FAST_TIMEOUTS = "timeouts: {connect: 1, first_byte: 1.5, idle: 1.5}"

@@ -8,7 +8,7 @@ import time
 import httpx
 import openai
 import pytest
-from conftest import Proxy, ProxyStartError
+from support.proxy import Proxy, ProxyStartError
 
 K1, K2, K3 = "sk-rot-key-0001", "sk-rot-key-0002", "sk-rot-key-0003"
 ANTHROPIC_KEY = "sk-ant-fake-0001"

@@ -3,31 +3,14 @@ backends, while every other host passes through untouched."""
 
 from __future__ import annotations
 
-import ssl
 import time
 
 import anthropic
 import httpx
-import httpx2
 import openai
 from google import genai
 from google.genai import types
-
-CLIENT_KEY = "client-key-that-must-not-travel"
-
-
-def trust(proxy) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(proxy.ca_cert))
-
-
-def proxied_http(proxy) -> httpx.Client:
-    """The openai SDK takes an httpx client."""
-    return httpx.Client(proxy=proxy.proxy_url, verify=trust(proxy), trust_env=False, timeout=20)
-
-
-def proxied_http2(proxy) -> httpx2.Client:
-    """The anthropic SDK takes an httpx2 client."""
-    return httpx2.Client(proxy=proxy.proxy_url, verify=trust(proxy), trust_env=False, timeout=20)
+from support.builders import CLIENT_KEY, proxied_http, proxied_http2, trust
 
 
 def test_openai_sdk_at_api_openai_com_reaches_the_openai_backend(proxy, fakes):

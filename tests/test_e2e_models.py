@@ -6,9 +6,9 @@ import anthropic
 import httpx
 import openai
 import pytest
-from conftest import Proxy, free_port
 from google import genai
 from google.genai import types
+from support.proxy import Proxy, free_port
 
 KEYS = ("sk-fake-openai-0001", "sk-ant-fake-0001", "AIza-fake-gemini-0001")
 

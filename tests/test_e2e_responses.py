@@ -17,18 +17,19 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import Proxy
-from fakes import OPENAI_KEY, Fakes
 from openai.types.responses import Response
-from test_e2e_https_proxy import proxied_http, trust
-from test_e2e_matrix import (
+from support.builders import (
     CLIENT_KEY,
     CLIENTS,
     TOOL_RESULT,
     USAGE,
     WEATHER_SCHEMA,
     assert_upstream_got_injected_key,
+    proxied_http,
+    trust,
 )
+from support.fakes import OPENAI_KEY, Fakes
+from support.proxy import Proxy
 
 # backend instance -> the fake behind it; `responses` is the openai fake's /v1/responses alone.
 FAKE_OF = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini", "responses": "openai"}

@@ -16,7 +16,10 @@ import httpx
 import httpx2
 import openai
 import pytest
-from fakes import (
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+from support.fakes import (
     ANTHROPIC_KEY,
     DEGREES_TEXT,
     GEMINI_KEY,
@@ -27,9 +30,6 @@ from fakes import (
     Fakes,
     awkward_pieces,
 )
-from google import genai
-from google.genai import errors as genai_errors
-from google.genai import types
 
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 OPENAI_TOOLS: list[Any] = [

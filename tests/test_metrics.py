@@ -14,10 +14,10 @@ import anthropic
 import httpx
 import openai
 import pytest
-from conftest import Proxy
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 from prometheus_client.parser import text_string_to_metric_families
+from support.proxy import Proxy
 
 from addons import exchange
 from addons.listeners import Listeners

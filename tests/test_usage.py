@@ -20,12 +20,12 @@ import anthropic
 import httpx
 import openai
 import pytest
-from conftest import Proxy
 from google import genai
 from google.genai import types
 from mitmproxy import ctx
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
+from support.proxy import Proxy
 
 from addons import exchange
 from addons.listeners import Listeners

@@ -29,7 +29,8 @@ import test_anthropic
 import test_gemini
 import test_openai_chat
 import test_openai_responses
-from test_e2e_matrix import CLIENT_KEY, CLIENTS, TOOL_RESULT, WEATHER_SCHEMA
+from support.builders import CLIENT_KEY, CLIENTS, TOOL_RESULT, WEATHER_SCHEMA
+from support.fakes import RecordedRequest
 
 import translators
 from addons import views
@@ -38,7 +39,6 @@ from addons.exchange import Exchange
 from backends.config import BackendConfig
 from backends.families import FAMILIES
 from backends.routing import Target
-from fakes import RecordedRequest
 
 CHAT_PATH = "/v1/chat/completions"
 RESPONSES_PATH = "/v1/responses"

@@ -1,0 +1,358 @@
+"""What every fake provider shares: the keys, the behaviour chosen from the request (``Answer``),
+the failure models by model name, the aiohttp server on a thread of its own (``FakeProvider``), the
+request-checking helpers (``Invalid``, ``require``) and the wire helpers (``sse``, ``awkward_pieces``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self, TypeGuard, cast
+
+from aiohttp import web
+
+Json = dict[str, Any]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BODY = web.RequestKey("body", dict)  # the parsed JSON body, set by the gate middleware
+
+OPENAI_KEY = "sk-fake-openai-0001"
+ANTHROPIC_KEY = "sk-ant-fake-0001"
+GEMINI_KEY = "AIza-fake-gemini-0001"
+
+TOOL_NAME = "get_weather"
+TOOL_ARGS = '{"city":"Paris"}'
+DEGREES_MODEL = "degrees"
+DEGREES_TEXT = "It is 18 °C in Paris."
+SLOW_PREFIX = "slow-first-byte-"
+AGENT_MODEL = "agent-shell"
+AGENT_COMMAND = "echo proxied-ok > marker.txt && cat marker.txt"
+AGENT_OUTPUT = "proxied-ok"
+# Each coding agent's own shell tool (as it declares it) -> its arguments for AGENT_COMMAND.
+AGENT_SHELL_TOOLS: dict[str, dict[str, str]] = {
+    "Bash": {"command": AGENT_COMMAND, "description": "Write and read the marker file"},  # Claude Code
+    "exec_command": {"cmd": AGENT_COMMAND},  # Codex CLI
+    "shell_command": {"command": AGENT_COMMAND},  # Codex CLI, older releases
+    "run_shell_command": {"command": AGENT_COMMAND, "description": "Write and read the marker file"},
+}
+CREATED = 1767225600
+
+# status -> what the fake says for model "fail-<status>" (message: "fake <provider>: <text>")
+FAILURE_TEXT = {
+    401: "authentication failed",
+    404: "model not found",
+    429: "rate limited",
+    500: "internal error",
+    503: "service unavailable",
+    529: "overloaded",
+}
+STREAM_FAILED = "stream failed"
+MIDSTREAM_MODELS = ("fail-midstream", "drop-midstream", "fail-first-event")
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def words(text: str) -> frozenset[str]:
+    """The names in a space-separated string: long lists of field names read as prose."""
+    return frozenset(text.split())
+
+
+def text_pieces(text: str) -> list[str]:
+    """Several deltas, exact text kept: "Hello from openai!" -> "Hel", "lo from ", "openai!"."""
+    return [piece for piece in (text[:3], text[3:11], text[11:]) if piece]
+
+
+def awkward_pieces(data: bytes, size: int = 7) -> list[bytes]:
+    """Cut every `size` bytes and inside every multi-byte UTF-8 character, as a hostile network would."""
+    cuts = set(range(size, len(data), size))
+    cuts.update(i + 1 for i, byte in enumerate(data) if byte >= 0xC0)
+    bounds = [0, *sorted(cuts), len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+class Invalid(ValueError):
+    """A request the real provider rejects with 400; the message names the rule."""
+
+
+def require(condition: object, message: str) -> None:
+    if not condition:
+        raise Invalid(message)
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def expect_dict(value: Any, message: str) -> Json:
+    require(isinstance(value, dict), message)
+    return cast(Json, value)
+
+
+def expect_list(value: Any, message: str) -> list[Any]:
+    """A non-empty array, or Invalid."""
+    require(isinstance(value, list) and value, message)
+    return cast(list[Any], value)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lowercased names
+    body: Any  # parsed JSON, None when empty or not JSON
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the fake model says: a text, or one tool call (get_weather unless an agent's shell)."""
+
+    text: str = ""
+    tool_call: bool = False
+    name: str = TOOL_NAME
+    arguments: str = TOOL_ARGS
+
+
+@dataclass
+class Stream:
+    """A stream as whole protocol frames, plus what the mid-stream failure scenarios need."""
+
+    frames: list[bytes]
+    error: bytes  # the protocol's in-band error frame
+    head: int  # frames up to and including the first text delta
+    content_type: str = "text/event-stream"
+    first_error: bytes | None = None  # the error as the very first frame, where frames are numbered
+
+
+class FakeProvider:
+    """One protocol's fake: an aiohttp app on its own thread and event loop."""
+
+    name: ClassVar[str]
+    failure_statuses: ClassVar[frozenset[int]] = frozenset({401, 404, 429, 500, 503})
+
+    def __init__(self, api_key: str) -> None:
+        self.api_key = api_key
+        self.extra_keys: set[str] = set()  # more keys this fake accepts (rotation tests)
+        # key -> status (or (status, headers)) the fake answers every request made with that key
+        self.key_failures: dict[str, int | tuple[int, dict[str, str]]] = {}
+        self.requests: list[RecordedRequest] = []
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Self:
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(started,), name=f"fake-{self.name}")
+        self._thread.daemon = True
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError(f"fake {self.name} did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+            self._thread.join(15)
+            self._loop = None
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.extra_keys.clear()
+        self.key_failures.clear()
+
+    def accepts(self, key: str | None) -> bool:
+        return key is not None and (key == self.api_key or key in self.extra_keys)
+
+    def _serve(self, started: threading.Event) -> None:
+        asyncio.run(self._main(started))  # at exit, cancels what still hangs ("hang", slow answers)
+
+    async def _main(self, started: threading.Event) -> None:
+        self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=0.2)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        self.port = runner.addresses[0][1]
+        started.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            await runner.cleanup()
+
+    def _app(self) -> web.Application:
+        app = web.Application(middlewares=[self._gate], client_max_size=64 * 1024 * 1024)
+        app.add_routes(self.routes())
+        return app
+
+    @web.middleware
+    async def _gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Record every request; reject bad auth, bad JSON and unknown routes in the protocol envelope."""
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.requests.append(
+            RecordedRequest(request.method, request.path, dict(request.query), headers, body, raw)
+        )
+        if (failure := self.key_failures.get(self.key_of(request) or "")) is not None:
+            if isinstance(failure, tuple):
+                return self.error(failure[0], f"fake {self.name}: {FAILURE_TEXT[failure[0]]}", failure[1])
+            return self.failure(failure)
+        if (denied := self.check_auth(request)) is not None:
+            return denied
+        if request.method == "POST" and not isinstance(body, dict):
+            return self.error(400, f"fake {self.name}: the request body is not a JSON object")
+        request[BODY] = body if isinstance(body, dict) else {}
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return self.error(404, f"fake {self.name}: no route {request.method} {request.path}")
+        except web.HTTPMethodNotAllowed:
+            return self.error(405, f"fake {self.name}: method {request.method} not allowed on {request.path}")
+        except Invalid as exc:
+            return self.error(400, f"fake {self.name}: {exc}")
+
+    # --- behaviour -------------------------------------------------------------------------------
+    def reply(self, model: str, results: list[str], tools_on: bool, tools: Sequence[str] = ()) -> Answer:
+        """The deterministic answer; mid-stream scenarios always answer the greeting text.
+
+        `tools` are the declared tool names: model agent-shell calls the agent's shell tool among them.
+        """
+        if model in MIDSTREAM_MODELS:
+            return Answer(self.greeting(model))
+        if results:
+            return Answer("Tool said: " + " | ".join(results))
+        if model == AGENT_MODEL:
+            return agent_answer(tools if tools_on else (), self.greeting(model))
+        if tools_on:
+            return Answer(tool_call=True)
+        return Answer(self.greeting(model))
+
+    def greeting(self, model: str) -> str:
+        return DEGREES_TEXT if model == DEGREES_MODEL else f"Hello from {self.name}!"
+
+    async def respond(
+        self, request: web.Request, model: str, answer: Answer, streaming: bool
+    ) -> web.StreamResponse:
+        """Failure scenarios by model name, else the answer as JSON or as a stream.
+
+        fail-<status> -> that status in the provider's envelope (429 with retry-after: 1);
+        hang -> never answers; slow-first-byte-<s> -> waits s seconds first;
+        fail-midstream -> first text event, then the in-band error (non-streaming: a 500);
+        drop-midstream -> first text event, then the connection is cut (non-streaming: half a body).
+        """
+        if model.startswith("fail-") and model[5:].isdigit() and int(model[5:]) in self.failure_statuses:
+            return self.failure(int(model[5:]))
+        if model == "hang":
+            await asyncio.Event().wait()
+        if model.startswith(SLOW_PREFIX):
+            await asyncio.sleep(float(model.removeprefix(SLOW_PREFIX)))
+        if not streaming:
+            return await self._respond_json(request, model, answer)
+        stream = self.stream(model, answer, request)
+        frames = {
+            "fail-first-event": [stream.first_error or stream.error],
+            "fail-midstream": [*stream.frames[: stream.head], stream.error],
+            "drop-midstream": stream.frames[: stream.head],
+        }.get(model, stream.frames)
+        return await self._send(request, frames, stream.content_type, cut=model == "drop-midstream")
+
+    async def _respond_json(self, request: web.Request, model: str, answer: Answer) -> web.StreamResponse:
+        if model == "fail-midstream":
+            return self.failure(500)
+        data = compact(self.message(model, answer, request)).encode()
+        if model != "drop-midstream":
+            return web.Response(body=data, content_type="application/json", headers=self.response_headers())
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(data)
+        await response.prepare(request)
+        await response.write(data[: len(data) // 2])
+        return self._cut(request, response)
+
+    async def _send(
+        self, request: web.Request, frames: list[bytes], content_type: str, cut: bool
+    ) -> web.StreamResponse:
+        """Write the stream in awkward pieces, yielding after each so they leave as separate segments."""
+        headers = {"Content-Type": content_type, "Cache-Control": "no-cache", **self.response_headers()}
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        for piece in awkward_pieces(b"".join(frames)):
+            await response.write(piece)
+            await asyncio.sleep(0)
+        if cut:
+            return self._cut(request, response)
+        await response.write_eof()
+        return response
+
+    @staticmethod
+    def _cut(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+        """Close the socket without the terminating chunk: the client sees the body break off."""
+        assert request.transport is not None
+        request.transport.close()
+        response.force_close()
+        return response
+
+    def failure(self, status: int) -> web.Response:
+        headers = {"retry-after": "1"} if status == 429 else {}
+        return self.error(status, f"fake {self.name}: {FAILURE_TEXT[status]}", headers)
+
+    # --- per protocol ----------------------------------------------------------------------------
+    def routes(self) -> list[web.RouteDef]:
+        raise NotImplementedError
+
+    def check_auth(self, request: web.Request) -> web.Response | None:
+        raise NotImplementedError
+
+    def key_of(self, request: web.Request) -> str | None:
+        raise NotImplementedError
+
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+        raise NotImplementedError
+
+    def message(self, model: str, answer: Answer, request: web.Request) -> Json:
+        raise NotImplementedError
+
+    def stream(self, model: str, answer: Answer, request: web.Request) -> Stream:
+        raise NotImplementedError
+
+    def response_headers(self) -> dict[str, str]:
+        return {}
+
+
+def agent_answer(tools: Sequence[str], greeting: str) -> Answer:
+    """The call of the agent's shell tool when declared (a side request without it gets the greeting)."""
+    shell = next((name for name in tools if name in AGENT_SHELL_TOOLS), None)
+    if shell is None:
+        return Answer(greeting)
+    return Answer(tool_call=True, name=shell, arguments=compact(AGENT_SHELL_TOOLS[shell]))
+
+
+def arg_fragments(answer: Answer, fixed: list[str]) -> list[str]:
+    """get_weather's arguments in the protocol's fixed fragments; other arguments in three pieces."""
+    return fixed if answer.arguments == TOOL_ARGS else text_pieces(answer.arguments)
+
+
+def sse(payload: Json | str, event: str | None = None, end: str = "\n") -> bytes:
+    data = payload if isinstance(payload, str) else compact(payload)
+    head = f"event: {event}{end}" if event else ""
+    return f"{head}data: {data}{end}{end}".encode()
+
+
+def json_response(payload: Json, headers: dict[str, str] | None = None, status: int = 200) -> web.Response:
+    return web.Response(
+        body=compact(payload).encode(), status=status, content_type="application/json", headers=headers
+    )
+
