@@ -92,7 +92,10 @@ def test_rate_limited_key_cools_down_then_comes_back(routed, fakes):
     assert keys_used(fakes.openai)[-1] == K2, "K1 is still cooling down"
     state = diagnostics(routed)["backends"]["openai.fill"]["keys"][0]
     assert state["state"] == "rate_limited" and state["until"] > time.time()
-    time.sleep(1.3)
+    deadline = time.monotonic() + 10  # the cool-down is the fake's retry-after: 1 s
+    while diagnostics(routed)["backends"]["openai.fill"]["keys"][0]["state"] == "rate_limited":
+        assert time.monotonic() < deadline, "K1 is still cooling down after 10 s"
+        time.sleep(0.05)
     ask(routed, "openai.fill:fill-x")
     assert keys_used(fakes.openai)[-1] == K1, "the cool-down expired"
 
