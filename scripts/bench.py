@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
-import http.client
 import json
 import math
 import multiprocessing
@@ -53,7 +52,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -65,15 +63,15 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
+if str(REPO) not in sys.path:  # run as `python scripts/bench.py`: the repository's packages
     sys.path.insert(0, str(REPO))
+if str(REPO / "tests") not in sys.path:  # the process harness, `support.proxy`, as the tests import it
+    sys.path.append(str(REPO / "tests"))
 
-from scripts import fakeprovider  # noqa: E402
+from support.proxy import ADDON, MITMDUMP, Server, answers_http, free_port
 
-MITMDUMP = Path(sys.executable).with_name("mitmdump")
-ADDON = REPO / "addons" / "llm.py"
-TIKTOKEN_CACHE = REPO.parent / "shared" / "tiktoken"
-STARTUP_TIMEOUT = 30.0
+from scripts import fakeprovider
+
 HOLD_TIMEOUT = 60.0
 SETTLE_SECONDS = 0.3  # before reading a proxy's memory
 BUSY_LOAD = 0.5  # a 1-minute load average above this before the run earns a warning
@@ -449,7 +447,7 @@ async def _serve_jobs(pipe: Connection) -> None:
         extra = {"pipe": pipe} if kind == "hold" else {}
         try:
             result = await JOBS[kind](**job, **extra)
-        except Exception as e:  # reported to the orchestrator, which stops the run
+        except Exception as e:  # noqa: BLE001 - reported to the orchestrator, which stops the run
             result = {"failure": f"{kind}: {type(e).__name__}: {e}"}
         pipe.send(result)
 
@@ -483,12 +481,6 @@ class LoadGen:
 
 
 # --- processes under test --------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def cpu_seconds(pid: int) -> float:
     """utime + stime of all the process's threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -521,69 +513,14 @@ def child_setup(cpus: set[int] | None) -> Callable[[], None]:
     return setup
 
 
-class Server:
-    """A process under test (fake provider or mitmdump), its output in a log file."""
-
-    def __init__(
-        self, name: str, command: list[str], port: int, workdir: Path, cpus: set[int] | None
-    ) -> None:
-        self.name, self.command, self.port, self.cpus = name, command, port, cpus
-        self.log_path = workdir / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self) -> Server:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if TIKTOKEN_CACHE.is_dir():  # never download tiktoken's encodings
-            env.setdefault("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_CACHE))
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                cwd=self.log_path.parent,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=child_setup(self.cpus),
-            )
-        self._await_ready()
-        return self
-
-    def _await_ready(self) -> None:
-        """Ready once it answers HTTP at all (the suite's /v1/models, a 404 from the others)."""
-        assert self.process is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if (code := self.process.poll()) is not None:
-                self._fail(f"exited with code {code}")
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                connection.request("GET", "/v1/models")
-                connection.getresponse().read()
-                connection.close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self._fail(f"did not answer on port {self.port} within {STARTUP_TIMEOUT:.0f} s")
-
-    def _fail(self, reason: str) -> None:
-        self.stop()
-        raise RuntimeError(
-            f"{self.name} {reason}\ncommand: {' '.join(self.command)}\n{self.log_path.read_text()}"
-        )
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+def server(name: str, command: list[str], port: int, workdir: Path, cpus: set[int] | None) -> Server:
+    """A process under test (fake provider or mitmdump), started by the tests' harness: its output
+    in a log file (so the benchmark runs no reader thread beside ``child_setup``), ready once it
+    answers HTTP at all (the suite's /v1/models, a 404 from the others)."""
+    return Server(
+        name, command, ready=answers_http(port), port=port, cwd=workdir,
+        setup=child_setup(cpus), log_file=workdir / f"{name}.log",
+    )  # fmt: skip
 
 
 def suite_config(fake_port: int) -> str:
@@ -755,7 +692,7 @@ def start_path(
     pathdir = workdir / key
     pathdir.mkdir()
     command = proxy_command(spec.proxy, port, fake.port, pathdir)
-    proxy = Server(f"proxy-{key}", command, port, pathdir, {PROXY_CPU} if pin else None).start()
+    proxy = server(f"proxy-{key}", command, port, pathdir, {PROXY_CPU} if pin else None).start()
     return Measurement(spec, port, fake.port, proxy, loadgen, plan), proxy
 
 
@@ -971,7 +908,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     loadgen = LoadGen({LOAD_CPU} if pin else None)
     fake_port = free_port()
     fake_command = [sys.executable, str(REPO / "scripts" / "fakeprovider.py"), "--port", str(fake_port)]
-    fake = Server("fake-provider", fake_command, fake_port, workdir, {LOAD_CPU} if pin else None)
+    fake = server("fake-provider", fake_command, fake_port, workdir, {LOAD_CPU} if pin else None)
     paths: dict[str, PathResult] = {}
     try:
         fake.start()
