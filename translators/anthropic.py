@@ -46,10 +46,10 @@ from translators.canonical import (
 )
 from translators.errors import ProxyError, code_for_status
 from translators.mapping import ANTHROPIC_MIN_BUDGET, DEFAULT_MAX_TOKENS, EFFORT_BUDGET
-from translators.sse import SSEEvent, SSEParser, format_event
+from translators.sse import SSEEvent, format_event
+from translators.streams import SSEDecoder
 from translators.wire import (
     Reader,
-    broken_off,
     count,
     dump_arguments,
     dumps,
@@ -176,7 +176,9 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
         model=model or _read(body, "model", "", "a string", required=True),
         system=system,
         messages=messages,
-        tools=[_parse_tool(t, f"tools[{i}]") for i, t in enumerate(_read(body, "tools", "", "an array") or [])],
+        tools=[
+            _parse_tool(t, f"tools[{i}]") for i, t in enumerate(_read(body, "tools", "", "an array") or [])
+        ],
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
         max_tokens=_read(body, "max_tokens", "", "an integer", required=True),
@@ -187,7 +189,9 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
         reasoning=_parse_reasoning(body),
         response_format=_parse_format(body),
         stream=stream if stream is not None else bool(_read(body, "stream", "", "a boolean")),
-        user=_read(_check(body.get("metadata") or {}, "metadata", "an object"), "user_id", "metadata", "a string"),
+        user=_read(
+            _check(body.get("metadata") or {}, "metadata", "an object"), "user_id", "metadata", "a string"
+        ),
     )
 
 
@@ -293,7 +297,8 @@ def _parse_thinking(block: dict[str, Any], path: str) -> Reasoning:
 
 
 def _parse_redacted(block: dict[str, Any], path: str) -> Reasoning:
-    return Reasoning(redacted=True, signature=_read(block, "data", path, "a string", required=True), origin=NAME)
+    data = _read(block, "data", path, "a string", required=True)
+    return Reasoning(redacted=True, signature=data, origin=NAME)
 
 
 _BLOCK_PARSERS: dict[str, Callable[[dict[str, Any], str], Part]] = {
@@ -461,7 +466,8 @@ def _render_image(part: Image, path: str) -> dict[str, Any]:
         media_type, data = inline
     if data is not None:
         if media_type not in IMAGE_MEDIA_TYPES:
-            raise invalid(path, f"image type {media_type!r} cannot be sent to Anthropic (jpeg, png, gif, webp only)")
+            problem = f"image type {media_type!r} cannot be sent to Anthropic (jpeg, png, gif, webp only)"
+            raise invalid(path, problem)
         return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
     if part.url:
         return {"type": "image", "source": {"type": "url", "url": part.url}}
@@ -707,7 +713,7 @@ _DELTAS: dict[str, Callable[[dict[str, Any]], Event | None]] = {
 }
 
 
-class StreamDecoder:
+class StreamDecoder(SSEDecoder):
     """Anthropic SSE → canonical events.
 
     Block indexes are shared by every block kind while canonical tool-call indexes count tool
@@ -716,30 +722,13 @@ class StreamDecoder:
     message_start gave (normalising each event alone would then lose the cached part)."""
 
     def __init__(self) -> None:
-        self._sse = SSEParser()
+        super().__init__()
         self._calls: dict[int, int] = {}  # content-block index -> canonical tool-call index
         self._usage: dict[str, Any] = {}  # Anthropic's raw usage, merged
-        self._stopped = False
-        self._done = False
 
-    def feed(self, chunk: bytes) -> list[Event]:
-        return self._decode(self._sse.feed(chunk))
-
-    def close(self) -> list[Event]:
-        events = self._decode(self._sse.close())
-        if not self._done:
-            self._done = True
-            events.append(End() if self._stopped else broken_off())
-        return events
-
-    def _decode(self, frames: list[SSEEvent]) -> list[Event]:
-        events: list[Event] = []
-        for frame in frames:
-            if self._done:
-                break
-            if frame.data:
-                events.extend(self._frame(frame))
-        return events
+    def _on_event(self, frame: SSEEvent, events: list[Event]) -> None:
+        if frame.data:
+            events.extend(self._frame(frame))
 
     def _frame(self, frame: SSEEvent) -> list[Event]:
         try:
@@ -747,7 +736,7 @@ class StreamDecoder:
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            self._done = True
+            self._finished = True
             message = frame.data if frame.event == "error" else "upstream sent a malformed stream event"
             return [StreamError(error=ProxyError("upstream_error", message).to_dict())]
         handler = self._HANDLERS.get(data.get("type") or frame.event or "")
@@ -808,11 +797,11 @@ class StreamDecoder:
         return events
 
     def _message_stop(self, data: dict[str, Any]) -> list[Event]:
-        self._done = True
+        self._finished = True
         return [End()]
 
     def _error(self, data: dict[str, Any]) -> list[Event]:
-        self._done = True
+        self._finished = True
         return [StreamError(error=_error_from_body(data, None).to_dict())]
 
     _HANDLERS: ClassVar[dict[str, Callable[[StreamDecoder, dict[str, Any]], list[Event]]]] = {

@@ -57,10 +57,10 @@ from translators.canonical import (
 )
 from translators.errors import CODES, ProxyError, code_for_status
 from translators.mapping import EFFORT_BUDGET
-from translators.sse import SSEParser
+from translators.sse import SSEEvent
+from translators.streams import Encoder, SSEDecoder
 from translators.wire import (
     Reader,
-    broken_off,
     count,
     dump_arguments,
     dumps,
@@ -1020,7 +1020,9 @@ def _usage(meta: Any) -> Usage:
         return Usage()
     thoughts = count(_get(meta, "thoughtsTokenCount"))
     return Usage(
-        input_tokens=_sum_known(count(_get(meta, "promptTokenCount")), count(_get(meta, "toolUsePromptTokenCount"))),
+        input_tokens=_sum_known(
+            count(_get(meta, "promptTokenCount")), count(_get(meta, "toolUsePromptTokenCount"))
+        ),
         output_tokens=_sum_known(count(_get(meta, "candidatesTokenCount")), thoughts),
         cache_read_tokens=count(_get(meta, "cachedContentTokenCount")),
         reasoning_tokens=thoughts,
@@ -1112,55 +1114,34 @@ def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
 # -- stream decoder -------------------------------------------------------------------------------
 
 
-class StreamDecoder:
+class StreamDecoder(SSEDecoder):
     """``streamGenerateContent?alt=sse`` → canonical events. Each chunk carries only new parts and
     a function call arrives whole; there is no terminal marker besides the finishReason and EOF."""
 
     def __init__(self) -> None:
-        self._sse = SSEParser()
+        super().__init__()
         self._ids = _CallIds()
         self._started = False
-        self._stopped = False
-        self._finished = False
         self._has_calls = False
         self._calls = 0
 
-    def feed(self, chunk: bytes) -> list[Event]:
-        events: list[Event] = []
-        for sse in self._sse.feed(chunk):
-            self._decode(sse.data, events)
-        return events
-
-    def close(self) -> list[Event]:
-        events: list[Event] = []
-        for sse in self._sse.close():
-            self._decode(sse.data, events)
-        if not self._finished:
-            self._finished = True
-            events.append(End() if self._stopped else broken_off())
-        return events
-
-    def _decode(self, data: str, events: list[Event]) -> None:
-        if self._finished or not data.strip():
+    def _on_event(self, frame: SSEEvent, events: list[Event]) -> None:
+        if not frame.data.strip():
             return
         try:
-            payload = json.loads(data)
+            payload = json.loads(frame.data)
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
-            self._fail(ProxyError("upstream_error", "Gemini stream chunk is not a JSON object"), events)
+            self._fail(events, ProxyError("upstream_error", "Gemini stream chunk is not a JSON object"))
         elif isinstance(error := payload.get("error"), dict):
             code = error.get("code")
-            self._fail(_error_from_envelope(error, code if isinstance(code, int) else 500), events)
+            self._fail(events, _error_from_envelope(error, code if isinstance(code, int) else 500))
         else:
             try:
                 self._chunk(payload, events)
             except ProxyError as error:
-                self._fail(error, events)
-
-    def _fail(self, error: ProxyError, events: list[Event]) -> None:
-        self._finished = True
-        events.append(StreamError(error=error.to_dict()))
+                self._fail(events, error)
 
     def _chunk(self, payload: dict[str, Any], events: list[Event]) -> None:
         if not self._started:
@@ -1221,12 +1202,13 @@ class _PendingCall:
         return part
 
 
-class StreamEncoder:
+class StreamEncoder(Encoder):
     """Canonical events → ``data: <GenerateContentResponse>`` chunks (``sse``), or the streamed JSON
     array Google serves without ``alt=sse``. Function calls go out whole at their end; the finish
     reason and usage go in a final chunk at End."""
 
     def __init__(self, request: ChatRequest, *, sse: bool = True) -> None:
+        super().__init__()
         self._sse = sse
         self._id = ""
         self._model = request.model
@@ -1234,24 +1216,8 @@ class StreamEncoder:
         self._stop: Stop | None = None
         self._usage = Usage()
         self._chunks = 0
-        self._done = False
 
-    def encode(self, events: list[Event]) -> bytes:
-        out: list[str] = []
-        for event in events:
-            if self._done:
-                break
-            self._event(event, out)
-        return "".join(out).encode()
-
-    def close(self) -> bytes:
-        if self._done:
-            return b""
-        out: list[str] = []
-        self._end(out)
-        return "".join(out).encode()
-
-    def _event(self, event: Event, out: list[str]) -> None:
+    def _on_event(self, event: Event, out: list[bytes]) -> None:
         match event:
             case MessageStart():
                 self._id, self._model = event.id, event.model or self._model
@@ -1274,11 +1240,11 @@ class StreamEncoder:
             case Stop():
                 self._stop = event
             case End():
-                self._end(out)
+                self._finish(out)
             case StreamError():
                 self._error(ProxyError.from_dict(event.error), out)
 
-    def _reasoning(self, event: ReasoningDelta, out: list[str]) -> None:
+    def _reasoning(self, event: ReasoningDelta, out: list[bytes]) -> None:
         """Thought text of any origin is shown; only Gemini's own signatures are passed on."""
         signature = event.signature if event.origin == NAME and not event.redacted else None
         if event.text and not event.redacted:
@@ -1291,21 +1257,21 @@ class StreamEncoder:
             part["thoughtSignature"] = signature
         self._emit([part], out)
 
-    def _end(self, out: list[str]) -> None:
+    def _finish(self, out: list[bytes]) -> None:
         for index in sorted(self._calls):
             self._emit([self._calls.pop(index).part()], out)
         reason = STOP_OUT.get(self._stop.reason if self._stop else None, "OTHER")
         self._emit([{"text": ""}], out, finish=reason, usage=_render_usage(self._usage))
         self._close(out)
 
-    def _error(self, error: ProxyError, out: list[str]) -> None:
+    def _error(self, error: ProxyError, out: list[bytes]) -> None:
         self._frame(_error_body(error, 503 if error.status == 529 else error.status), out)
         self._close(out)
 
     def _emit(
         self,
         parts: list[dict[str, Any]],
-        out: list[str],
+        out: list[bytes],
         *,
         finish: str | None = None,
         usage: dict[str, int] | None = None,
@@ -1321,24 +1287,26 @@ class StreamEncoder:
         chunk["responseId"] = self._id
         self._frame(chunk, out)
 
-    def _frame(self, chunk: dict[str, Any], out: list[str]) -> None:
+    def _frame(self, chunk: dict[str, Any], out: list[bytes]) -> None:
         if self._sse:
-            out.append(f"data: {dumps_text(chunk)}\n\n")
+            out.append(b"data: " + dumps(chunk) + b"\n\n")
         else:
-            out.append(("[" if self._chunks == 0 else ",\r\n") + dumps_text(chunk))
+            out.append((b"[" if self._chunks == 0 else b",\r\n") + dumps(chunk))
         self._chunks += 1
 
-    def _close(self, out: list[str]) -> None:
-        self._done = True
+    def _close(self, out: list[bytes]) -> None:
+        self._finished = True
         if not self._sse:
-            out.append("]" if self._chunks else "[]")
+            out.append(b"]" if self._chunks else b"[]")
 
 
 # -- errors ---------------------------------------------------------------------------------------
 
 
 def _error_body(error: ProxyError, status: int) -> dict[str, Any]:
-    rpc = error.provider_type if error.provider_type in RPC_STATUS_IN else RPC_STATUS_OUT.get(error.code, "UNKNOWN")
+    rpc = error.provider_type
+    if rpc not in RPC_STATUS_IN:
+        rpc = RPC_STATUS_OUT.get(error.code, "UNKNOWN")
     details: list[dict[str, Any]] = [
         {
             "@type": ERROR_INFO,

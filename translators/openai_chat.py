@@ -48,11 +48,11 @@ from translators.canonical import (
 )
 from translators.errors import CODES, ProxyError, code_for_status
 from translators.mapping import effort_for_budget
-from translators.sse import SSEEvent, SSEParser
+from translators.sse import SSEEvent
+from translators.streams import Encoder, SSEDecoder
 from translators.wire import (
     arguments_text,
     as_object,
-    broken_off,
     check,
     count,
     dump_arguments,
@@ -233,13 +233,19 @@ def _reasoning_text(obj: dict[str, Any]) -> str:
     return ""
 
 
-def _tool_call(call: dict[str, Any], where: str) -> ToolCall:
-    kind = read(call, "type", where, "a string") or "function"
+def _function_of(obj: dict[str, Any], where: str, what: str) -> dict[str, Any]:
+    """The ``function`` object of a typed tool or tool call (``what``); custom ones (grammars,
+    free text) are refused."""
+    kind = read(obj, "type", where, "a string") or "function"
     if kind == "custom":
-        raise refuse(key_path(where, "type"), "a custom tool call")
+        raise refuse(key_path(where, "type"), f"a custom {what}")
     if kind != "function":
-        raise invalid(key_path(where, "type"), f"unknown tool call type {kind!r}")
-    function = read(call, "function", where, "an object", required=True)
+        raise invalid(key_path(where, "type"), f"unknown {what} type {kind!r}")
+    return read(obj, "function", where, "an object", required=True)
+
+
+def _tool_call(call: dict[str, Any], where: str) -> ToolCall:
+    function = _function_of(call, where, "tool call")
     return ToolCall(
         id=read(call, "id", where, "a string", required=True),
         name=read(function, "name", key_path(where, "function"), "a string", required=True),
@@ -320,13 +326,7 @@ def parse_function(function: dict[str, Any], where: str) -> Tool:
 
 
 def _tool(tool: dict[str, Any], where: str) -> Tool:
-    kind = read(tool, "type", where, "a string") or "function"
-    if kind == "custom":
-        raise refuse(key_path(where, "type"), "a custom tool")
-    if kind != "function":
-        raise invalid(key_path(where, "type"), f"unknown tool type {kind!r}")
-    function = read(tool, "function", where, "an object", required=True)
-    return parse_function(function, key_path(where, "function"))
+    return parse_function(_function_of(tool, where, "tool"), key_path(where, "function"))
 
 
 def _named_choice(value: dict[str, Any], where: str) -> ToolChoice:
@@ -382,6 +382,21 @@ def parse_tool_choice(
     return parsers[kind](value, "tool_choice")
 
 
+def parse_tools(
+    body: dict[str, Any],
+    tool: Callable[[dict[str, Any], str], Tool],
+    choices: dict[str, ChoiceParser],
+    unknown: Callable[[str], ProxyError],
+) -> dict[str, Any]:
+    """The ChatRequest fields ``tools``, ``tool_choice`` and ``parallel_tool_calls``, each tool read
+    by ``tool`` (the counterpart of ``render_tools``)."""
+    return {
+        "tools": [tool(value, where) for where, value in objects(body, "tools", "")],
+        "tool_choice": parse_tool_choice(body, choices, unknown),
+        "parallel_tool_calls": read(body, "parallel_tool_calls", "", "a boolean"),
+    }
+
+
 def _stop(body: dict[str, Any]) -> list[str]:
     value = body.get("stop")
     if value is None or isinstance(value, str):
@@ -428,9 +443,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
         model=model if model is not None else read(body, "model", "", "a string", required=True),
         system=system,
         messages=messages,
-        tools=[_tool(tool, where) for where, tool in objects(body, "tools", "")],
-        tool_choice=parse_tool_choice(body, _CHOICE_OBJECTS, _unknown_choice),
-        parallel_tool_calls=read(body, "parallel_tool_calls", "", "a boolean"),
+        **parse_tools(body, _tool, _CHOICE_OBJECTS, _unknown_choice),
         max_tokens=max_tokens if max_tokens is not None else read(body, "max_tokens", "", "an integer"),
         temperature=read(body, "temperature", "", "a number"),
         top_p=read(body, "top_p", "", "a number"),
@@ -618,11 +631,11 @@ def _stop_reason(finish: Any, has_calls: bool, refused: bool) -> StopReason | No
     return "tool_use" if has_calls and reason == "end_turn" else reason
 
 
-def parse_usage(
-    raw: dict[str, Any], given: str = "prompt_tokens", produced: str = "completion_tokens"
-) -> Usage:
+def parse_usage(raw: Any, given: str = "prompt_tokens", produced: str = "completion_tokens") -> Usage:
     """OpenAI usage: the ``given``/``produced`` counts and their ``…_details`` objects (Chat's key
-    names by default; Responses says ``input_tokens``/``output_tokens``)."""
+    names by default; Responses says ``input_tokens``/``output_tokens``); unknown without an object."""
+    if not isinstance(raw, dict):
+        return Usage()
     prompt = as_object(raw.get(f"{given}_details"))
     return Usage(
         input_tokens=count(raw.get(given)),
@@ -668,13 +681,20 @@ def parse_response(body: Any) -> ChatResponse:
     message = as_object(choice.get("message"))
     parts = _response_parts(message)
     has_calls = any(isinstance(p, ToolCall) for p in parts)
-    usage = body.get("usage")
+    stop_reason = _stop_reason(choice.get("finish_reason"), has_calls, bool(message.get("refusal")))
+    return response_of(body, parts, stop_reason, parse_usage(body.get("usage")))
+
+
+def response_of(
+    body: dict[str, Any], content: list[Part], stop_reason: StopReason | None, usage: Usage
+) -> ChatResponse:
+    """An answer with the ``id`` and ``model`` an OpenAI response body carries at its top level."""
     return ChatResponse(
         id=str(body.get("id") or ""),
         model=str(body.get("model") or ""),
-        content=parts,
-        stop_reason=_stop_reason(choice.get("finish_reason"), has_calls, bool(message.get("refusal"))),
-        usage=parse_usage(usage) if isinstance(usage, dict) else Usage(),
+        content=content,
+        stop_reason=stop_reason,
+        usage=usage,
     )
 
 
@@ -728,7 +748,7 @@ def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
 # -- stream decoder -------------------------------------------------------------------------------
 
 
-class StreamDecoder:
+class StreamDecoder(SSEDecoder):
     """``chat.completion.chunk`` SSE → canonical events.
 
     Each chunk splits into ordered events (docs/traps.md #3): reasoning, text, refusal, tool calls,
@@ -738,38 +758,16 @@ class StreamDecoder:
     """
 
     def __init__(self) -> None:
-        self._sse = SSEParser()
+        super().__init__()
         self._started = False
-        self._stopped = False
-        self._finished = False
         self._refused = False
         # provider index -> (canonical index, provider id or None)
         self._calls: dict[Any, tuple[int, str | None]] = {}
         self._open: list[int] = []
         self._next_index = 0
 
-    def feed(self, chunk: bytes) -> list[Event]:
-        return self._decode(self._sse.feed(chunk))
-
-    def close(self) -> list[Event]:
-        events = self._decode(self._sse.close())
-        if self._finished:
-            return events
-        if self._stopped:
-            self._end(events)
-        else:
-            self._fail(events, None)
-        return events
-
-    def _decode(self, sse_events: list[SSEEvent]) -> list[Event]:
-        events: list[Event] = []
-        for sse in sse_events:
-            if self._finished:
-                break
-            self._on_data(sse.data, events)
-        return events
-
-    def _on_data(self, data: str, events: list[Event]) -> None:
+    def _on_event(self, frame: SSEEvent, events: list[Event]) -> None:
+        data = frame.data
         if data.startswith("[DONE]"):
             self._end(events)
             return
@@ -839,19 +837,13 @@ class StreamDecoder:
     def _end(self, events: list[Event]) -> None:
         self._start(events, {})
         self._close_calls(events)
-        events.append(End())
-        self._finished = True
-
-    def _fail(self, events: list[Event], error: ProxyError | None) -> None:
-        """End with ``error``, or (None) as broken off."""
-        events.append(StreamError(error=error.to_dict()) if error else broken_off())
-        self._finished = True
+        super()._end(events)
 
 
 # -- stream encoder -------------------------------------------------------------------------------
 
 
-class StreamEncoder:
+class StreamEncoder(Encoder):
     """Canonical events → ``chat.completion.chunk`` SSE ending in ``data: [DONE]``.
 
     ``id``/``created``/``model`` are fixed at MessageStart and rendered once into a byte prefix
@@ -860,26 +852,12 @@ class StreamEncoder:
     """
 
     def __init__(self, request: ChatRequest) -> None:
+        super().__init__()
         self._request = request
         self._head = b""  # 'data: {"id":…,"model":…,"choices":[' once started
         self._calls: dict[int, int] = {}  # canonical index -> Chat index
         self._usage = Usage()
         self._stopped = False
-        self._finished = False
-
-    def encode(self, events: list[Event]) -> bytes:
-        out: list[bytes] = []
-        for event in events:
-            if self._finished:
-                break
-            self._on_event(event, out)
-        return b"".join(out)
-
-    def close(self) -> bytes:
-        out: list[bytes] = []
-        if not self._finished:
-            self._finish(out)
-        return b"".join(out)
 
     def _on_event(self, event: Event, out: list[bytes]) -> None:
         match event:

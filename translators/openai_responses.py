@@ -64,19 +64,20 @@ from translators.openai_chat import (
     parse_function,
     parse_refusal_part,
     parse_text_part,
-    parse_tool_choice,
+    parse_tools,
     parse_usage,
     render_effort,
     render_tools,
+    response_of,
     short_call_id,
     system_text,
 )
-from translators.sse import SSEParser
+from translators.sse import SSEEvent
+from translators.streams import Encoder, SSEDecoder
 from translators.wire import (
     arguments_text,
     as_list,
     as_object,
-    broken_off,
     dumps,
     dumps_text,
     image_from_url,
@@ -374,9 +375,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
         model=model if model is not None else read(body, "model", "", "a string", required=True),
         system=system,
         messages=messages,
-        tools=[_tool(tool, where) for where, tool in objects(body, "tools", "")],
-        tool_choice=parse_tool_choice(body, _CHOICE_OBJECTS, _unknown_choice),
-        parallel_tool_calls=read(body, "parallel_tool_calls", "", "a boolean"),
+        **parse_tools(body, _tool, _CHOICE_OBJECTS, _unknown_choice),
         max_tokens=read(body, "max_output_tokens", "", "an integer"),
         temperature=read(body, "temperature", "", "a number"),
         top_p=read(body, "top_p", "", "a number"),
@@ -587,14 +586,12 @@ def parse_response(body: Any) -> ChatResponse:
     parts = [part for item in items for part in _output_parts(item)]
     refused = any(_refused(item) for item in items if item.get("type") == "message")
     has_calls = any(isinstance(p, ToolCall) for p in parts)
-    usage = body.get("usage")
-    return ChatResponse(
-        id=str(body.get("id") or ""),
-        model=str(body.get("model") or ""),
-        content=parts,
-        stop_reason=_stop_reason(body.get("status"), body.get("incomplete_details"), has_calls, refused),
-        usage=parse_usage(usage, "input_tokens", "output_tokens") if isinstance(usage, dict) else Usage(),
-    )
+    stop_reason = _stop_reason(body.get("status"), body.get("incomplete_details"), has_calls, refused)
+    return response_of(body, parts, stop_reason, _parse_usage(body.get("usage")))
+
+
+def _parse_usage(raw: Any) -> Usage:
+    return parse_usage(raw, "input_tokens", "output_tokens")
 
 
 # -- response rendering ---------------------------------------------------------------------------
@@ -737,7 +734,7 @@ def _key(data: dict[str, Any]) -> Any:
     return data.get("item_id") or as_object(data.get("item")).get("id")
 
 
-class StreamDecoder:
+class StreamDecoder(SSEDecoder):
     """Typed Responses events → canonical events.
 
     Content comes from the delta events; an item's ``output_item.done`` fills in only what no
@@ -747,9 +744,8 @@ class StreamDecoder:
     """
 
     def __init__(self) -> None:
-        self._sse = SSEParser()
+        super().__init__()
         self._started = False
-        self._finished = False
         self._refused = False
         self._calls: dict[Any, int] = {}  # item key -> canonical index
         self._open: list[int] = []
@@ -757,33 +753,16 @@ class StreamDecoder:
         self._texted: set[Any] = set()  # message items that got text deltas
         self._summaries: dict[Any, Any] = {}  # reasoning item -> last summary_index with text
 
-    def feed(self, chunk: bytes) -> list[Event]:
-        events: list[Event] = []
-        for sse in self._sse.feed(chunk):
-            if self._finished:
-                break
-            self._on_data(sse.data, sse.event, events)
-        return events
-
-    def close(self) -> list[Event]:
-        events: list[Event] = []
-        for sse in self._sse.close():
-            if not self._finished:
-                self._on_data(sse.data, sse.event, events)
-        if not self._finished:
-            events.append(broken_off())
-            self._finished = True
-        return events
-
-    def _on_data(self, data: str, name: str | None, events: list[Event]) -> None:
+    def _on_event(self, frame: SSEEvent, events: list[Event]) -> None:
         try:
-            payload = json.loads(data)
+            payload = json.loads(frame.data)
         except ValueError:
-            self._fail(events, ProxyError("upstream_error", f"upstream sent a malformed event: {data[:100]}"))
+            message = f"upstream sent a malformed event: {frame.data[:100]}"
+            self._fail(events, ProxyError("upstream_error", message))
             return
         if not isinstance(payload, dict):
             return
-        kind = payload.get("type") or name
+        kind = payload.get("type") or frame.event
         if kind not in ("error", "response.failed"):
             self._start(events, as_object(payload.get("response")))
         if handler := self._HANDLERS.get(kind):  # type: ignore[arg-type]
@@ -874,7 +853,7 @@ class StreamDecoder:
         events += [ToolCallEnd(index=index) for index in self._open]
         self._open.clear()
         if isinstance(usage := response.get("usage"), dict):
-            events.append(UsageUpdate(usage=parse_usage(usage, "input_tokens", "output_tokens")))
+            events.append(UsageUpdate(usage=_parse_usage(usage)))
         reason = _stop_reason(status, response.get("incomplete_details"), bool(self._calls), self._refused)
         events += [Stop(reason=reason or "end_turn"), End()]
         self._finished = True
@@ -889,10 +868,6 @@ class StreamDecoder:
         """``event: error`` carries code/message at top level (its ``type`` is the event's)."""
         nested = data.get("error")
         self._fail(events, _stream_error(nested if isinstance(nested, dict) else {**data, "type": None}))
-
-    def _fail(self, events: list[Event], error: ProxyError) -> None:
-        events.append(StreamError(error=error.to_dict()))
-        self._finished = True
 
     _HANDLERS: ClassVar[dict[str, Handler]] = {
         "response.output_item.added": _on_item_added,
@@ -924,7 +899,7 @@ class _OpenItem:
         return {"item_id": self.item["id"], "output_index": self.index}
 
 
-class StreamEncoder:
+class StreamEncoder(Encoder):
     """Canonical events → the typed Responses event sequence (§2.4).
 
     Every event has an ``event:`` line equal to its type and a ``sequence_number`` from 0. Text
@@ -935,6 +910,7 @@ class StreamEncoder:
     """
 
     def __init__(self, request: ChatRequest) -> None:
+        super().__init__()
         self._request = request
         self._echo = _echo(request)
         self._head: dict[str, Any] | None = None
@@ -948,21 +924,6 @@ class StreamEncoder:
         self._seen_calls: set[int] = set()
         self._usage = Usage()
         self._stop: StopReason | None = None
-        self._finished = False
-
-    def encode(self, events: list[Event]) -> bytes:
-        out: list[bytes] = []
-        for event in events:
-            if self._finished:
-                break
-            self._on_event(event, out)
-        return b"".join(out)
-
-    def close(self) -> bytes:
-        out: list[bytes] = []
-        if not self._finished:
-            self._finish(out)
-        return b"".join(out)
 
     def _on_event(self, event: Event, out: list[bytes]) -> None:
         match event:
