@@ -199,7 +199,7 @@ def _refuse_state(body: dict[str, Any]) -> None:
 
 
 def _image_part(part: dict[str, Any], where: str) -> Image:
-    """``image_url`` is a plain string here (trap 17); uploaded files live with the provider."""
+    """``image_url`` is a plain string here (docs/traps.md #17); uploaded files live with the provider."""
     if read(part, "file_id", where, "a string") is not None:
         raise refuse(key_path(where, "file_id"), "an uploaded file reference")
     url = read(part, "image_url", where, "a string", required=True)
@@ -424,7 +424,8 @@ def _render_result(result: ToolResult) -> dict[str, Any]:
 
 
 def _replayable(part: Reasoning | ReasoningDelta) -> str | None:
-    """``encrypted_content`` is bound to OpenAI: only our own origin's signature goes back (trap 13)."""
+    """``encrypted_content`` is bound to OpenAI: only our own origin's signature goes back
+    (docs/traps.md #13)."""
     return part.signature if part.origin == NAME else None
 
 
@@ -434,7 +435,7 @@ def _summary(text: str) -> list[dict[str, Any]]:
 
 def _render_part(part: Part) -> list[dict[str, Any]]:
     """One non-content part as items: reasoning only with a signature to replay (its id is left
-    out, as Codex does), calls with ids OpenAI accepts (trap 7)."""
+    out, as Codex does), calls with ids OpenAI accepts (docs/traps.md #7)."""
     if isinstance(part, ToolCall):
         call = {"type": "function_call", "call_id": short_call_id(part.id), "name": part.name}
         return [{**call, "arguments": part.arguments or "{}"}]
@@ -528,7 +529,7 @@ def render_request(request: ChatRequest) -> dict[str, Any]:
 
 
 def _stop_reason(status: Any, details: Any, has_calls: bool, refused: bool) -> StopReason | None:
-    """There is no finish reason (trap 14): tool use is read from the calls, a refusal part or a
+    """There is no finish reason (docs/traps.md #14): tool use is read from the calls, a refusal part or a
     content filter means refusal, an unexplained ``incomplete`` an early end."""
     reason = STOP_IN.get(status) if isinstance(status, str) else None
     if reason == "max_tokens" and isinstance(details, dict):
@@ -900,12 +901,12 @@ class _OpenItem:
 
 
 class StreamEncoder(Encoder):
-    """Canonical events → the typed Responses event sequence (§2.4).
+    """Canonical events → the typed Responses event sequence (docs/protocols.md §2.4).
 
     Every event has an ``event:`` line equal to its type and a ``sequence_number`` from 0. Text
     and reasoning each stay one item until another item starts; calls are items of their own and
     may overlap. ``response.completed`` (``.incomplete``/``.failed``) waits for End, so late usage
-    is in it (trap 4), and comes only after every open item was closed: the SDK's accumulator
+    is in it (docs/traps.md #4), and comes only after every open item was closed: the SDK's accumulator
     refuses unfinished items, duplicate output indexes and changed ids.
     """
 
@@ -947,7 +948,7 @@ class StreamEncoder(Encoder):
                 self._finish(out)
             case StreamError():
                 self._finish(out, ProxyError.from_dict(event.error))
-            # Empty text deltas and orphan call deltas: nothing to send (trap 1).
+            # Empty text deltas and orphan call deltas: nothing to send (docs/traps.md #1).
 
     # framing
 
