@@ -30,7 +30,6 @@ from mitmproxy import ctx, exceptions, http
 
 from addons import exchange, listeners
 from addons.capture_format import CREDENTIAL_HEADERS, REDACTED, VERSION, Record, Writer
-from addons.egress import RELAY_HEADER
 from addons.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -38,7 +37,6 @@ logger = logging.getLogger(__name__)
 MB = 1024 * 1024
 METADATA_KEY = "llm_capture"  # on flows being captured, until their "end" record
 # Headers of the hop to the egress relay, not of the request the provider gets.
-RELAY_HOP_HEADERS = frozenset({"host", "content-length", RELAY_HEADER})
 TARGET_FIELDS = ("instance", "model", "protocol")
 TIMINGS = ("started", "first_byte", "first_token", "ended")  # Exchange attributes, time.time() floats
 KEY_PARAMETER = re.compile(r"([?&]key=)[^&#]*")
@@ -83,11 +81,11 @@ def request_record(flow: http.HTTPFlow, ex: exchange.Exchange | None) -> Record:
 
 
 def _exchange_request(flow: http.HTTPFlow, ex: exchange.Exchange) -> Record:
-    request, target = flow.request, ex.target
+    request, target, sent = flow.request, ex.target, ex.upstream
     upstream = None
-    if ex.upstream_url and flow.response is None:
-        headers = redact_headers(request.headers.items(), skip=RELAY_HOP_HEADERS)
-        upstream = _message(request.method, ex.upstream_url, headers, request.raw_content)
+    if sent is not None:  # what the first target received (credentials are added later, never here)
+        body = sent.body if sent.body is not None else ex.client_content
+        upstream = _message(request.method, sent.url, redact_headers(sent.headers.items()), body)
     client_headers = redact_headers(ex.client_headers.items())
     return {
         "t": ex.started,
@@ -158,6 +156,7 @@ def _exchange_outcome(ex: exchange.Exchange) -> Record:
         "timings": {name: getattr(ex, name) for name in TIMINGS},
         "upstream_status": ex.upstream_status,
         "upstream_body": ex.upstream_content,
+        "decisions": [dataclasses.asdict(d) for d in ex.decisions],
     }
 
 
@@ -170,6 +169,7 @@ def _front_door_outcome(flow: http.HTTPFlow) -> Record:
         "timings": timings,
         "upstream_status": None,
         "upstream_body": None,
+        "decisions": [],
     }
 
 

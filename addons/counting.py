@@ -11,25 +11,12 @@ from typing import Any
 
 from mitmproxy import http
 
-import translators
 from addons import exchange
 from addons.replies import error_response, json_response
-from addons.router import commit, prepare
 from addons.settings import Settings
+from addons.upstream import prepare
 from translators import tokens
-from translators.canonical import ChatRequest
 from translators.errors import ProxyError
-
-
-def parse_count_request(ex: exchange.Exchange) -> ChatRequest:
-    """The body of a count call as a canonical request (count bodies lack generation fields)."""
-    module = translators.get(ex.client_protocol)
-    body = ex.body
-    if ex.client_protocol == "anthropic":
-        body = {**body, "max_tokens": 1}
-    elif ex.client_protocol == "gemini" and isinstance(body.get("generateContentRequest"), dict):
-        body = body["generateContentRequest"]
-    return module.parse_request(body, model=ex.selector, stream=False)
 
 
 def count_body(protocol: str, count: int) -> dict[str, Any]:
@@ -53,14 +40,13 @@ class CountTokens:
             if url and target.protocol == ex.client_protocol:
                 upstream = prepare(ex, target)
                 upstream.url = url
+                ex.commit(upstream)
                 if upstream.body is not None:
                     flow.request.content = upstream.body
-                commit(ex, upstream)
                 return
-            count = tokens.count_request(parse_count_request(ex))
+            count = tokens.count_request(ex.canonical())
         except ProxyError as e:
-            ex.error = e
-            flow.response = error_response(ex.client_protocol, e)
+            flow.response = error_response(ex.client_protocol, ex.fail(e))
             return
         method = f"tiktoken {tokens.ENCODING}" if tokens.is_exact() else "characters/4"
         flow.response = json_response(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +33,9 @@ class InstanceStats:
 
 
 class Diagnostics:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, decisions: Callable[[], list[dict[str, Any]]] = list) -> None:
         self.settings = settings
+        self.decisions = decisions  # the policies' last decisions
         self.stats: dict[str, InstanceStats] = {}
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -99,5 +101,6 @@ class Diagnostics:
             "backends": backends,
             "default_backend": config.default_backend,
             "models": dict(list(models.items())[:MAX_ENTRIES]),
+            "policy_decisions": self.decisions(),
             "truncated": {k: v - MAX_ENTRIES for k, v in counts.items() if v > MAX_ENTRIES} or None,
         }

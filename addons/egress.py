@@ -1,12 +1,16 @@
-"""The egress relay: the one place that talks to providers.
+"""The egress: the one place that talks to providers.
 
-mitmproxy cannot send a response set in its ``error`` hook, nor stream a response an addon builds
-(mitmproxy.md §4-5), yet timeouts, unreachable providers and (later) failover must all end in a
-clean answer in the client's protocol. So each routed flow is pointed at a small aiohttp server on
-loopback, in mitmproxy's own event loop, which makes the upstream call with a pooled client and
-streams the provider's bytes back unchanged. Translation stays in mitmproxy's response stream.
+Failover, key rotation, timeouts and native errors all need control over the upstream call, so
+the suite makes it itself with one pooled aiohttp client, in mitmproxy's own event loop:
 
-What the relay answers itself:
+- a whole (non-streamed) answer is fetched in the async ``request`` hook and set as the flow's
+  response, so mitmproxy opens no upstream connection of its own (the cheapest path there is);
+- a stream goes through a small aiohttp server on loopback (the relay), because mitmproxy cannot
+  stream a response that an addon builds (docs/mitmproxy.md §4-5): the flow is pointed at the
+  relay, which makes the call and streams the provider's bytes back unchanged; translation stays
+  in mitmproxy's ``flow.response.stream``.
+
+Either way, what the egress answers itself:
 - before any upstream byte: the canonical error as JSON, marked with ``x-llm-error`` so that the
   translate addon renders it in the client's protocol;
 - after the stream began: the provider protocol's own in-band error event, which the stream
@@ -16,10 +20,9 @@ What the relay answers itself:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,11 +33,13 @@ from mitmproxy.utils import asyncio_utils
 
 import translators
 from addons import exchange
-from addons.router import Upstream, commit, prepare
+from addons.replies import error_response
+from addons.upstream import Upstream, prepare
 from addons.settings import Settings
 from backends.config import Timeouts
 from backends.ratelimits import retry_after
 from backends.routing import Target
+from translators import wire
 from translators.canonical import ChatRequest, StreamError
 from translators.errors import ProxyError
 
@@ -54,11 +59,23 @@ PEEK_LIMIT = 64 * 1024  # bytes read to find a stream's first event before commi
 
 
 @dataclass
-class Outcome:
-    """One attempt's result: a response committed to the client, or a failure and whether the
-    next key of the same instance is worth trying."""
+class Reply:
+    """A complete answer the egress hands on as it is (an error, a provider's own 404)."""
 
-    response: web.StreamResponse | None = None
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Outcome:
+    """One attempt's result: a provider response committed to (with the stream's first bytes
+    already read), a complete reply, or a failure and whether the next key of the same instance
+    is worth trying."""
+
+    response: aiohttp.ClientResponse | None = None
+    head: list[bytes] = field(default_factory=list)
+    reply: Reply | None = None
     failure: ProxyError | None = None
     next_key: bool = True
 
@@ -69,17 +86,17 @@ def _block_end(data: bytes) -> int:
     return min(ends, default=-1)
 
 
-def error_reply(error: ProxyError) -> web.Response:
-    return web.Response(
-        status=error.status,
-        body=json.dumps(error.to_dict()).encode(),
-        headers={"content-type": "application/json", ERROR_HEADER: "1"},
-    )
+def error_reply(error: ProxyError) -> Reply:
+    return Reply(error.status, {"content-type": "application/json", ERROR_HEADER: "1"}, wire.dumps(error.to_dict()))
 
 
 def in_band_error(protocol: str, error: ProxyError) -> bytes:
     encoder = translators.get(protocol).StreamEncoder(ChatRequest(model=""))
     return encoder.encode([StreamError(error=error.to_dict())])
+
+
+def provider_headers(response: aiohttp.ClientResponse) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k.lower() not in FRAMING_HEADERS}
 
 
 class Relay:
@@ -129,10 +146,38 @@ class Relay:
             raise RuntimeError(f"{host} failed: {type(e).__name__}") from None
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """The relay's side of a stream: the flow's attempts, then the chosen answer streamed."""
         ex = self.pending.pop(request.headers.get(RELAY_HEADER, ""), None)
         if ex is None:
-            return error_reply(ProxyError("internal", "egress relay: unknown or expired flow"))
-        first_body = await request.content.read()
+            reply = error_reply(ProxyError("internal", "egress relay: unknown or expired flow"))
+        else:
+            outcome = await self.dispatch(ex)
+            if outcome.response is not None:
+                try:
+                    return await self._relay_body(request, ex, outcome.response, outcome.head)
+                finally:
+                    outcome.response.release()
+            assert outcome.reply is not None
+            reply = outcome.reply
+        return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+
+    async def fetch(self, ex: exchange.Exchange) -> http.Response:
+        """A whole answer, fetched here in the request hook: no relay hop."""
+        outcome = await self.dispatch(ex)
+        if outcome.response is None:
+            assert outcome.reply is not None
+            reply = outcome.reply
+        else:
+            try:
+                reply = await self._read_body(ex, outcome.response)
+            finally:
+                outcome.response.release()
+        return http.Response.make(reply.status, reply.body, reply.headers)
+
+    async def dispatch(self, ex: exchange.Exchange) -> Outcome:
+        """Try the candidates in order (keys, instances, fallbacks) until one answers; the
+        result has a response or a reply, never only a failure."""
+        await self.ready.wait()
         failover = self.settings.config.failover
         loop = asyncio.get_running_loop()
         deadline = loop.time() + failover.deadline
@@ -146,11 +191,11 @@ class Relay:
                 ex.attempts.append(exchange.Attempt(target.instance, target.model, "", error="model unsupported"))
                 continue
             try:
-                upstream = ex.upstream if index == 0 else prepare(ex, target)
+                upstream = ex.upstream if index == 0 and ex.upstream else prepare(ex, target)
             except ProxyError as e:  # this target cannot express the request
                 last = e
                 continue
-            body = first_body if index == 0 else (upstream.body if upstream.body is not None else ex.client_content)
+            body = upstream.body if upstream.body is not None else ex.client_content
             keys = availability.usable_keys(target.instance, target.backend.api_keys, target.backend.key_policy)
             if not keys:
                 last = self._cooling_down(ex, target)
@@ -159,9 +204,9 @@ class Relay:
                 if budget <= 0 or loop.time() >= deadline:
                     break
                 budget -= 1
-                outcome = await self._attempt(request, ex, upstream, body, key, deadline)
-                if outcome.response is not None:
-                    return outcome.response
+                outcome = await self._attempt(ex, upstream, body, key, deadline)
+                if outcome.response is not None or outcome.reply is not None:
+                    return outcome
                 last = outcome.failure
                 if not outcome.next_key:
                     break
@@ -169,8 +214,7 @@ class Relay:
             last = ProxyError("upstream_error", "no backend could be tried for this request")
         elif budget <= 0 or loop.time() >= deadline:
             last.message += f" (gave up after {len(ex.attempts)} attempt(s))"
-        ex.error = last
-        return error_reply(last)
+        return Outcome(reply=error_reply(ex.fail(last)))
 
     def _cooling_down(self, ex: exchange.Exchange, target: Target) -> ProxyError:
         ready = self.settings.availability.ready_at(target.instance, target.backend.api_keys)
@@ -182,13 +226,7 @@ class Relay:
         return ProxyError(code, message, status=429 if wait is not None else 503, retry_after=wait)
 
     async def _attempt(
-        self,
-        request: web.BaseRequest,
-        ex: exchange.Exchange,
-        upstream: Upstream,
-        body: bytes,
-        key: str,
-        deadline: float,
+        self, ex: exchange.Exchange, upstream: Upstream, body: bytes, key: str, deadline: float
     ) -> Outcome:
         target = upstream.target
         attempt = exchange.Attempt(target.instance, target.model, upstream.url)
@@ -216,12 +254,9 @@ class Relay:
                 return Outcome(failure=first_error)
         if response.status < 400:
             availability.succeeded(target.instance, key)
-        commit(ex, upstream)
+        ex.commit(upstream)
         ex.first_byte = time.time()
-        try:
-            return Outcome(response=await self._relay_body(request, ex, response, head))
-        finally:
-            response.release()
+        return Outcome(response=response, head=head)
 
     async def _refused(
         self, ex: exchange.Exchange, upstream: Upstream, key: str, response: aiohttp.ClientResponse
@@ -234,9 +269,8 @@ class Relay:
         error = translators.get(target.protocol).parse_error(response.status, content)
         if response.status == 404:
             if target.model not in error.message and error.provider_type != "model_not_found":
-                commit(ex, upstream)
-                headers = {k: v for k, v in response.headers.items() if k.lower() not in FRAMING_HEADERS}
-                return Outcome(response=web.Response(status=404, body=content, headers=headers))
+                ex.commit(upstream)
+                return Outcome(reply=Reply(404, provider_headers(response), content))
             self.settings.availability.model_unsupported(target.instance, target.model, error.message)
             return Outcome(failure=error, next_key=False)
         self._learn(target, key, error, response.headers)
@@ -304,12 +338,25 @@ class Relay:
             pass  # the relay loop meets the same fault and reports it in-band
         return head, None
 
+    async def _read_body(self, ex: exchange.Exchange, upstream: aiohttp.ClientResponse) -> Reply:
+        """A whole answer, read within the backend's idle timeout."""
+        assert ex.target is not None
+        idle = ex.target.backend.timeouts.idle
+        try:
+            async with asyncio.timeout(idle):
+                body = await upstream.read()
+        except TimeoutError:
+            return error_reply(ex.fail(ProxyError("timeout", f"upstream sent nothing for {idle:g} s")))
+        except aiohttp.ClientError:
+            return error_reply(ex.fail(ProxyError("upstream_error", "upstream connection broke off mid-response")))
+        return Reply(upstream.status, provider_headers(upstream), body)
+
     async def _relay_body(
         self, request: web.BaseRequest, ex: exchange.Exchange, upstream: aiohttp.ClientResponse, head: list[bytes]
     ) -> web.StreamResponse:
-        headers = {k: v for k, v in upstream.headers.items() if k.lower() not in FRAMING_HEADERS}
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=provider_headers(upstream))
         await response.prepare(request)
+        assert ex.target is not None
         idle = ex.target.backend.timeouts.idle
         loop = asyncio.get_running_loop()
         try:
@@ -328,8 +375,7 @@ class Relay:
                 if isinstance(e, TimeoutError)
                 else "upstream connection broke off mid-response"
             )
-            error = ProxyError("timeout" if isinstance(e, TimeoutError) else "upstream_error", message)
-            ex.error = error
+            error = ex.fail(ProxyError("timeout" if isinstance(e, TimeoutError) else "upstream_error", message))
             if upstream.headers.get("content-type", "").startswith("text/event-stream"):
                 await response.write(in_band_error(ex.target.protocol, error))
         except ConnectionError:
@@ -351,10 +397,17 @@ class Egress:
 
     async def request(self, flow: http.HTTPFlow) -> None:
         ex = exchange.get(flow)
-        if ex is None or ex.upstream is None or flow.response:
+        if ex is None or not ex.candidates or flow.response:
+            return
+        if ex.upstream is None and not self._prepare_first(flow, ex):
+            return
+        upstream = ex.upstream
+        assert upstream is not None
+        flow.comment = f"{upstream.target.instance}:{upstream.target.model} → {upstream.url}"
+        if not ex.stream:
+            flow.response = await self.relay.fetch(ex)
             return
         await self.relay.ready.wait()
-        target, upstream = ex.target, ex.upstream
         self.relay.pending[flow.id] = ex
         path = urlsplit(upstream.url)
         flow.request.url = f"http://127.0.0.1:{self.relay.port}{path.path}" + (f"?{path.query}" if path.query else "")
@@ -363,7 +416,21 @@ class Egress:
         flow.request.headers["host"] = f"127.0.0.1:{self.relay.port}"
         flow.request.headers["content-length"] = str(len(flow.request.raw_content or b""))
         flow.request.headers[RELAY_HEADER] = flow.id
-        flow.comment = f"{target.instance}:{target.model} → {upstream.url}"
+
+    def _prepare_first(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> bool:
+        """The first target's request, after the request stages; refused at once if it cannot
+        be expressed (as the router did before failover existed: no attempt is made)."""
+        try:
+            upstream = prepare(ex, ex.candidates[0])
+        except ProxyError as e:
+            ex.target = None
+            flow.response = error_response(ex.client_protocol, ex.fail(e))
+            return False
+        ex.commit(upstream)
+        if upstream.body is not None:
+            flow.request.content = upstream.body
+        exchange.publish(flow)
+        return True
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.relay.pending.pop(flow.id, None)

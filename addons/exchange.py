@@ -15,8 +15,20 @@ from typing import Any
 
 from mitmproxy import http
 
+import translators
+from addons.stages import EventStage
+from addons.upstream import Upstream
+from policies.gate import Decision
 from backends.routing import Target
-from translators.canonical import ChatRequest, Usage
+from translators.canonical import (
+    ChatRequest,
+    Event,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from translators.errors import ProxyError
 
 KEY = "llm"
@@ -31,6 +43,44 @@ class Attempt:
     error: str | None = None
 
 
+@dataclass
+class CallRecord:
+    """One tool call of the answer as the client received it."""
+
+    id: str
+    name: str
+    arguments: list[str] = field(default_factory=list)  # the argument pieces as they streamed
+
+
+@dataclass
+class Output:
+    """What the model said, as the client received it: text, reasoning and tool calls by index
+    (for estimates, usage and policies; never flattened into one list)."""
+
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tool_calls: dict[int, CallRecord] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.text or self.reasoning or self.tool_calls)
+
+    def add(self, event: Event) -> None:
+        match event:
+            case TextDelta():
+                self.text.append(event.text)
+            case ReasoningDelta():
+                self.reasoning.append(event.text)
+            case ToolCallStart():
+                self.tool_calls[event.index] = CallRecord(event.id, event.name)
+            case ToolCallDelta() if event.index in self.tool_calls:
+                self.tool_calls[event.index].arguments.append(event.arguments)
+
+    def generated_text(self) -> str:
+        """Everything the model generated, as one text (for a local output-token estimate)."""
+        calls = [c.name + "".join(c.arguments) for c in self.tool_calls.values()]
+        return "".join(self.reasoning) + "".join(self.text) + "".join(calls)
+
+
 @dataclass(repr=False)
 class Exchange:
     client_protocol: str  # translators NAME the client speaks
@@ -39,29 +89,32 @@ class Exchange:
     stream: bool
     selector: str  # the model the client asked for, as sent
     operation: str = "generate"  # or "count_tokens"
-    # The request as the client sent it (the router may replace the flow's body and the egress
-    # its URL and headers); kept by reference, not copied.
+    # The request as the client sent it (the upstream stage may replace the flow's body and the
+    # egress its URL and headers); kept by reference, not copied.
     client_url: str = ""
     client_headers: dict[str, str] = field(default_factory=dict)
     client_content: bytes = b""
     gemini_sse: bool = True  # Gemini clients without ?alt=sse get a streamed JSON array
     host_family: str | None = None  # family of the host an intercepted client addressed
-    request: ChatRequest | None = None  # canonical request, parsed only when translating
-    target: Target | None = None
-    passthrough: bool = False  # same protocol, nothing to rewrite: bytes go through untouched
-    upstream_url: str = ""
-    upstream: Any = None  # addons.router.Upstream of the current target, consumed by the egress
+    # The canonical request: parsed on first use (``canonical``) and cached; a request stage that
+    # changes it sets ``rewritten``, which takes the flow off the byte-for-byte fast path.
+    request: ChatRequest | None = None
+    rewritten: bool = False
+    target: Target | None = None  # the current (finally: the answering) target
+    upstream: Upstream | None = None  # the current target's request, consumed by the egress
     candidates: list[Target] = field(default_factory=list)  # targets in failover order
     defaults: dict[str, Any] = field(default_factory=dict)  # parameter defaults from route rules
+    # Between the answer's decoder and the client's encoder, in order (docs/architecture.md).
+    event_stages: list[EventStage] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)  # policy verdicts other than allow
     usage: Usage | None = None  # as the provider reported it (None: not reported)
     # The provider's answer before translation (non-streamed bodies only).
     upstream_status: int | None = None
     upstream_content: bytes | None = None
-    # What the model said, in pieces (text, tool arguments, reasoning), for estimates and policies.
-    output_parts: list[str] = field(default_factory=list)
+    output: Output = field(default_factory=Output)
     first_token: float | None = None  # when the first content event arrived
-    error: ProxyError | None = None
+    error: ProxyError | None = None  # set through ``fail`` only
     started: float = field(default_factory=time.time)
     first_byte: float | None = None
     ended: float | None = None
@@ -69,6 +122,39 @@ class Exchange:
     @property
     def backend_protocol(self) -> str:
         return self.target.protocol if self.target else self.client_protocol
+
+    @property
+    def passthrough(self) -> bool:
+        """Same protocol, nothing to rewrite: the client's bytes go upstream untouched."""
+        return self.upstream.passthrough if self.upstream else False
+
+    @property
+    def upstream_url(self) -> str:
+        return self.upstream.url if self.upstream else ""
+
+    def canonical(self) -> ChatRequest:
+        """The client's request in canonical form, parsed once (raises ProxyError)."""
+        if self.request is None:
+            body = self.body
+            if self.operation == "count_tokens":
+                body = generation_body(self.client_protocol, body)
+            module = translators.get(self.client_protocol)
+            self.request = module.parse_request(body, model=self.selector, stream=self.stream)
+        return self.request
+
+    def rewrite(self, request: ChatRequest) -> None:
+        """A request stage's result; an unchanged request (the same object) keeps the fast path."""
+        if request is not self.canonical():
+            self.request, self.rewritten = request, True
+
+    def commit(self, upstream: Upstream) -> None:
+        """Make ``upstream`` the current target (the egress calls this again on failover)."""
+        self.target, self.upstream = upstream.target, upstream
+
+    def fail(self, error: ProxyError) -> ProxyError:
+        """Record why the exchange failed (the last failure wins) and hand the error back."""
+        self.error = error
+        return error
 
     def __repr__(self) -> str:
         target = f"{self.target.instance}:{self.target.model}" if self.target else "unrouted"
@@ -90,7 +176,17 @@ class Exchange:
             "attempts": [vars(a).copy() for a in self.attempts],
             "usage": self.usage.model_dump(exclude_none=True) if self.usage else None,
             "error": self.error.to_dict() if self.error else None,
+            "decisions": [vars(d).copy() for d in self.decisions],
         }
+
+
+def generation_body(protocol: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The body of a count call as a generation body (count bodies lack generation fields)."""
+    if protocol == "anthropic":
+        return {**body, "max_tokens": 1}
+    if protocol == "gemini" and isinstance(body.get("generateContentRequest"), dict):
+        return body["generateContentRequest"]
+    return body
 
 
 _LIVE: weakref.WeakKeyDictionary[http.HTTPFlow, Exchange] = weakref.WeakKeyDictionary()

@@ -23,6 +23,7 @@ from addons.frontdoor import FrontDoor  # noqa: E402
 from addons.listeners import Listeners  # noqa: E402
 from addons.metrics import Metrics, MetricsEndpoint  # noqa: E402
 from addons.models import ModelCatalog  # noqa: E402
+from addons.policies import Policies  # noqa: E402
 from addons.router import RouteRequests  # noqa: E402
 from addons.settings import Settings  # noqa: E402
 from addons.translate import TranslateResponses  # noqa: E402
@@ -34,16 +35,18 @@ settings = Settings()
 egress = Egress(settings)
 metrics = Metrics()
 usage = UsageLog(settings, on_row=metrics.count_tokens)
+policies = Policies(settings)
 
 addons = [
     settings,
     Listeners(),
-    Diagnostics(settings),
+    Diagnostics(settings, policies.diagnostics),
     UsageEndpoint(usage),
     MetricsEndpoint(metrics),
     FrontDoor(settings),
     ModelCatalog(settings, egress.relay.fetch_json),
     RouteRequests(settings),
+    policies,
     CountTokens(settings),
     egress,
     Fallback(),

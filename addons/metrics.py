@@ -44,6 +44,10 @@ class Metrics:
             "llm_time_to_first_token_seconds", "From the request's arrival to the first content token of a stream.",
             by_model, buckets=TTFT_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self.policy_actions = Counter(
+            "llm_policy_actions", "Policy decisions other than allow, by policy and action.",
+            ["policy", "action"], registry=self.registry,
+        )  # fmt: skip
         self.tokens = Counter(
             "llm_tokens", "Tokens as the provider reported them, else estimated.",
             [*by_model, "direction"], registry=self.registry,
@@ -59,6 +63,8 @@ class Metrics:
         ex = exchange.get(flow)
         if ex is None or ex.target is None or ex.operation != "generate":
             return
+        for decision in ex.decisions:
+            self.policy_actions.labels(decision.policy, decision.action).inc()
         result = outcome(flow, ex)
         backend, model = ex.target.instance, ex.target.model
         status = ABORTED if result.status is None else str(result.status)

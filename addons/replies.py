@@ -8,11 +8,12 @@ from typing import Any
 from mitmproxy import http
 
 import translators
+from translators import wire
 from translators.errors import ProxyError
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> http.Response:
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    body = wire.dumps(payload)
     return http.Response.make(status, body, {"content-type": "application/json", **(headers or {})})
 
 
@@ -24,7 +25,7 @@ def error_response(protocol: str, error: ProxyError) -> http.Response:
     envelope = json.loads(body)
     if isinstance(envelope, dict):
         envelope["llm_error"] = {"code": error.code, "retryable": error.retryable}
-        body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+        body = wire.dumps(envelope)
     headers = {
         "content-type": "application/json",
         "x-llm-error-code": error.code,

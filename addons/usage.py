@@ -23,7 +23,6 @@ from typing import Any
 
 from mitmproxy import http
 
-import translators
 from addons import exchange, listeners
 from addons.replies import error_response, json_response
 from addons.settings import Settings
@@ -120,11 +119,9 @@ INSERT = f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c f
 
 
 def canonical_request(ex: exchange.Exchange) -> ChatRequest | None:
-    """The request as parsed by the router, or parsed now (passthrough flows skip parsing)."""
-    if ex.request is not None:
-        return ex.request
+    """The request in canonical form, or None when it cannot be read (the call was refused)."""
     try:
-        return translators.get(ex.client_protocol).parse_request(ex.body, model=ex.selector, stream=ex.stream)
+        return ex.canonical()
     except (ProxyError, KeyError):  # KeyError: a protocol without a translator
         return None
 
@@ -136,13 +133,13 @@ def measure(
     usage = ex.usage or Usage()
     if usage.input_tokens is not None and usage.output_tokens is not None:
         return usage, False
-    if failed and not ex.output_parts:
+    if failed and not ex.output:
         return usage, False
     update: dict[str, int] = {}
     if usage.input_tokens is None and (parsed := request()) is not None:
         update["input_tokens"] = tokens.count_request(parsed)
     if usage.output_tokens is None:
-        update["output_tokens"] = tokens.count_text("".join(ex.output_parts))
+        update["output_tokens"] = tokens.count_text(ex.output.generated_text())
     return usage.model_copy(update=update), True
 
 

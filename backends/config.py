@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from backends.families import FAMILIES
+from policies.config import PoliciesConfig
 
 ENV_KEYS = {
     "openai": "OPENAI_API_KEY",
@@ -125,6 +126,8 @@ class Config(BaseModel):
     routes: list[RouteRule] = Field(default_factory=list)
     models_cache_seconds: float = Field(600.0, ge=0)  # how long discovered model lists are reused
     failover: Failover = Field(default_factory=Failover)
+    # What inspects and changes conversations (docs/architecture.md, README "Policies").
+    policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
 
     @model_validator(mode="after")
     def _references(self) -> Config:

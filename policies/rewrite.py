@@ -47,7 +47,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from translators.canonical import ChatRequest, Message, Text
+from translators.canonical import ChatRequest, End, Event, Message, Stop, StreamError, Text, TextDelta
 
 Where = Literal["system", "user", "assistant"]
 
@@ -351,3 +351,44 @@ class Rewriter:
                 texts = [(rule.prepend or "") + texts[0], *texts[1:]]
                 texts[-1] += rule.append or ""
         return texts
+
+
+# -- the answer stage ----------------------------------------------------------------------------
+
+
+class RewriteStage:
+    """The ``assistant`` rules as an event stage (``addons.stages.EventStage``): text deltas are
+    rewritten as they pass. What a rule still holds goes out before the next tool call or
+    reasoning (text never moves past them), and everything, appended text included, before the
+    stop: nothing may follow a stream's final event."""
+
+    changes_answer = True
+
+    def __init__(self, rewriter: Rewriter) -> None:
+        self.stream = rewriter.stream()
+        self.done = False
+
+    def feed(self, events: list[Event]) -> list[Event]:
+        out: list[Event] = []
+        for event in events:
+            if isinstance(event, TextDelta):
+                text = self.stream.feed(event.text)
+            elif isinstance(event, Stop | End | StreamError):
+                text = self.close_text()
+            else:
+                text = self.stream.flush() if self.stream.held else ""
+            if text:
+                out.append(TextDelta(text=text))
+            if not isinstance(event, TextDelta):
+                out.append(event)
+        return out
+
+    def close_text(self) -> str:
+        if self.done:
+            return ""
+        self.done = True
+        return self.stream.flush()
+
+    def close(self) -> list[Event]:
+        text = self.close_text()
+        return [TextDelta(text=text)] if text else []

@@ -172,7 +172,7 @@ def row_of(ex: exchange.Exchange, status: int | None = 200) -> UsageRow:
 
 def test_reported_usage_is_recorded_as_the_provider_reported_it():
     reported = Usage(input_tokens=120, output_tokens=30, cache_read_tokens=100, reasoning_tokens=12)
-    row = row_of(make_exchange(usage=reported, output_parts=["Warm."]))
+    row = row_of(make_exchange(usage=reported, output=exchange.Output(text=["Warm."])))
     assert (row.input_tokens, row.output_tokens, row.cache_read_tokens, row.reasoning_tokens) == (
         120,
         30,
@@ -186,7 +186,7 @@ def test_reported_usage_is_recorded_as_the_provider_reported_it():
 
 
 def test_unreported_usage_is_a_tiktoken_estimate_marked_as_such():
-    row = row_of(make_exchange(output_parts=["It is ", "18 °C."]))
+    row = row_of(make_exchange(output=exchange.Output(text=["It is ", "18 °C."])))
     request = openai_chat.parse_request(BODY, model="gpt-4o", stream=False)
     assert tokens.is_exact()  # tests set TIKTOKEN_CACHE_DIR: a real tokenizer, not characters/4
     assert row.input_tokens == tokens.count_request(request) > 0
@@ -195,7 +195,7 @@ def test_unreported_usage_is_a_tiktoken_estimate_marked_as_such():
 
 
 def test_a_partial_report_keeps_the_reported_counts_and_estimates_the_rest():
-    row = row_of(make_exchange(usage=Usage(input_tokens=500), output_parts=["Hello"]))
+    row = row_of(make_exchange(usage=Usage(input_tokens=500), output=exchange.Output(text=["Hello"])))
     assert (row.input_tokens, row.output_tokens, row.estimated) == (500, tokens.count_text("Hello"), True)
 
 
@@ -219,13 +219,13 @@ def test_a_whole_answer_has_no_time_to_first_token():
 
 
 def test_an_error_in_the_exchange_gives_its_code_even_on_a_200_stream():
-    ex = make_exchange(stream=True, output_parts=["Hal"], error=ProxyError("timeout", "upstream went quiet"))
+    ex = make_exchange(stream=True, output=exchange.Output(text=["Hal"]), error=ProxyError("timeout", "upstream went quiet"))
     row = row_of(ex)
     assert (row.status, row.error, row.estimated) == (200, "timeout", True)
 
 
 def test_a_flow_that_broke_off_is_recorded_as_aborted():
-    row = row_of(make_exchange(ended=None, output_parts=["Hal"]), status=None)
+    row = row_of(make_exchange(ended=None, output=exchange.Output(text=["Hal"])), status=None)
     assert (row.status, row.error) == (None, "aborted")
     assert row.latency_ms > 0
 
@@ -415,7 +415,7 @@ def test_calls_without_a_target_and_count_calls_are_not_usage(usage_log):
 def test_every_row_reaches_on_row(usage_log):
     seen: list[UsageRow] = []
     usage_log.on_row = seen.append
-    usage_log.error(make_flow(make_exchange(output_parts=["x"]), status=None))
+    usage_log.error(make_flow(make_exchange(output=exchange.Output(text=["x"])), status=None))
     stored_rows(usage_log)
     assert [(r.error, r.estimated) for r in seen] == [("aborted", True)]
 
