@@ -28,10 +28,8 @@ BLOCKED = "[llm-proxy] blocked"
 def blocked_note(call: Call, verdict: Verdict) -> str:
     """What the model and the user read instead of a blocked call."""
     rule = f"{verdict.policy}: {verdict.rule}" if verdict.rule else verdict.policy
-    return (
-        f"\n\n{BLOCKED} the {call.name} tool call ({rule}): {verdict.reason}. "
-        "If this is intended, run it yourself.\n"
-    )
+    reason = verdict.reason.rstrip(". ")
+    return f"{BLOCKED} the {call.name} tool call ({rule}): {reason}. If this is intended, run it yourself."
 
 
 @dataclass
@@ -67,6 +65,7 @@ class ToolCallGate:
         self.emitted = 0  # calls that reached the client, for renumbering
         self.index_map: dict[int, int] = {}  # provider index → client index, for passed calls
         self.blocked = 0
+        self.text = False  # has text gone out before (a note then starts on a new paragraph)
 
     def feed(self, events: list[Event]) -> list[Event]:
         out: list[Event] = []
@@ -86,6 +85,9 @@ class ToolCallGate:
                     out.append(self._renumbered_start(event))
                 case ToolCallDelta() | ToolCallEnd():
                     out.append(event.model_copy(update={"index": self.index_map.get(event.index, event.index)}))
+                case TextDelta():
+                    self.text = True
+                    out.append(event)
                 case _:
                     out.append(event)
         return out
@@ -122,7 +124,8 @@ class ToolCallGate:
             self.record(Decision(verdict.policy, verdict.action, call.name, verdict.rule, verdict.reason))
         if verdict.action == "block":
             self.blocked += 1
-            return [TextDelta(text=blocked_note(call, verdict))]
+            separator, self.text = ("\n\n" if self.text else ""), True
+            return [TextDelta(text=separator + blocked_note(call, verdict))]
         arguments = verdict.arguments if verdict.action == "rewrite" and verdict.arguments is not None else call.arguments
         start = self._renumbered_start(held.start)
         return [start, ToolCallDelta(index=start.index, arguments=arguments), ToolCallEnd(index=start.index)]
