@@ -35,7 +35,7 @@ settings = Settings()
 egress = Egress(settings)
 metrics = Metrics()
 usage = UsageLog(settings, on_row=metrics.count_tokens)
-policies = Policies(settings)
+policies = Policies(settings, egress.relay.fetch)
 
 addons = [
     settings,

@@ -12,16 +12,21 @@ This addon knows nothing of what a policy checks; it only wires them and records
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from functools import partial
 from typing import Any
 
 from mitmproxy import http
 
+import translators
 from addons import exchange
+from addons.egress import ERROR_HEADER
+from addons.stages import answer_events
+from addons.upstream import prepare
 from addons.settings import Settings
 from addons.usage import canonical_request, client_identity
 from policies.base import Context, Reactor
@@ -32,6 +37,7 @@ from policies.rewrite import Rewriter, RewriteStage
 from policies.sandbox import Sandbox
 from policies.tools import ToolAccess
 from policies.workdir import working_directory
+from translators.canonical import Text
 from translators.errors import ProxyError
 
 logger = logging.getLogger(__name__)
@@ -90,9 +96,20 @@ class Suite:
         self.rewriter = Rewriter(config.rewrite)
 
 
+STEERING = (
+    "[llm-proxy] Your previous answer called the {tool} tool, which the proxy blocked ({rule}): {reason}. "
+    "Do not call it again. Choose a safe alternative, or tell the user to run it themselves if it is intended."
+)
+
+
 class Policies:
-    def __init__(self, settings: Settings) -> None:
+    """Place it after RouteRequests (tool rules see the chosen backend:model) and before the
+    egress (which renders the request the stages leave). ``fetch`` makes a whole answer's
+    steering retry through the egress."""
+
+    def __init__(self, settings: Settings, fetch: Callable[[exchange.Exchange], Awaitable[http.Response]]) -> None:
         self.settings = settings
+        self.fetch = fetch
         self.suite = Suite(PoliciesConfig())
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self.actions: Counter[tuple[str, str]] = Counter()
@@ -140,6 +157,41 @@ class Policies:
             cwd=working_directory(ex.canonical()) if cwd else None,
             tools=offered,
         )
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        """A whole answer with a blocked call, before the client saw anything of it: ask the
+        model again (``policies.retries`` times) with a note saying what was blocked and why."""
+        ex = exchange.get(flow)
+        if ex is None or ex.stream or ex.operation != "generate" or ex.target is None or flow.response is None:
+            return
+        gates = [stage for stage in ex.event_stages if isinstance(stage, ToolCallGate)]
+        for _ in range(self.suite.config.retries if gates else 0):
+            blocked = self._blocked(flow, ex, gates[0])
+            if blocked is None:
+                return
+            self.record(flow, Decision(blocked.policy, "retry", blocked.tool, blocked.rule, blocked.reason))
+            note = STEERING.format(tool=blocked.tool, rule=f"{blocked.policy}: {blocked.rule}", reason=blocked.reason)
+            request = ex.canonical()
+            ex.rewrite(request.model_copy(update={"system": [*request.system, Text(text=note)]}))
+            try:
+                ex.upstream = prepare(ex, ex.candidates[0])
+            except ProxyError:
+                return
+            flow.response = await self.fetch(ex)
+
+    def _blocked(self, flow: http.HTTPFlow, ex: exchange.Exchange, gate: ToolCallGate) -> Decision | None:
+        """The first call a fresh copy of ``gate`` would block in the provider's whole answer."""
+        response = flow.response
+        if response is None or response.status_code >= 400 or ERROR_HEADER in response.headers:
+            return None
+        try:
+            answer = translators.get(ex.backend_protocol).parse_response(json.loads(response.content or b""))
+        except (ValueError, ProxyError):
+            return None
+        found: list[Decision] = []
+        trial = ToolCallGate(gate.reactors, gate.context, found.append)
+        trial.feed(answer_events(answer))
+        return next((d for d in found if d.action == "block"), None)
 
     def record(self, flow: http.HTTPFlow, decision: Decision) -> None:
         """Every decision that was not ``allow``: metrics, capture, the flow, diagnostics."""

@@ -16,5 +16,6 @@ class PoliciesConfig(BaseModel):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     tools: list[ToolRule] = Field(default_factory=list)  # ordered: the first rule that fits decides
     rewrite: list[RewriteRule] = Field(default_factory=list)  # ordered: each on the previous output
-    # Steering retries before a blocked call is replaced by text (whole answers only; see README).
+    # Whole answers: how often the model is asked again, with a note saying what was blocked and why,
+    # before a blocked call is replaced by text. A stream has reached the client already: it gets the text.
     retries: int = Field(1, ge=0, le=5)
