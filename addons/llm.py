@@ -1,7 +1,10 @@
 """Entry script of the LLM suite: ``mitmdump -s addons/llm.py``.
 
-The addons run in pipeline order: configuration, listeners, the front door that recognises LLM
-calls, routing, the egress relay, and the translation of answers back to the client's protocol.
+The addons run in pipeline order: configuration, listeners, the proxy's own endpoints, the front
+door that recognises LLM calls, routing, the policies' request stage, the egress, and the
+translation of answers (through the event stages) back to the client's protocol, then the
+observers. The order matters in every hook; docs/architecture.md says why, and
+tests/test_addon_order.py pins it.
 """
 
 from __future__ import annotations
