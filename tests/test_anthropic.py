@@ -1,4 +1,10 @@
-"""translators.anthropic against protocols.md §3 and the anthropic SDK's own types and stream code."""
+"""translators.anthropic against docs/protocols.md §3 and the anthropic SDK's own types and stream code.
+
+What every protocol promises alike (render leaves its input alone, streams cut anywhere decode
+alike, a streamed answer equals the whole one, errors survive their envelope) is tested once, in
+tests/test_contract.py, over the examples of ``support.examples``; this file holds what is
+particular to Anthropic.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,17 @@ from anthropic.types.message_create_params import (
 )
 from anthropic.types.shared import ErrorResponse
 from pydantic import TypeAdapter
+from support.examples import (
+    ANTHROPIC_ERROR_TYPES,
+    anthropic_render_input,
+    assistant,
+    user,
+    with_json_arguments,
+)
+from support.examples import ANTHROPIC_REQUEST_EXAMPLE as REQUEST_EXAMPLE
+from support.examples import ANTHROPIC_STREAM_TEXT as STREAM_TEXT
+from support.examples import ANTHROPIC_STREAM_THINKING as STREAM_THINKING
+from support.examples import ANTHROPIC_STREAM_TOOL as STREAM_TOOL
 
 from translators import anthropic as proto
 from translators.assemble import response_from_events
@@ -27,7 +44,6 @@ from translators.canonical import (
     End,
     Event,
     Image,
-    Message,
     MessageStart,
     Reasoning,
     ReasoningConfig,
@@ -47,65 +63,12 @@ from translators.canonical import (
     Usage,
     UsageUpdate,
 )
-from translators.wire import dump_arguments, parse_arguments
 from translators.errors import ProxyError
 from translators.mapping import ANTHROPIC_MIN_BUDGET, DEFAULT_MAX_TOKENS, EFFORT_BUDGET
 from translators.sse import SSEParser
 
-# -- fixtures copied from protocols.md §3 ----------------------------------------------------------
+# -- fixtures copied from docs/protocols.md §3 ----------------------------------------------------
 
-REQUEST_EXAMPLE: dict[str, Any] = {
-    "model": "claude-sonnet-4-6",
-    "max_tokens": 4096,
-    "system": [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}],
-    "messages": [
-        {
-            "role": "user",
-            "content": [
-                {"type": "text", "text": "Describe the images, then get the weather in Paris."},
-                {
-                    "type": "image",
-                    "source": {
-                        "type": "base64",
-                        "media_type": "image/png",
-                        "data": "iVBORw0KGgoAAAANSUhEUgAA",
-                    },
-                },
-                {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
-            ],
-        },
-        {
-            "role": "assistant",
-            "content": [
-                {"type": "thinking", "thinking": "Need the weather tool.", "signature": "EqQBCkYIBBgCGkDx"},
-                {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}},
-            ],
-        },
-        {
-            "role": "user",
-            "content": [
-                {"type": "tool_result", "tool_use_id": "toolu_01", "content": '{"temp_c":18}'},
-                {"type": "text", "text": "Answer in Celsius."},
-            ],
-        },
-    ],
-    "tools": [
-        {
-            "name": "get_weather",
-            "description": "Current weather",
-            "input_schema": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        }
-    ],
-    "tool_choice": {"type": "auto", "disable_parallel_tool_use": False},
-    "thinking": {"type": "enabled", "budget_tokens": 2048},
-    "stop_sequences": ["\n\nHuman:"],
-    "metadata": {"user_id": "u-123"},
-    "stream": True,
-}
 
 RESPONSE_EXAMPLE: dict[str, Any] = {
     "id": "msg_01",
@@ -129,89 +92,6 @@ RESPONSE_EXAMPLE: dict[str, Any] = {
     },
 }
 
-STREAM_TEXT = b"""event: message_start
-data: {"type":"message_start","message":{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}
-
-event: content_block_start
-data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}
-
-event: ping
-data: {"type":"ping"}
-
-event: content_block_delta
-data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}
-
-event: content_block_delta
-data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"!"}}
-
-event: content_block_stop
-data: {"type":"content_block_stop","index":0}
-
-event: message_delta
-data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":5}}
-
-event: message_stop
-data: {"type":"message_stop"}
-
-"""
-
-STREAM_TOOL = b"""event: message_start
-data: {"type":"message_start","message":{"id":"msg_02","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":50,"output_tokens":1}}}
-
-event: content_block_start
-data: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_01","name":"get_weather","input":{}}}
-
-event: content_block_delta
-data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}}
-
-event: content_block_delta
-data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\\"city\\": \\"Par"}}
-
-event: content_block_delta
-data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"is\\"}"}}
-
-event: content_block_stop
-data: {"type":"content_block_stop","index":0}
-
-event: message_delta
-data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":40}}
-
-event: message_stop
-data: {"type":"message_stop"}
-
-"""
-
-STREAM_THINKING = """event: message_start
-data: {"type":"message_start","message":{"id":"msg_03","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":30,"output_tokens":1}}}
-
-event: content_block_start
-data: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}
-
-event: content_block_delta
-data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"18 C is mild."}}
-
-event: content_block_delta
-data: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQBCkYIBBgCGkDx"}}
-
-event: content_block_stop
-data: {"type":"content_block_stop","index":0}
-
-event: content_block_start
-data: {"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}
-
-event: content_block_delta
-data: {"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"It is 18 °C."}}
-
-event: content_block_stop
-data: {"type":"content_block_stop","index":1}
-
-event: message_delta
-data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":61,"output_tokens_details":{"thinking_tokens":44}}}
-
-event: message_stop
-data: {"type":"message_stop"}
-
-""".encode()
 
 STREAM_ERROR = b"""event: error
 data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}
@@ -232,19 +112,11 @@ REQUEST_ADAPTERS = {
 EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 VALID_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 
-# -- helpers -------------------------------------------------------------------------------------
+# -- helpers --------------------------------------------------------------------------------------
 
 
 def request(**fields: Any) -> ChatRequest:
     return ChatRequest(model="claude-sonnet-4-6", **fields)
-
-
-def user(*parts: Any) -> Message:
-    return Message(role="user", content=list(parts))
-
-
-def assistant(*parts: Any) -> Message:
-    return Message(role="assistant", content=list(parts))
 
 
 def parse_with(**changes: Any) -> ChatRequest:
@@ -355,27 +227,16 @@ def kinds(events: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def normalised(response: ChatResponse) -> ChatResponse:
-    """Tool arguments compared as JSON values: a stream keeps the provider's own spacing."""
-    content = [
-        part.model_copy(update={"arguments": dump_arguments(parse_arguments(part.arguments))})
-        if isinstance(part, ToolCall)
-        else part
-        for part in response.content
-    ]
-    return response.model_copy(update={"content": content})
-
-
 def assert_same_answer(got: ChatResponse, expected: ChatResponse) -> None:
     """Same content, stop and token counts; cache counts unknown on one side may be 0 on the other."""
-    got, expected = normalised(got), normalised(expected)
+    got, expected = with_json_arguments(got), with_json_arguments(expected)
     assert got.content == expected.content
     assert (got.stop_reason, got.stop_sequence) == (expected.stop_reason, expected.stop_sequence)
     counts = {"input_tokens", "output_tokens", "reasoning_tokens"}
     assert got.usage.model_dump(include=counts) == expected.usage.model_dump(include=counts)
 
 
-# -- parse_request -------------------------------------------------------------------------------
+# -- parse_request --------------------------------------------------------------------------------
 
 
 def test_parse_request_reads_the_protocols_example_field_by_field():
@@ -430,7 +291,7 @@ def test_a_body_that_is_not_an_object_is_an_invalid_request(body):
 
 
 def test_a_count_tokens_body_parses_once_the_caller_supplies_max_tokens():
-    """count_tokens bodies have no max_tokens (trap 21); the local estimator adds one to parse them."""
+    """count_tokens bodies have no max_tokens (docs/traps.md #21); the local estimator adds one to parse them."""
     body = {k: v for k, v in REQUEST_EXAMPLE.items() if k not in ("max_tokens", "stream", "metadata")}
     req = proto.parse_request({**body, "max_tokens": 1})
     assert len(req.messages) == 3 and req.tools[0].name == "get_weather"
@@ -617,7 +478,7 @@ def test_sampling_parameters_are_kept():
     assert (req.temperature, req.top_p, req.top_k) == (0.5, 1, 40)
 
 
-# -- render_request ------------------------------------------------------------------------------
+# -- render_request -------------------------------------------------------------------------------
 
 
 def test_rendering_the_parsed_example_gives_back_an_equivalent_body():
@@ -629,9 +490,9 @@ def test_rendering_the_parsed_example_gives_back_an_equivalent_body():
     assert body == expected
 
 
-def test_render_request_does_not_mutate_its_input():
-    req = proto.parse_request(copy.deepcopy(REQUEST_EXAMPLE))
-    req = req.model_copy(update={"tools": [Tool(name="f", parameters={"properties": {}})]})
+def test_the_rendered_body_shares_no_objects_with_the_request():
+    """Cache markers and tool schemas are copied: changing the body leaves the request as it was."""
+    req = anthropic_render_input()
     before = req.model_dump()
     body = proto.render_request(req)
     body["system"][0]["cache_control"]["ttl"] = "1h"
@@ -923,7 +784,7 @@ def test_forced_tool_use_drops_thinking(choice):
 
 
 def test_thinking_is_dropped_mid_tool_loop_when_the_last_assistant_turn_has_no_thinking_block():
-    """History from another provider cannot start the tool turn with a thinking block (trap 13)."""
+    """History from another provider cannot start the tool turn with a thinking block (docs/traps.md #13)."""
     req = request(
         tools=[Tool(name="f")],
         reasoning=ReasoningConfig(effort="medium"),
@@ -968,7 +829,7 @@ def test_stop_user_and_stream_fields():
     assert not {"stop_sequences", "metadata", "stream"} & proto.render_request(request()).keys()
 
 
-# -- parse_response / render_response ------------------------------------------------------------
+# -- parse_response / render_response -------------------------------------------------------------
 
 
 def test_parse_response_reads_the_protocols_example_field_by_field():
@@ -1083,7 +944,7 @@ def test_openai_usage_with_cached_tokens_becomes_anthropic_usage():
     [
         (None, [Text(text="x")], "end_turn"),
         (None, [ToolCall(id="c", name="f")], "tool_use"),
-        ("end_turn", [ToolCall(id="c", name="f")], "tool_use"),  # trap 17: Gemini says STOP
+        ("end_turn", [ToolCall(id="c", name="f")], "tool_use"),  # docs/traps.md #17: Gemini says STOP
         ("error", [Text(text="x")], "end_turn"),
         ("max_tokens", [ToolCall(id="c", name="f")], "max_tokens"),
     ],
@@ -1144,7 +1005,7 @@ def test_render_response_drops_content_anthropic_cannot_show():
     assert proto.render_response(response, request())["content"] == [{"type": "text", "text": "ok"}]
 
 
-# -- StreamDecoder -------------------------------------------------------------------------------
+# -- StreamDecoder --------------------------------------------------------------------------------
 
 TEXT_EVENTS: list[Event] = [
     MessageStart(
@@ -1187,13 +1048,6 @@ EXAMPLE_STREAMS = [
 @pytest.mark.parametrize(("data", "expected"), EXAMPLE_STREAMS)
 def test_decoder_reads_the_protocols_example_streams(data, expected):
     assert decode(data) == expected
-
-
-@pytest.mark.parametrize(("data", "expected"), EXAMPLE_STREAMS)
-def test_decoder_gives_the_same_events_however_the_bytes_are_cut(data, expected):
-    for cut in range(1, len(data)):
-        assert decode(data, cut) == expected, f"cut at byte {cut}"
-    assert decode(data, *range(1, len(data))) == expected
 
 
 def test_decoder_accepts_crlf_framing():
@@ -1339,59 +1193,13 @@ def test_malformed_stream_data_is_an_upstream_error():
     assert len(events) == 1 and events[0].error["code"] == "upstream_error"
 
 
-@pytest.mark.parametrize(
-    ("data", "body"),
-    [
-        pytest.param(
-            STREAM_THINKING,
-            {
-                "id": "msg_03",
-                "type": "message",
-                "role": "assistant",
-                "model": "claude-sonnet-4-6",
-                "content": [
-                    {"type": "thinking", "thinking": "18 C is mild.", "signature": "EqQBCkYIBBgCGkDx"},
-                    {"type": "text", "text": "It is 18 °C."},
-                ],
-                "stop_reason": "end_turn",
-                "stop_sequence": None,
-                "usage": {
-                    "input_tokens": 30,
-                    "output_tokens": 61,
-                    "output_tokens_details": {"thinking_tokens": 44},
-                },
-            },
-            id="thinking",
-        ),
-        pytest.param(
-            STREAM_TOOL,
-            {
-                "id": "msg_02",
-                "type": "message",
-                "role": "assistant",
-                "model": "claude-sonnet-4-6",
-                "content": [
-                    {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}
-                ],
-                "stop_reason": "tool_use",
-                "stop_sequence": None,
-                "usage": {"input_tokens": 50, "output_tokens": 40},
-            },
-            id="tool",
-        ),
-    ],
-)
-def test_streamed_and_non_streamed_answers_are_equal(data, body):
-    assert normalised(response_from_events(decode(data))) == proto.parse_response(body)
-
-
 def test_the_sdk_reads_the_example_streams_like_the_decoder():
     message = sdk_stream_message(STREAM_THINKING)
     response = response_from_events(decode(STREAM_THINKING))
     assert proto.parse_response(message.model_dump()) == response
 
 
-# -- StreamEncoder -------------------------------------------------------------------------------
+# -- StreamEncoder --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("data", "expected"), EXAMPLE_STREAMS)
@@ -1726,37 +1534,32 @@ def test_encoder_state_is_per_instance():
     ]
 
 
-# -- errors --------------------------------------------------------------------------------------
+# -- errors ---------------------------------------------------------------------------------------
 
-ERROR_TABLE = [
-    (400, "invalid_request", "invalid_request_error", anthropic.BadRequestError),
-    (401, "authentication", "authentication_error", anthropic.AuthenticationError),
-    (402, "billing", "billing_error", anthropic.PaymentRequiredError),
-    (403, "permission", "permission_error", anthropic.PermissionDeniedError),
-    (404, "not_found", "not_found_error", anthropic.NotFoundError),
-    (413, "too_large", "request_too_large", anthropic.ContentTooLargeError),
-    (429, "rate_limited", "rate_limit_error", anthropic.RateLimitError),
-    (500, "internal", "api_error", anthropic.InternalServerError),
-    (504, "timeout", "timeout_error", anthropic.GatewayTimeoutError),
-    (529, "overloaded", "overloaded_error", anthropic.OverloadedError),
-]
+SDK_EXCEPTIONS: dict[int, type[anthropic.APIStatusError]] = {
+    400: anthropic.BadRequestError,
+    401: anthropic.AuthenticationError,
+    402: anthropic.PaymentRequiredError,
+    403: anthropic.PermissionDeniedError,
+    404: anthropic.NotFoundError,
+    413: anthropic.ContentTooLargeError,
+    429: anthropic.RateLimitError,
+    500: anthropic.InternalServerError,
+    504: anthropic.GatewayTimeoutError,
+    529: anthropic.OverloadedError,
+}
+ERROR_TABLE = [(status, code, type_, SDK_EXCEPTIONS[status]) for status, code, type_ in ANTHROPIC_ERROR_TYPES]
 
 
 @pytest.mark.parametrize(("status", "code", "error_type", "exception"), ERROR_TABLE)
-def test_errors_round_trip_through_the_envelope(status, code, error_type, exception):
-    rendered_status, body = proto.render_error(ProxyError(code, "went wrong: 18 °C", status=status))
-    assert rendered_status == status
+def test_rendered_errors_are_anthropic_envelopes_that_keep_the_error_type(status, code, error_type, exception):
+    """The round trip of code, status and message is tests/test_contract.py's."""
+    _, body = proto.render_error(ProxyError(code, "went wrong: 18 °C", status=status))
     envelope = json.loads(body)
     assert envelope == {"type": "error", "error": {"type": error_type, "message": "went wrong: 18 °C"}}
     if error_type != "request_too_large":  # sent by Anthropic's edge, absent from the SDK's types
         ErrorResponse.model_validate(envelope)
-    parsed = proto.parse_error(status, body)
-    assert (parsed.code, parsed.status, parsed.message, parsed.provider_type) == (
-        code,
-        status,
-        "went wrong: 18 °C",
-        error_type,
-    )
+    assert proto.parse_error(status, body).provider_type == error_type
 
 
 @pytest.mark.parametrize(("status", "code", "error_type", "exception"), ERROR_TABLE)

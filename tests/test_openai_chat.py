@@ -1,8 +1,13 @@
 """OpenAI Chat Completions translator: parse and render requests, responses, streams and errors.
 
-Fixtures are the examples of protocols.md §1, copied literally; rendered bodies are checked key by
-key against the official ``openai`` SDK types, and streams are replayed through the SDK's own
+Fixtures are the examples of docs/protocols.md §1, copied literally; rendered bodies are checked key
+by key against the official ``openai`` SDK types, and streams are replayed through the SDK's own
 stream parser.
+
+What every protocol promises alike (render leaves its input alone, streams cut anywhere decode
+alike, a streamed answer equals the whole one, errors survive their envelope) is tested once, in
+tests/test_contract.py, over the examples of ``support.examples``; this file holds what is
+particular to Chat.
 """
 
 from __future__ import annotations
@@ -22,6 +27,13 @@ from openai.types.chat.completion_create_params import (
 )
 from openai.types.shared import ErrorObject
 from pydantic import BaseModel
+from support.examples import CHAT, assistant, user
+from support.examples import CHAT_EXAMPLE_RESPONSE as EXAMPLE_RESPONSE
+from support.examples import CHAT_MIXED_RESPONSE as MIXED_RESPONSE
+from support.examples import CHAT_STREAM_MIXED as STREAM_MIXED
+from support.examples import CHAT_STREAM_TEXT as STREAM_TEXT
+from support.examples import CHAT_STREAM_TOOL as STREAM_TOOL
+from support.examples import CHAT_TEXT_RESPONSE as TEXT_RESPONSE
 
 # The SDK declares its TypedDicts with typing_extensions, which typing.is_typeddict does not see.
 from typing_extensions import get_type_hints, is_typeddict
@@ -34,7 +46,6 @@ from translators.canonical import (
     End,
     Event,
     Image,
-    Message,
     MessageStart,
     Reasoning,
     ReasoningConfig,
@@ -56,7 +67,7 @@ from translators.canonical import (
 )
 from translators.errors import CODES, ProxyError
 
-# -- fixtures: protocols.md §1 -------------------------------------------------------------------
+# -- fixtures: docs/protocols.md §1 ---------------------------------------------------------------
 
 EXAMPLE_REQUEST: dict[str, Any] = {
     "model": "gpt-5.5",
@@ -112,135 +123,11 @@ EXAMPLE_REQUEST: dict[str, Any] = {
     "safety_identifier": "u-123",
 }
 
-EXAMPLE_RESPONSE: dict[str, Any] = {
-    "id": "chatcmpl-abc",
-    "object": "chat.completion",
-    "created": 1767225600,
-    "model": "gpt-5.5-2026-01-01",
-    "choices": [
-        {
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": None,
-                "refusal": None,
-                "annotations": [],
-                "tool_calls": [
-                    {
-                        "id": "call_1",
-                        "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
-                    }
-                ],
-            },
-            "logprobs": None,
-            "finish_reason": "tool_calls",
-        }
-    ],
-    "usage": {
-        "prompt_tokens": 120,
-        "completion_tokens": 40,
-        "total_tokens": 160,
-        "prompt_tokens_details": {"cached_tokens": 64, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": 22,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
-        },
-    },
-    "service_tier": "default",
-    "system_fingerprint": None,
-}
 
-STREAM_TEXT = b"""data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}
-
-data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":null}],"usage":null}
-
-data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}
-
-data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}
-
-data: [DONE]
-
-"""
-
-STREAM_TOOL = b"""data: {"id":"chatcmpl-2","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-2","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"ci"}}]},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-2","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ty\\":\\"Paris\\"}"}}]},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-2","object":"chat.completion.chunk","created":1767225600,"model":"gpt-5.5","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}
-
-data: [DONE]
-
-"""
-
-# Text with a multi-byte character, a comment line, CRLF framing and two parallel calls.
-STREAM_MIXED = (
-    ": OPENROUTER PROCESSING\r\n\r\n"
-    'data: {"id":"gen-7","object":"chat.completion.chunk","created":1,"model":"m-1","choices":[{"index":0,"delta":{"role":"assistant","content":"It is 18 °C"},"finish_reason":null}]}\r\n\r\n'
-    'data: {"id":"gen-7","object":"chat.completion.chunk","created":1,"model":"m-1","choices":[{"index":0,"delta":{"content":" in Paris."},"finish_reason":null}]}\r\n\r\n'
-    'data: {"id":"gen-7","object":"chat.completion.chunk","created":1,"model":"m-1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"get_weather","arguments":""}},{"index":1,"id":"call_b","type":"function","function":{"name":"get_time","arguments":"{}"}}]},"finish_reason":null}]}\r\n\r\n'
-    'data: {"id":"gen-7","object":"chat.completion.chunk","created":1,"model":"m-1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"city\\":\\"Paris\\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":30,"completion_tokens":12,"total_tokens":42}}\r\n\r\n'
-    "data: [DONE]\r\n\r\n"
-).encode()
-
-# The non-streamed answer equal to STREAM_MIXED (trap 2).
-MIXED_RESPONSE: dict[str, Any] = {
-    "id": "gen-7",
-    "object": "chat.completion",
-    "created": 1,
-    "model": "m-1",
-    "choices": [
-        {
-            "index": 0,
-            "finish_reason": "tool_calls",
-            "message": {
-                "role": "assistant",
-                "content": "It is 18 °C in Paris.",
-                "tool_calls": [
-                    {
-                        "id": "call_a",
-                        "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
-                    },
-                    {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
-                ],
-            },
-        }
-    ],
-    "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42},
-}
-
-TEXT_RESPONSE: dict[str, Any] = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "created": 1767225600,
-    "model": "gpt-5.5",
-    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hello"}}],
-    "usage": {
-        "prompt_tokens": 9,
-        "completion_tokens": 1,
-        "total_tokens": 10,
-        "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0},
-    },
-}
-
-TOOL_RESPONSE: dict[str, Any] = {
-    **EXAMPLE_RESPONSE,
-    "id": "chatcmpl-2",
-    "model": "gpt-5.5",
-    "usage": None,
-}
-
-STREAMS = {"text": STREAM_TEXT, "tool": STREAM_TOOL, "mixed": STREAM_MIXED}
-PAIRS = [(STREAM_TEXT, TEXT_RESPONSE), (STREAM_TOOL, TOOL_RESPONSE), (STREAM_MIXED, MIXED_RESPONSE)]
+STREAMS = CHAT.streams
 
 
-# -- helpers -------------------------------------------------------------------------------------
+# -- helpers --------------------------------------------------------------------------------------
 
 
 def sdk_problems(value: Any, tp: Any, path: str = "body") -> list[str]:
@@ -347,14 +234,6 @@ def body(**fields: Any) -> dict[str, Any]:
     return {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}], **fields}
 
 
-def user(*parts: Any) -> Message:
-    return Message(role="user", content=list(parts))
-
-
-def assistant(*parts: Any) -> Message:
-    return Message(role="assistant", content=list(parts))
-
-
 def rejection(value: Any, **kwargs: Any) -> str:
     with pytest.raises(ProxyError) as caught:
         chat.parse_request(value, **kwargs)
@@ -362,7 +241,7 @@ def rejection(value: Any, **kwargs: Any) -> str:
     return caught.value.message
 
 
-# -- parse_request -------------------------------------------------------------------------------
+# -- parse_request --------------------------------------------------------------------------------
 
 
 def test_example_request_parses_field_by_field() -> None:
@@ -722,7 +601,7 @@ def test_untranslatable_content_is_refused_naming_where(value: Any, path: str) -
     assert message.startswith(f"{path}: ") and "cannot be translated" in message
 
 
-# -- render_request ------------------------------------------------------------------------------
+# -- render_request -------------------------------------------------------------------------------
 
 
 def test_example_request_survives_parse_render_parse() -> None:
@@ -806,7 +685,7 @@ def test_images_in_tool_results_move_to_a_following_user_message() -> None:
 
 
 def test_long_tool_call_ids_are_shortened_identically_in_calls_and_results() -> None:
-    long_id = "gemini_" + "A" * 120  # e.g. a thought signature carried in the id (trap 9)
+    long_id = "gemini_" + "A" * 120  # e.g. a thought signature carried in the id (docs/traps.md #9)
     conversation = [
         assistant(ToolCall(id=long_id, name="f"), ToolCall(id="call_short", name="f")),
         user(
@@ -959,20 +838,7 @@ def test_reasoning_config_becomes_reasoning_effort(config: ReasoningConfig, effo
     assert rendered.get("reasoning_effort") == effort
 
 
-def test_render_request_does_not_mutate_its_input() -> None:
-    original = request(
-        system=[Text(text="s")],
-        messages=[assistant(ToolCall(id="x" * 50, name="f")), user(ToolResult(tool_call_id="x" * 50))],
-        stream=True,
-    )
-    snapshot = original.model_copy(deep=True)
-
-    chat.render_request(original)
-
-    assert original == snapshot
-
-
-# -- parse_response ------------------------------------------------------------------------------
+# -- parse_response -------------------------------------------------------------------------------
 
 
 def test_example_response_parses_field_by_field() -> None:
@@ -1047,7 +913,7 @@ def test_finish_reasons_map_to_stop_reasons(finish: str | None, reason: str | No
 
 
 def test_stop_with_tool_calls_means_tool_use() -> None:
-    """Trap 17: some compatible servers say 'stop' while calling tools."""
+    """docs/traps.md #17: some compatible servers say 'stop' while calling tools."""
     choice = {**EXAMPLE_RESPONSE["choices"][0], "finish_reason": "stop"}
 
     assert chat.parse_response({**EXAMPLE_RESPONSE, "choices": [choice]}).stop_reason == "tool_use"
@@ -1069,7 +935,7 @@ def test_missing_usage_counts_are_unknown_not_zero() -> None:
     assert chat.parse_response({**TEXT_RESPONSE, "usage": None}).usage == Usage()
 
 
-# -- render_response -----------------------------------------------------------------------------
+# -- render_response ------------------------------------------------------------------------------
 
 
 def test_rendered_response_is_a_valid_chat_completion_without_unknown_keys() -> None:
@@ -1161,7 +1027,7 @@ def test_response_survives_parse_render_parse() -> None:
     )
 
 
-# -- StreamDecoder -------------------------------------------------------------------------------
+# -- StreamDecoder --------------------------------------------------------------------------------
 
 
 def test_text_stream_example_decodes_to_events() -> None:
@@ -1187,7 +1053,7 @@ def test_tool_stream_example_decodes_to_events() -> None:
 
 
 def test_combined_chunk_splits_into_ordered_events() -> None:
-    """Trap 3: reasoning, text, tool call, finish and usage in one chunk; nothing dropped."""
+    """docs/traps.md #3: reasoning, text, tool call, finish and usage in one chunk; nothing dropped."""
     chunk = {
         "id": "x",
         "model": "m",
@@ -1242,39 +1108,8 @@ def test_mixed_stream_handles_comments_crlf_and_parallel_calls() -> None:
     ]
 
 
-@pytest.mark.parametrize("name", STREAMS)
-def test_streams_cut_at_every_byte_decode_like_one_feed(name: str) -> None:
-    stream = STREAMS[name]
-    whole = decode(stream)
-    for cut in range(1, len(stream)):
-        decoder = chat.StreamDecoder()
-        assert decoder.feed(stream[:cut]) + decoder.feed(stream[cut:]) + decoder.close() == whole, cut
-
-
-@pytest.mark.parametrize("name", STREAMS)
-def test_streams_fed_byte_by_byte_decode_like_one_feed(name: str) -> None:
-    stream = STREAMS[name]
-    decoder = chat.StreamDecoder()
-    events = [event for i in range(len(stream)) for event in decoder.feed(stream[i : i + 1])]
-
-    assert events + decoder.close() == decode(stream)
-
-
-@pytest.mark.parametrize(("stream", "body_"), PAIRS)
-def test_streamed_and_non_streamed_answers_agree(stream: bytes, body_: dict[str, Any]) -> None:
-    """Trap 2."""
-    streamed = response_from_events(decode(stream))
-    whole = chat.parse_response(body_)
-
-    assert (streamed.content, streamed.stop_reason, streamed.usage) == (
-        whole.content,
-        whole.stop_reason,
-        whole.usage,
-    )
-
-
 def test_openrouter_error_chunk_with_empty_choices_is_a_stream_error() -> None:
-    """Trap 6: numeric code, no type, after a processing comment."""
+    """docs/traps.md #6: numeric code, no type, after a processing comment."""
     stream = (
         b": OPENROUTER PROCESSING\n\n"
         b'data: {"id":"gen-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],'
@@ -1414,7 +1249,7 @@ def test_nothing_is_decoded_after_done() -> None:
 
 
 def test_decoder_state_is_per_instance() -> None:
-    """Trap 7: two interleaved streams do not share state."""
+    """docs/traps.md #7: two interleaved streams do not share state."""
     first, second = chat.StreamDecoder(), chat.StreamDecoder()
     half = len(STREAM_TOOL) // 2
     events_first = first.feed(STREAM_TOOL[:half])
@@ -1425,7 +1260,7 @@ def test_decoder_state_is_per_instance() -> None:
     assert events_second + second.close() == decode(STREAM_TEXT)
 
 
-# -- StreamEncoder -------------------------------------------------------------------------------
+# -- StreamEncoder --------------------------------------------------------------------------------
 
 
 def encode(events: list[Event], **fields: Any) -> bytes:
@@ -1503,7 +1338,7 @@ def test_usage_chunk_is_sent_only_when_the_client_asked() -> None:
 
 
 def test_usage_arriving_after_stop_is_still_reported() -> None:
-    """Trap 4."""
+    """docs/traps.md #4."""
     events: list[Event] = [
         MessageStart(id="m", model="x"),
         TextDelta(text="hi"),
@@ -1545,7 +1380,7 @@ def test_tool_call_chunks_follow_the_sdk_shape() -> None:
 
 
 def test_orphan_deltas_reasoning_and_empty_text_produce_no_chunks() -> None:
-    """Trap 1: no delta for a call that was never started, no empty chunks."""
+    """docs/traps.md #1: no delta for a call that was never started, no empty chunks."""
     chunks = chunks_of(
         encode(
             [
@@ -1620,22 +1455,16 @@ def test_close_finishes_a_stream_that_got_no_end() -> None:
     assert chunks[1]["choices"] == [] and chunks[1]["usage"]["total_tokens"] == 0
 
 
-# -- errors --------------------------------------------------------------------------------------
+# -- errors ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("code", sorted(CODES))
-def test_every_canonical_error_round_trips_through_the_envelope(code: str) -> None:
-    error = ProxyError(code, f"{code} happened", param="messages")
-    status, payload = chat.render_error(error)
-    parsed = chat.parse_error(status, payload)
+def test_rendered_errors_are_sdk_error_objects_that_keep_their_param(code: str) -> None:
+    """The round trip of code, status and message is tests/test_contract.py's."""
+    status, payload = chat.render_error(ProxyError(code, f"{code} happened", param="messages"))
 
     assert extra_keys(ErrorObject.model_validate(json.loads(payload)["error"])) == []
-    assert (parsed.code, parsed.status, parsed.message, parsed.param) == (
-        code,
-        error.status,
-        f"{code} happened",
-        "messages",
-    )
+    assert chat.parse_error(status, payload).param == "messages"
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,13 @@
 """OpenAI Responses translator: parse and render requests, responses, streams and errors.
 
-Fixtures are the examples of protocols.md §2, copied literally; rendered bodies are checked key by
-key against the official ``openai`` SDK types, and encoded streams are replayed through the SDK's
+Fixtures are the examples of docs/protocols.md §2, copied literally; rendered bodies are checked key
+by key against the official ``openai`` SDK types, and encoded streams are replayed through the SDK's
 own stream accumulator.
+
+What every protocol promises alike (render leaves its input alone, streams cut anywhere decode
+alike, a streamed answer equals the whole one, errors survive their envelope) is tested once, in
+tests/test_contract.py, over the examples of ``support.examples``; this file holds what is
+particular to Responses.
 """
 
 from __future__ import annotations
@@ -19,11 +24,19 @@ from openai.types.responses.response_create_params import (
 )
 from openai.types.shared import ErrorObject
 from pydantic import TypeAdapter
+from support.examples import RESPONSES, assistant, item_event, response_event, terminal_response, user
+from support.examples import RESPONSES_MIXED_OUTPUT as MIXED_OUTPUT
+from support.examples import RESPONSES_MIXED_RESPONSE as MIXED_RESPONSE
+from support.examples import RESPONSES_STREAM_FAILED as STREAM_FAILED
+from support.examples import RESPONSES_STREAM_MIXED as STREAM_MIXED
+from support.examples import RESPONSES_STREAM_REASONING as STREAM_REASONING
+from support.examples import RESPONSES_STREAM_TEXT as STREAM_TEXT
+from support.examples import RESPONSES_STREAM_TOOL as STREAM_TOOL
+from support.examples import responses_sse as sse
 
 # The sibling module's SDK conformance helpers (key-by-key TypedDict checks, SDK over a mock transport).
 from test_openai_chat import extra_keys, sdk_client, sdk_problems
 
-import translators
 from translators import openai_chat
 from translators import openai_responses as api
 from translators.assemble import response_from_events
@@ -33,7 +46,6 @@ from translators.canonical import (
     End,
     Event,
     Image,
-    Message,
     MessageStart,
     Reasoning,
     ReasoningConfig,
@@ -55,7 +67,7 @@ from translators.canonical import (
 )
 from translators.errors import CODES, ProxyError
 
-# -- fixtures: protocols.md §2 -------------------------------------------------------------------
+# -- fixtures: docs/protocols.md §2 ---------------------------------------------------------------
 
 EXAMPLE_REQUEST: dict[str, Any] = {
     "model": "gpt-5.5",
@@ -163,264 +175,11 @@ EXAMPLE_RESPONSE: dict[str, Any] = {
     "tools": [],
 }
 
-# §2.4 (a) plain text.
-STREAM_TEXT = rb"""event: response.created
-data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
 
-event: response.in_progress
-data: {"type":"response.in_progress","sequence_number":1,"response":{"id":"resp_1","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
-
-event: response.output_item.added
-data: {"type":"response.output_item.added","sequence_number":2,"output_index":0,"item":{"type":"message","id":"msg_1","role":"assistant","status":"in_progress","content":[]}}
-
-event: response.content_part.added
-data: {"type":"response.content_part.added","sequence_number":3,"item_id":"msg_1","output_index":0,"content_index":0,"part":{"type":"output_text","text":"","annotations":[]}}
-
-event: response.output_text.delta
-data: {"type":"response.output_text.delta","sequence_number":4,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hello","logprobs":[]}
-
-event: response.output_text.done
-data: {"type":"response.output_text.done","sequence_number":5,"item_id":"msg_1","output_index":0,"content_index":0,"text":"Hello","logprobs":[]}
-
-event: response.content_part.done
-data: {"type":"response.content_part.done","sequence_number":6,"item_id":"msg_1","output_index":0,"content_index":0,"part":{"type":"output_text","text":"Hello","annotations":[]}}
-
-event: response.output_item.done
-data: {"type":"response.output_item.done","sequence_number":7,"output_index":0,"item":{"type":"message","id":"msg_1","role":"assistant","status":"completed","content":[{"type":"output_text","text":"Hello","annotations":[]}]}}
-
-event: response.completed
-data: {"type":"response.completed","sequence_number":8,"response":{"id":"resp_1","object":"response","created_at":1767225600,"status":"completed","model":"gpt-5.5","output":[{"type":"message","id":"msg_1","role":"assistant","status":"completed","content":[{"type":"output_text","text":"Hello","annotations":[]}]}],"usage":{"input_tokens":9,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":0},"output_tokens":1,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":10}}}
-
-"""
-
-# §2.4 (b) one function call.
-STREAM_TOOL = rb"""event: response.created
-data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_2","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
-
-event: response.in_progress
-data: {"type":"response.in_progress","sequence_number":1,"response":{"id":"resp_2","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
-
-event: response.output_item.added
-data: {"type":"response.output_item.added","sequence_number":2,"output_index":0,"item":{"type":"function_call","id":"fc_1","call_id":"call_1","name":"get_weather","arguments":"","status":"in_progress"}}
-
-event: response.function_call_arguments.delta
-data: {"type":"response.function_call_arguments.delta","sequence_number":3,"item_id":"fc_1","output_index":0,"delta":"{\"city\":"}
-
-event: response.function_call_arguments.delta
-data: {"type":"response.function_call_arguments.delta","sequence_number":4,"item_id":"fc_1","output_index":0,"delta":"\"Paris\"}"}
-
-event: response.function_call_arguments.done
-data: {"type":"response.function_call_arguments.done","sequence_number":5,"item_id":"fc_1","output_index":0,"arguments":"{\"city\":\"Paris\"}"}
-
-event: response.output_item.done
-data: {"type":"response.output_item.done","sequence_number":6,"output_index":0,"item":{"type":"function_call","id":"fc_1","call_id":"call_1","name":"get_weather","arguments":"{\"city\":\"Paris\"}","status":"completed"}}
-
-event: response.completed
-data: {"type":"response.completed","sequence_number":7,"response":{"id":"resp_2","object":"response","created_at":1767225600,"status":"completed","model":"gpt-5.5","output":[{"type":"function_call","id":"fc_1","call_id":"call_1","name":"get_weather","arguments":"{\"city\":\"Paris\"}","status":"completed"}],"usage":{"input_tokens":50,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":0},"output_tokens":18,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":68}}}
-
-"""
-
-# §2.4 (c) reasoning summary, then text.
-STREAM_REASONING = r"""event: response.created
-data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_3","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
-
-event: response.in_progress
-data: {"type":"response.in_progress","sequence_number":1,"response":{"id":"resp_3","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
-
-event: response.output_item.added
-data: {"type":"response.output_item.added","sequence_number":2,"output_index":0,"item":{"type":"reasoning","id":"rs_1","summary":[]}}
-
-event: response.reasoning_summary_part.added
-data: {"type":"response.reasoning_summary_part.added","sequence_number":3,"item_id":"rs_1","output_index":0,"summary_index":0,"part":{"type":"summary_text","text":""}}
-
-event: response.reasoning_summary_text.delta
-data: {"type":"response.reasoning_summary_text.delta","sequence_number":4,"item_id":"rs_1","output_index":0,"summary_index":0,"delta":"Comparing units."}
-
-event: response.reasoning_summary_text.done
-data: {"type":"response.reasoning_summary_text.done","sequence_number":5,"item_id":"rs_1","output_index":0,"summary_index":0,"text":"Comparing units."}
-
-event: response.reasoning_summary_part.done
-data: {"type":"response.reasoning_summary_part.done","sequence_number":6,"item_id":"rs_1","output_index":0,"summary_index":0,"part":{"type":"summary_text","text":"Comparing units."}}
-
-event: response.output_item.done
-data: {"type":"response.output_item.done","sequence_number":7,"output_index":0,"item":{"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"Comparing units."}],"encrypted_content":"gAAAAABpXyZ0"}}
-
-event: response.output_item.added
-data: {"type":"response.output_item.added","sequence_number":8,"output_index":1,"item":{"type":"message","id":"msg_3","role":"assistant","status":"in_progress","content":[]}}
-
-event: response.content_part.added
-data: {"type":"response.content_part.added","sequence_number":9,"item_id":"msg_3","output_index":1,"content_index":0,"part":{"type":"output_text","text":"","annotations":[]}}
-
-event: response.output_text.delta
-data: {"type":"response.output_text.delta","sequence_number":10,"item_id":"msg_3","output_index":1,"content_index":0,"delta":"18 °C.","logprobs":[]}
-
-event: response.output_text.done
-data: {"type":"response.output_text.done","sequence_number":11,"item_id":"msg_3","output_index":1,"content_index":0,"text":"18 °C.","logprobs":[]}
-
-event: response.content_part.done
-data: {"type":"response.content_part.done","sequence_number":12,"item_id":"msg_3","output_index":1,"content_index":0,"part":{"type":"output_text","text":"18 °C.","annotations":[]}}
-
-event: response.output_item.done
-data: {"type":"response.output_item.done","sequence_number":13,"output_index":1,"item":{"type":"message","id":"msg_3","role":"assistant","status":"completed","content":[{"type":"output_text","text":"18 °C.","annotations":[]}]}}
-
-event: response.completed
-data: {"type":"response.completed","sequence_number":14,"response":{"id":"resp_3","object":"response","created_at":1767225600,"status":"completed","model":"gpt-5.5","output":[{"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"Comparing units."}],"encrypted_content":"gAAAAABpXyZ0"},{"type":"message","id":"msg_3","role":"assistant","status":"completed","content":[{"type":"output_text","text":"18 °C.","annotations":[]}]}],"usage":{"input_tokens":9,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":0},"output_tokens":30,"output_tokens_details":{"reasoning_tokens":26},"total_tokens":39}}}
-
-""".encode()
-
-# §2.4 failure at the end of a stream.
-STREAM_FAILED = rb"""event: response.created
-data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_4","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
-
-event: response.in_progress
-data: {"type":"response.in_progress","sequence_number":1,"response":{"id":"resp_4","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
-
-event: response.failed
-data: {"type":"response.failed","sequence_number":2,"response":{"id":"resp_4","object":"response","created_at":1767225600,"status":"failed","model":"gpt-5.5","output":[],"error":{"code":"server_error","message":"The server had an error processing your request."}}}
-
-"""
+STREAMS = RESPONSES.streams
 
 
-def sse(*events: dict[str, Any] | str, newline: str = "\n") -> bytes:
-    """A Responses stream of ``events`` (dicts get their ``event:`` line and sequence number;
-    strings are sent as they are, e.g. comments)."""
-    blocks = []
-    for number, event in enumerate(events):
-        if isinstance(event, str):
-            blocks.append(event + newline * 2)
-            continue
-        data = json.dumps({"type": event["type"], "sequence_number": number, **event}, ensure_ascii=False)
-        blocks.append(f"event: {event['type']}{newline}data: {data}{newline}{newline}")
-    return "".join(blocks).encode()
-
-
-MIXED_OUTPUT: list[dict[str, Any]] = [
-    {
-        "type": "reasoning",
-        "id": "rs_m",
-        "summary": [
-            {"type": "summary_text", "text": "Weather first,"},
-            {"type": "summary_text", "text": "then the time."},
-        ],
-        "encrypted_content": "enc_m",
-    },
-    {
-        "type": "message",
-        "id": "msg_m",
-        "role": "assistant",
-        "status": "completed",
-        "content": [{"type": "output_text", "text": "It is 18 °C in Paris.", "annotations": []}],
-    },
-    {
-        "type": "function_call",
-        "id": "fc_a",
-        "call_id": "call_a",
-        "name": "get_weather",
-        "arguments": '{"city":"Paris"}',
-        "status": "completed",
-    },
-    {
-        "type": "function_call",
-        "id": "fc_b",
-        "call_id": "call_b",
-        "name": "get_time",
-        "arguments": "{}",
-        "status": "completed",
-    },
-]
-MIXED_USAGE: dict[str, Any] = {
-    "input_tokens": 30,
-    "input_tokens_details": {"cached_tokens": 8, "cache_write_tokens": 0},
-    "output_tokens": 12,
-    "output_tokens_details": {"reasoning_tokens": 5},
-    "total_tokens": 42,
-}
-# The non-streamed answer equal to STREAM_MIXED (trap 2).
-MIXED_RESPONSE: dict[str, Any] = {
-    "id": "resp_m",
-    "object": "response",
-    "created_at": 1,
-    "status": "completed",
-    "model": "m-1",
-    "output": MIXED_OUTPUT,
-    "usage": MIXED_USAGE,
-}
-
-
-def _lifecycle(kind: str, **fields: Any) -> dict[str, Any]:
-    base = {
-        "id": "resp_m",
-        "object": "response",
-        "created_at": 1,
-        "model": "m-1",
-        "output": [],
-        "usage": None,
-    }
-    return {"type": kind, "response": {**base, **fields}}
-
-
-def _on(item_id: str, index: int, kind: str, **fields: Any) -> dict[str, Any]:
-    return {"type": kind, "item_id": item_id, "output_index": index, **fields}
-
-
-# Two summary parts, text with a multi-byte character, two overlapping calls (one with its whole
-# arguments in a single delta), an unknown event, a keep-alive comment and CRLF framing.
-STREAM_MIXED = sse(
-    _lifecycle("response.created", status="in_progress"),
-    ": keep-alive",
-    _lifecycle("response.in_progress", status="in_progress"),
-    {"type": "response.output_item.added", "output_index": 0, "item": {**MIXED_OUTPUT[0], "summary": []}},
-    _on("rs_m", 0, "response.reasoning_summary_part.added", summary_index=0, part={"type": "summary_text"}),
-    _on("rs_m", 0, "response.reasoning_summary_text.delta", summary_index=0, delta="Weather first,"),
-    _on("rs_m", 0, "response.reasoning_summary_text.done", summary_index=0, text="Weather first,"),
-    _on("rs_m", 0, "response.reasoning_summary_text.delta", summary_index=1, delta="then the time."),
-    {"type": "response.output_item.done", "output_index": 0, "item": MIXED_OUTPUT[0]},
-    {
-        "type": "response.output_item.added",
-        "output_index": 1,
-        "item": {**MIXED_OUTPUT[1], "status": "in_progress", "content": []},
-    },
-    _on("msg_m", 1, "response.output_text.delta", content_index=0, delta="It is 18 °C", logprobs=[]),
-    _on("msg_m", 1, "response.output_text.delta", content_index=0, delta=" in Paris.", logprobs=[]),
-    _on("msg_m", 1, "response.output_text.done", content_index=0, text="It is 18 °C in Paris.", logprobs=[]),
-    {"type": "response.output_item.done", "output_index": 1, "item": MIXED_OUTPUT[1]},
-    {
-        "type": "response.output_item.added",
-        "output_index": 2,
-        "item": {**MIXED_OUTPUT[2], "arguments": "", "status": "in_progress"},
-    },
-    {
-        "type": "response.output_item.added",
-        "output_index": 3,
-        "item": {**MIXED_OUTPUT[3], "arguments": "", "status": "in_progress"},
-    },
-    _on("fc_b", 3, "response.function_call_arguments.delta", delta="{}"),
-    _on("fc_a", 2, "response.function_call_arguments.delta", delta='{"city":'),
-    {"type": "response.future_event", "detail": "ignored"},
-    _on("fc_a", 2, "response.function_call_arguments.delta", delta='"Paris"}'),
-    {"type": "response.output_item.done", "output_index": 3, "item": MIXED_OUTPUT[3]},
-    {"type": "response.output_item.done", "output_index": 2, "item": MIXED_OUTPUT[2]},
-    _lifecycle("response.completed", status="completed", output=MIXED_OUTPUT, usage=MIXED_USAGE),
-    newline="\r\n",
-)
-
-
-def terminal_response(stream: bytes) -> dict[str, Any]:
-    """The response object of a stream's last event: the non-streamed twin of the stream."""
-    last = stream.decode().strip().split("\n")[-1].strip()
-    return json.loads(last.removeprefix("data: "))["response"]
-
-
-COMPLETE_STREAMS = {
-    "text": STREAM_TEXT,
-    "tool": STREAM_TOOL,
-    "reasoning": STREAM_REASONING,
-    "mixed": STREAM_MIXED,
-}
-STREAMS = {**COMPLETE_STREAMS, "failed": STREAM_FAILED}
-
-
-# -- helpers -------------------------------------------------------------------------------------
+# -- helpers --------------------------------------------------------------------------------------
 
 EVENT = TypeAdapter(ResponseStreamEvent)
 # Left out on purpose: with ``store: false`` the API would look these ids up and fail.
@@ -487,14 +246,6 @@ def body(**fields: Any) -> dict[str, Any]:
     return {"model": "gpt-5.5", "input": "hi", **fields}
 
 
-def user(*parts: Any) -> Message:
-    return Message(role="user", content=list(parts))
-
-
-def assistant(*parts: Any) -> Message:
-    return Message(role="assistant", content=list(parts))
-
-
 def rejection(value: Any, **kwargs: Any) -> ProxyError:
     with pytest.raises(ProxyError) as caught:
         api.parse_request(value, **kwargs)
@@ -502,11 +253,7 @@ def rejection(value: Any, **kwargs: Any) -> ProxyError:
     return caught.value
 
 
-def test_the_module_is_registered_under_its_name() -> None:
-    assert translators.get("openai-responses") is api
-
-
-# -- parse_request -------------------------------------------------------------------------------
+# -- parse_request --------------------------------------------------------------------------------
 
 
 def test_example_request_parses_field_by_field() -> None:
@@ -615,7 +362,7 @@ def test_images_keep_https_urls_and_split_data_urls() -> None:
 
 
 def test_one_assistant_turn_of_replayed_items_is_one_message() -> None:
-    """Codex replays a turn as separate items: reasoning, message, calls (trap 22)."""
+    """Codex replays a turn as separate items: reasoning, message, calls (docs/traps.md #22)."""
     parsed = api.parse_request(
         body(
             input=[
@@ -799,7 +546,7 @@ def test_model_and_stream_arguments_override_the_body() -> None:
 
 
 def test_previous_response_id_is_refused_with_advice() -> None:
-    """Trap 11: a stateless proxy cannot reproduce the provider's stored conversation."""
+    """docs/traps.md #11: a stateless proxy cannot reproduce the provider's stored conversation."""
     error = rejection(body(previous_response_id="resp_123"))
 
     assert error.message == (
@@ -890,7 +637,7 @@ def test_store_false_or_absent_and_null_state_fields_are_fine() -> None:
     ],
 )
 def test_untranslatable_content_is_refused_naming_where(value: dict[str, Any], path: str) -> None:
-    """A same-protocol route passes these through without parsing (trap 22)."""
+    """A same-protocol route passes these through without parsing (docs/traps.md #22)."""
     message = rejection(value).message
 
     assert message.startswith(f"{path}: ") and "cannot be translated" in message
@@ -950,7 +697,7 @@ def test_malformed_requests_are_rejected_with_their_key_path(value: Any, expecte
     assert rejection(value).message == expected
 
 
-# -- render_request ------------------------------------------------------------------------------
+# -- render_request -------------------------------------------------------------------------------
 
 
 def test_example_request_survives_parse_render_parse() -> None:
@@ -983,7 +730,7 @@ def test_system_parts_become_instructions() -> None:
 
 
 def test_assistant_turns_become_typed_items_in_part_order() -> None:
-    """Reasoning stays before the calls it preceded (trap 11); ids are left out (``store: false``)."""
+    """Reasoning stays before the calls it preceded (docs/traps.md #11); ids are left out (``store: false``)."""
     rendered = api.render_request(
         request(
             messages=[
@@ -1022,7 +769,7 @@ def test_assistant_turns_become_typed_items_in_part_order() -> None:
 
 
 def test_foreign_or_unsigned_reasoning_is_dropped() -> None:
-    """Trap 13: encrypted_content is bound to OpenAI; other signatures never travel there."""
+    """docs/traps.md #13: encrypted_content is bound to OpenAI; other signatures never travel there."""
     rendered = api.render_request(
         request(
             messages=[
@@ -1089,7 +836,7 @@ def test_tool_results_become_call_outputs_with_images_as_parts() -> None:
 
 
 def test_long_tool_call_ids_are_shortened_identically_in_calls_and_results() -> None:
-    """Trap 7: foreign ids (e.g. Gemini signatures carried in the id) exceed OpenAI's limits."""
+    """docs/traps.md #7: foreign ids (e.g. Gemini signatures carried in the id) exceed OpenAI's limits."""
     long_id = "gemini_" + "A" * 120
     conversation = [
         assistant(ToolCall(id=long_id, name="f"), ToolCall(id="call_short", name="f")),
@@ -1190,32 +937,13 @@ def test_reasoning_config_becomes_effort_and_asks_for_encrypted_reasoning(
     rendered = api.render_request(request(messages=[user(Text(text="hi"))], reasoning=config))
 
     assert rendered.get("reasoning") == reasoning
-    # Replaying reasoning with store: false needs its encrypted content (trap 11).
+    # Replaying reasoning with store: false needs its encrypted content (docs/traps.md #11).
     thinking = reasoning is not None and reasoning["effort"] != "none"
     assert rendered.get("include") == (["reasoning.encrypted_content"] if thinking else None)
     assert sdk_request_problems(rendered) == []
 
 
-def test_render_request_does_not_mutate_its_input() -> None:
-    original = request(
-        system=[Text(text="s")],
-        messages=[
-            assistant(
-                Reasoning(text="r", signature="e", origin="openai-responses"), ToolCall(id="x" * 50, name="f")
-            ),
-            user(ToolResult(tool_call_id="x" * 50, content=[Image(data="AA", media_type="image/png")])),
-        ],
-        tools=[Tool(name="f")],
-        stream=True,
-    )
-    snapshot = original.model_copy(deep=True)
-
-    api.render_request(original)
-
-    assert original == snapshot
-
-
-# -- parse_response ------------------------------------------------------------------------------
+# -- parse_response -------------------------------------------------------------------------------
 
 
 def test_example_response_parses_field_by_field() -> None:
@@ -1289,7 +1017,7 @@ def test_refusal_part_is_text_with_stop_reason_refusal() -> None:
 def test_status_and_items_decide_the_stop_reason(
     status: str, details: dict[str, Any] | None, calls: bool, reason: str | None
 ) -> None:
-    """Responses has no finish reason (trap 14): tool use is read from the items."""
+    """Responses has no finish reason (docs/traps.md #14): tool use is read from the items."""
     output = EXAMPLE_RESPONSE["output"] if calls else EXAMPLE_RESPONSE["output"][:2]
     parsed = api.parse_response(
         {**EXAMPLE_RESPONSE, "status": status, "incomplete_details": details, "output": output}
@@ -1312,7 +1040,7 @@ def test_a_non_object_response_is_an_upstream_error() -> None:
     assert caught.value.code == "upstream_error"
 
 
-# -- render_response -----------------------------------------------------------------------------
+# -- render_response ------------------------------------------------------------------------------
 
 FOREIGN_RESPONSE = ChatResponse(
     id="msg_1",
@@ -1442,7 +1170,7 @@ def test_response_survives_parse_render_parse() -> None:
         )
 
 
-# -- StreamDecoder -------------------------------------------------------------------------------
+# -- StreamDecoder --------------------------------------------------------------------------------
 
 ORIGIN = "openai-responses"
 
@@ -1504,7 +1232,7 @@ def test_reasoning_stream_example_decodes_to_events() -> None:
 
 
 def test_failed_stream_example_is_a_stream_error() -> None:
-    """Trap 6: an error after HTTP 200."""
+    """docs/traps.md #6: an error after HTTP 200."""
     events = decode(STREAM_FAILED)
 
     assert events[0] == MessageStart(id="resp_4", model="gpt-5.5")
@@ -1546,48 +1274,16 @@ def test_mixed_stream_keys_calls_by_output_index_and_joins_summary_parts() -> No
     ]
 
 
-@pytest.mark.parametrize("name", STREAMS)
-def test_streams_cut_at_every_byte_decode_like_one_feed(name: str) -> None:
-    stream = STREAMS[name]
-    whole = decode(stream)
-    for cut in range(1, len(stream)):
-        decoder = api.StreamDecoder()
-        assert decoder.feed(stream[:cut]) + decoder.feed(stream[cut:]) + decoder.close() == whole, cut
-
-
-@pytest.mark.parametrize("name", STREAMS)
-def test_streams_fed_byte_by_byte_decode_like_one_feed(name: str) -> None:
-    stream = STREAMS[name]
-    decoder = api.StreamDecoder()
-    events = [event for i in range(len(stream)) for event in decoder.feed(stream[i : i + 1])]
-
-    assert events + decoder.close() == decode(stream)
-
-
-@pytest.mark.parametrize("name", COMPLETE_STREAMS)
-def test_streamed_and_non_streamed_answers_agree(name: str) -> None:
-    """Trap 2: the terminal event's response object is the non-streamed answer."""
-    stream = COMPLETE_STREAMS[name]
-    streamed = response_from_events(decode(stream))
-    whole = api.parse_response(terminal_response(stream))
-
-    assert streamed == whole
-
-
-def test_mixed_stream_agrees_with_its_non_streamed_twin() -> None:
-    assert response_from_events(decode(STREAM_MIXED)) == api.parse_response(MIXED_RESPONSE)
-
-
 def test_items_sent_whole_without_deltas_are_not_lost() -> None:
     """Some servers send output_item.done only; the SDK rebuilds from those too."""
     message = MIXED_OUTPUT[1]
     call = MIXED_OUTPUT[2]
     stream = sse(
-        _lifecycle("response.created", status="in_progress"),
+        response_event("response.created", status="in_progress"),
         {"type": "response.output_item.done", "output_index": 0, "item": MIXED_OUTPUT[0]},
         {"type": "response.output_item.done", "output_index": 1, "item": message},
         {"type": "response.output_item.done", "output_index": 2, "item": call},
-        _lifecycle("response.completed", status="completed", output=MIXED_OUTPUT[:3]),
+        response_event("response.completed", status="completed", output=MIXED_OUTPUT[:3]),
     )
 
     assert decode(stream)[1:-2] == [
@@ -1615,10 +1311,10 @@ def test_incomplete_streams_stop_for_their_reason(details: dict[str, str], reaso
 
 def test_streamed_refusal_is_text_with_stop_reason_refusal() -> None:
     stream = sse(
-        _lifecycle("response.created", status="in_progress"),
-        _on("msg_r", 0, "response.refusal.delta", content_index=0, delta="No."),
-        _on("msg_r", 0, "response.refusal.done", content_index=0, refusal="No."),
-        _lifecycle("response.completed", status="completed"),
+        response_event("response.created", status="in_progress"),
+        item_event("msg_r", 0, "response.refusal.delta", content_index=0, delta="No."),
+        item_event("msg_r", 0, "response.refusal.done", content_index=0, refusal="No."),
+        response_event("response.completed", status="completed"),
     )
 
     assert decode(stream)[1:] == [TextDelta(text="No."), Stop(reason="refusal"), End()]
@@ -1645,12 +1341,12 @@ def test_streamed_refusal_is_text_with_stop_reason_refusal() -> None:
 def test_error_events_are_stream_errors_with_canonical_codes(
     payload: dict[str, Any], code: str, provider_type: str | None
 ) -> None:
-    """Trap 6: ``event: error`` after HTTP 200 ends the stream; later events are ignored."""
+    """docs/traps.md #6: ``event: error`` after HTTP 200 ends the stream; later events are ignored."""
     stream = sse(
-        _lifecycle("response.created", status="in_progress"),
-        _on("msg_1", 0, "response.output_text.delta", content_index=0, delta="Hello", logprobs=[]),
+        response_event("response.created", status="in_progress"),
+        item_event("msg_1", 0, "response.output_text.delta", content_index=0, delta="Hello", logprobs=[]),
         {"type": "error", **payload},
-        _on("msg_1", 0, "response.output_text.delta", content_index=0, delta="late", logprobs=[]),
+        item_event("msg_1", 0, "response.output_text.delta", content_index=0, delta="late", logprobs=[]),
     )
     events = decode(stream)
 
@@ -1685,7 +1381,7 @@ def test_nothing_is_decoded_after_the_terminal_event() -> None:
 
 
 def test_decoder_state_is_per_instance() -> None:
-    """Trap 7: two interleaved streams do not share state."""
+    """docs/traps.md #7: two interleaved streams do not share state."""
     first, second = api.StreamDecoder(), api.StreamDecoder()
     half = len(STREAM_MIXED) // 2
     events_first = first.feed(STREAM_MIXED[:half])
@@ -1696,7 +1392,7 @@ def test_decoder_state_is_per_instance() -> None:
     assert events_second + second.close() == decode(STREAM_TOOL)
 
 
-# -- StreamEncoder -------------------------------------------------------------------------------
+# -- StreamEncoder --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", STREAMS)
@@ -1775,7 +1471,7 @@ def test_reasoning_becomes_a_summary_item_carrying_our_encrypted_content() -> No
 
 
 def test_foreign_signatures_never_become_encrypted_content() -> None:
-    """Trap 13: another provider's signature would be rejected by OpenAI on the next turn."""
+    """docs/traps.md #13: another provider's signature would be rejected by OpenAI on the next turn."""
     payloads = frames(
         encode(
             [
@@ -1950,7 +1646,7 @@ def test_the_sdk_iterates_a_raw_encoded_stream() -> None:
 
 
 def test_usage_arriving_after_stop_is_in_the_terminal_event() -> None:
-    """Trap 4: the terminal event waits for End."""
+    """docs/traps.md #4: the terminal event waits for End."""
     events: list[Event] = [
         MessageStart(id="m", model="x"),
         TextDelta(text="hi"),
@@ -1991,7 +1687,7 @@ def test_stop_reasons_choose_the_terminal_event(reason: Any, kind: str, incomple
 
 
 def test_orphan_deltas_and_empty_text_produce_no_items() -> None:
-    """Trap 1: no item for nothing, no delta for a call that was never started."""
+    """docs/traps.md #1: no item for nothing, no delta for a call that was never started."""
     stream = encode(
         [
             MessageStart(id="m", model="x"),
@@ -2125,22 +1821,16 @@ def test_events_before_message_start_still_begin_with_response_created() -> None
     ]
 
 
-# -- errors --------------------------------------------------------------------------------------
+# -- errors ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("code", sorted(CODES))
-def test_every_canonical_error_round_trips_through_the_envelope(code: str) -> None:
-    error = ProxyError(code, f"{code} happened", param="input")
-    status, payload = api.render_error(error)
-    parsed = api.parse_error(status, payload)
+def test_rendered_errors_are_sdk_error_objects_that_keep_their_param(code: str) -> None:
+    """The round trip of code, status and message is tests/test_contract.py's."""
+    status, payload = api.render_error(ProxyError(code, f"{code} happened", param="input"))
 
     assert extra_keys(ErrorObject.model_validate(json.loads(payload)["error"])) == []
-    assert (parsed.code, parsed.status, parsed.message, parsed.param) == (
-        code,
-        error.status,
-        f"{code} happened",
-        "input",
-    )
+    assert api.parse_error(status, payload).param == "input"
 
 
 def test_the_envelope_is_chat_completions_and_529_becomes_503() -> None:
