@@ -159,6 +159,10 @@ class TranslateResponses:
             self._upstream_error(flow, ex)
         elif not ex.stream and ex.operation == "generate":
             self._translate_body(flow, ex)
+        exchange.publish(flow)  # saved flows keep the usage, the decisions and the final error
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        exchange.publish(flow)
 
     def _upstream_error(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
         response = flow.response
