@@ -1,9 +1,6 @@
 """translators.anthropic against docs/protocols.md §3 and the anthropic SDK's own types and stream code.
 
-What every protocol promises alike (render leaves its input alone, streams cut anywhere decode
-alike, a streamed answer equals the whole one, errors survive their envelope) is tested once, in
-tests/test_contract.py, over the examples of ``support.examples``; this file holds what is
-particular to Anthropic.
+The promises every protocol shares are tests/test_contract.py's; here is what only Anthropic does.
 """
 
 from __future__ import annotations

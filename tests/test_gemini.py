@@ -1,9 +1,6 @@
 """The Gemini protocol module: requests, responses, streams and errors (docs/protocols.md §4).
 
-What every protocol promises alike (render leaves its input alone, streams cut anywhere decode
-alike, a streamed answer equals the whole one, errors survive their envelope) is tested once, in
-tests/test_contract.py, over the examples of ``support.examples``; this file holds what is
-particular to Gemini.
+The promises every protocol shares are tests/test_contract.py's; here is what only Gemini does.
 """
 
 from __future__ import annotations

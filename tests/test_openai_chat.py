@@ -4,10 +4,7 @@ Fixtures are the examples of docs/protocols.md §1, copied literally; rendered b
 by key against the official ``openai`` SDK types, and streams are replayed through the SDK's own
 stream parser.
 
-What every protocol promises alike (render leaves its input alone, streams cut anywhere decode
-alike, a streamed answer equals the whole one, errors survive their envelope) is tested once, in
-tests/test_contract.py, over the examples of ``support.examples``; this file holds what is
-particular to Chat.
+The promises every protocol shares are tests/test_contract.py's; here is what only Chat does.
 """
 
 from __future__ import annotations
@@ -1495,17 +1492,18 @@ def test_provider_type_is_kept_and_529_becomes_503() -> None:
     assert json.loads(payload)["error"]["type"] == "overloaded_error"
 
 
-@pytest.mark.parametrize(
-    ("status", "exception"),
-    [
-        (400, openai.BadRequestError),
-        (401, openai.AuthenticationError),
-        (403, openai.PermissionDeniedError),
-        (404, openai.NotFoundError),
-        (429, openai.RateLimitError),
-        (503, openai.InternalServerError),
-    ],
-)
+# HTTP status -> the exception the OpenAI SDK raises for it (Chat and Responses alike).
+SDK_ERRORS: list[tuple[int, type[openai.APIStatusError]]] = [
+    (400, openai.BadRequestError),
+    (401, openai.AuthenticationError),
+    (403, openai.PermissionDeniedError),
+    (404, openai.NotFoundError),
+    (429, openai.RateLimitError),
+    (503, openai.InternalServerError),
+]
+
+
+@pytest.mark.parametrize(("status", "exception"), SDK_ERRORS)
 def test_the_sdk_reads_rendered_errors(status: int, exception: type[openai.APIStatusError]) -> None:
     error = ProxyError.from_status(status, "nope")
     client = sdk_client(*chat.render_error(error), content_type="application/json")

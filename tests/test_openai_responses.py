@@ -4,10 +4,7 @@ Fixtures are the examples of docs/protocols.md §2, copied literally; rendered b
 by key against the official ``openai`` SDK types, and encoded streams are replayed through the SDK's
 own stream accumulator.
 
-What every protocol promises alike (render leaves its input alone, streams cut anywhere decode
-alike, a streamed answer equals the whole one, errors survive their envelope) is tested once, in
-tests/test_contract.py, over the examples of ``support.examples``; this file holds what is
-particular to Responses.
+The promises every protocol shares are tests/test_contract.py's; here is what only Responses does.
 """
 
 from __future__ import annotations
@@ -34,8 +31,9 @@ from support.examples import RESPONSES_STREAM_TEXT as STREAM_TEXT
 from support.examples import RESPONSES_STREAM_TOOL as STREAM_TOOL
 from support.examples import responses_sse as sse
 
-# The sibling module's SDK conformance helpers (key-by-key TypedDict checks, SDK over a mock transport).
-from test_openai_chat import extra_keys, sdk_client, sdk_problems
+# The sibling module's SDK conformance helpers (key-by-key TypedDict checks, SDK over a mock transport,
+# the SDK's exception per status).
+from test_openai_chat import SDK_ERRORS, extra_keys, sdk_client, sdk_problems
 
 from translators import openai_chat
 from translators import openai_responses as api
@@ -1844,17 +1842,7 @@ def test_the_envelope_is_chat_completions_and_529_becomes_503() -> None:
     }
 
 
-@pytest.mark.parametrize(
-    ("status", "exception"),
-    [
-        (400, openai.BadRequestError),
-        (401, openai.AuthenticationError),
-        (403, openai.PermissionDeniedError),
-        (404, openai.NotFoundError),
-        (429, openai.RateLimitError),
-        (503, openai.InternalServerError),
-    ],
-)
+@pytest.mark.parametrize(("status", "exception"), SDK_ERRORS)
 def test_the_sdk_reads_rendered_errors(status: int, exception: type[openai.APIStatusError]) -> None:
     error = ProxyError.from_status(status, "nope")
     client = sdk_client(*api.render_error(error), content_type="application/json")
