@@ -288,7 +288,8 @@ def test_a_body_that_is_not_an_object_is_an_invalid_request(body):
 
 
 def test_a_count_tokens_body_parses_once_the_caller_supplies_max_tokens():
-    """count_tokens bodies have no max_tokens (docs/traps.md #21); the local estimator adds one to parse them."""
+    """count_tokens bodies have no max_tokens (docs/traps.md #21); the local estimator adds one to
+    parse them."""
     body = {k: v for k, v in REQUEST_EXAMPLE.items() if k not in ("max_tokens", "stream", "metadata")}
     req = proto.parse_request({**body, "max_tokens": 1})
     assert len(req.messages) == 3 and req.tools[0].name == "get_weather"
@@ -1549,7 +1550,9 @@ ERROR_TABLE = [(status, code, type_, SDK_EXCEPTIONS[status]) for status, code, t
 
 
 @pytest.mark.parametrize(("status", "code", "error_type", "exception"), ERROR_TABLE)
-def test_rendered_errors_are_anthropic_envelopes_that_keep_the_error_type(status, code, error_type, exception):
+def test_rendered_errors_are_anthropic_envelopes_that_keep_the_error_type(
+    status, code, error_type, exception
+):
     """The round trip of code, status and message is tests/test_contract.py's."""
     _, body = proto.render_error(ProxyError(code, "went wrong: 18 °C", status=status))
     envelope = json.loads(body)

@@ -52,7 +52,8 @@ def signature_problems(where: str, expected: Any, got: Any) -> list[str]:
     ]
     names = {p.name for p in wanted}
     extra = [p for p in have.values() if p.name not in names and p.name != "self"]
-    return problems + [f"{where}: extra parameter {p.name!r} has no default" for p in extra if p.default is p.empty]
+    required = [p.name for p in extra if p.default is p.empty]
+    return problems + [f"{where}: extra parameter {name!r} has no default" for name in required]
 
 
 def members_missing(value: Any, surface: type, where: str) -> list[str]:

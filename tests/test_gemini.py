@@ -160,7 +160,8 @@ class TestParseRequest:
         assert request.reasoning == ReasoningConfig(budget_tokens=2048, include_thoughts=True)
 
     def test_model_comes_from_the_url_and_the_models_prefix_is_dropped(self) -> None:
-        assert parse({"contents": [user("hi")]}, model="models/gemini-2.5-pro", stream=True).model == "gemini-2.5-pro"
+        request = parse({"contents": [user("hi")]}, model="models/gemini-2.5-pro", stream=True)
+        assert request.model == "gemini-2.5-pro"
         assert parse({"contents": [user("hi")]}, stream=True).stream is True
 
     @pytest.mark.parametrize("model", [None, ""])
@@ -264,8 +265,9 @@ class TestParseRequest:
 
     def test_images_inside_a_function_response_are_kept(self) -> None:
         body = {"contents": [{"role": "model", "parts": [{"functionCall": {"name": "shot"}}]},
-                             {"parts": [{"functionResponse": {"name": "shot", "response": {"output": "ok"},
-                                         "parts": [{"inlineData": {"mimeType": "image/png", "data": "iVBO"}}]}}]}]}
+                             {"parts": [{"functionResponse": {
+                                 "name": "shot", "response": {"output": "ok"},
+                                 "parts": [{"inlineData": {"mimeType": "image/png", "data": "iVBO"}}]}}]}]}
         result = parse(body).messages[1].content[0]
         assert result.content == [Text(text="ok"), Image(media_type="image/png", data="iVBO")]
 
@@ -293,12 +295,14 @@ class TestParseRequest:
         assert [t.name for t in request.tools] == ["a", "c"]
 
     def test_a_declaration_without_parameters_takes_no_arguments(self) -> None:
-        tool = parse({"contents": [user("x")], "tools": [{"functionDeclarations": [{"name": "now"}]}]}).tools[0]
+        body = {"contents": [user("x")], "tools": [{"functionDeclarations": [{"name": "now"}]}]}
+        tool = parse(body).tools[0]
         assert tool.parameters == {"type": "object", "properties": {}}
 
     @pytest.mark.parametrize(("config", "expected"), [
         ({"responseMimeType": "application/json"}, ResponseFormat(type="json_object")),
-        ({"response_mime_type": "application/json", "response_schema": {"type": "ARRAY", "items": {"type": "STRING"}}},
+        ({"response_mime_type": "application/json",
+          "response_schema": {"type": "ARRAY", "items": {"type": "STRING"}}},
          ResponseFormat(type="json_schema", json_schema={"type": "array", "items": {"type": "string"}})),
         ({"responseMimeType": "text/plain"}, None),
     ])
@@ -309,23 +313,27 @@ class TestParseRequest:
         ({"thinkingBudget": 0}, ReasoningConfig(enabled=False)),
         ({"thinkingBudget": -1}, ReasoningConfig(effort="medium")),
         ({"thinkingBudget": 512}, ReasoningConfig(budget_tokens=512)),
-        ({"thinkingLevel": "LOW", "includeThoughts": True}, ReasoningConfig(effort="low", include_thoughts=True)),
+        ({"thinkingLevel": "LOW", "includeThoughts": True},
+         ReasoningConfig(effort="low", include_thoughts=True)),
     ])
     def test_thinking_config(self, thinking: dict, expected: ReasoningConfig) -> None:
         body = {"contents": [user("x")], "generationConfig": {"thinkingConfig": thinking}}
         assert parse(body).reasoning == expected
 
     def test_sampling_fields(self) -> None:
-        config = {"topK": 40, "seed": 7, "presencePenalty": 0.5, "frequency_penalty": -0.5, "candidateCount": 1}
+        config = {"topK": 40, "seed": 7, "presencePenalty": 0.5, "frequency_penalty": -0.5,
+                  "candidateCount": 1}
         request = parse({"contents": [user("x")], "generationConfig": config})
-        assert (request.top_k, request.seed, request.presence_penalty, request.frequency_penalty) == (40, 7, 0.5, -0.5)
+        assert (request.top_k, request.seed) == (40, 7)
+        assert (request.presence_penalty, request.frequency_penalty) == (0.5, -0.5)
 
     @pytest.mark.parametrize(("body", "match"), [
         ({"contents": [{"parts": [{"inlineData": {"mimeType": "audio/wav", "data": "UklG"}}]}]},
          r"^contents\[0\]\.parts\[0\]\.inlineData: inline data of type 'audio/wav' cannot be translated"),
         ({"contents": [{"parts": [{"fileData": {"mimeType": "application/pdf", "fileUri": "gs://x"}}]}]},
          r"^contents\[0\]\.parts\[0\]\.fileData: a file of type 'application/pdf' cannot be translated"),
-        ({"contents": [{"role": "model", "parts": [{"executableCode": {"code": "1", "language": "PYTHON"}}]}]},
+        ({"contents": [{"role": "model",
+                        "parts": [{"executableCode": {"code": "1", "language": "PYTHON"}}]}]},
          r"^contents\[0\]\.parts\[0\]\.executableCode: .*cannot be translated"),
         ({"contents": [user("x")], "tools": [{"googleSearch": {}}]},
          r"^tools\[0\]\.googleSearch: a server-side tool cannot be translated"),
@@ -345,7 +353,8 @@ class TestParseRequest:
         ([], r"^body: expected a JSON object$"),
         ({}, r"^contents: expected a list"),
         ({"contents": [{"role": "user", "parts": []}]}, r"^contents\[0\]\.parts: expected a non-empty list$"),
-        ({"contents": [{"role": "system", "parts": [{"text": "x"}]}]}, r"^contents\[0\]\.role: unknown role 'system'"),
+        ({"contents": [{"role": "system", "parts": [{"text": "x"}]}]},
+         r"^contents\[0\]\.role: unknown role 'system'"),
         ({"contents": [user("x"), {"parts": ["x"]}]}, r"^contents\[1\]\.parts\[0\]: expected an object$"),
         ({"contents": [{"parts": [{"videoMetadata": {}}]}]}, r"^contents\[0\]\.parts\[0\]: no text"),
         ({"contents": [{"parts": [{"functionCall": {"name": "f"}}]}]},
@@ -380,8 +389,8 @@ class TestParseRequest:
         assert parse(body).messages
 
     def test_unknown_top_level_keys_are_ignored(self) -> None:
-        body = {"contents": [user("x")], "safetySettings": [{"category": "HARM_CATEGORY_HATE_SPEECH",
-                                                             "threshold": "BLOCK_NONE"}], "labels": {"a": "b"}}
+        safety = [{"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "BLOCK_NONE"}]
+        body = {"contents": [user("x")], "safetySettings": safety, "labels": {"a": "b"}}
         assert parse(body).messages == [Message(role="user", content=[Text(text="x")])]
 
 
@@ -443,7 +452,8 @@ class TestRenderRequest:
         """docs/traps.md #10: names looked up from the calls, object responses, images kept after them."""
         body = render(messages=[
             Message(role="user", content=[Text(text="go")]),
-            Message(role="assistant", content=[call("toolu_1", "read", signature=SIG), call("toolu_2", "shot")]),
+            Message(role="assistant", content=[
+                call("toolu_1", "read", signature=SIG), call("toolu_2", "shot")]),
             Message(role="user", content=[ToolResult(tool_call_id="toolu_1", content=[Text(text="plain")])]),
             Message(role="user", content=[
                 ToolResult(tool_call_id="toolu_2", content=[
@@ -471,14 +481,17 @@ class TestRenderRequest:
     def test_a_result_whose_call_cannot_be_found_is_an_invalid_request(self) -> None:
         request = ChatRequest(model="m", messages=[
             Message(role="user", content=[Text(text="x"), ToolResult(tool_call_id="nope", content=[])])])
-        with pytest.raises(ProxyError, match=r"^messages\[0\]\.content\[1\]: no earlier tool call with id 'nope'"):
+        no_call = r"^messages\[0\]\.content\[1\]: no earlier tool call with id 'nope'"
+        with pytest.raises(ProxyError, match=no_call):
             gemini.render_request(request)
 
     def test_synthetic_ids_are_never_sent(self) -> None:
+        result = ToolResult(tool_call_id="call_1_0", content=[])
         body = render(messages=[Message(role="assistant", content=[call("call_1_0")]),
-                                Message(role="user", content=[ToolResult(tool_call_id="call_1_0", content=[])])])
+                                Message(role="user", content=[result])])
         assert "id" not in body["contents"][0]["parts"][0]["functionCall"]
-        assert body["contents"][1]["parts"] == [{"functionResponse": {"name": "f", "response": {"output": ""}}}]
+        response = {"name": "f", "response": {"output": ""}}
+        assert body["contents"][1]["parts"] == [{"functionResponse": response}]
 
     def test_thought_signature_comes_from_the_call_or_from_its_gsig_id(self) -> None:
         """docs/traps.md #14: an OpenAI/Anthropic client echoes only the id."""
@@ -493,15 +506,17 @@ class TestRenderRequest:
 
     def test_the_first_unsigned_call_of_a_model_turn_gets_the_placeholder(self) -> None:
         """docs/protocols.md §6.9: history from another provider has no signatures; Gemini 3 rejects that."""
-        body = render(messages=[Message(role="user", content=[Text(text="x")]),
-                                Message(role="assistant", content=[Text(text="ok"), call("toolu_a"), call("toolu_b")])])
+        body = render(messages=[
+            Message(role="user", content=[Text(text="x")]),
+            Message(role="assistant", content=[Text(text="ok"), call("toolu_a"), call("toolu_b")])])
         parts = body["contents"][1]["parts"]
         assert parts[1]["thoughtSignature"] == "skip_thought_signature_validator"
         assert "thoughtSignature" not in parts[0] and "thoughtSignature" not in parts[2]
         validate_request_body(body)
 
     def test_gemini_reasoning_is_echoed_and_foreign_reasoning_dropped(self) -> None:
-        body = render(messages=[Message(role="user", content=[Text(text="x")]), Message(role="assistant", content=[
+        body = render(messages=[Message(role="user", content=[Text(text="x")]),
+                                Message(role="assistant", content=[
             Reasoning(text="gemini thought", signature="c2ln", origin="gemini"),
             Reasoning(text="claude thought", signature="Zm9v", origin="anthropic"),
             Reasoning(signature="enc", redacted=True, origin="anthropic"),
@@ -534,10 +549,12 @@ class TestRenderRequest:
         assert gemini.render_request(parse(body))["contents"] == body["contents"]
 
     @pytest.mark.parametrize(("image", "part"), [
-        (Image(media_type="image/png", data="AAAA"), {"inlineData": {"mimeType": "image/png", "data": "AAAA"}}),
+        (Image(media_type="image/png", data="AAAA"),
+         {"inlineData": {"mimeType": "image/png", "data": "AAAA"}}),
         (Image(data="/9j/4AAQ"), {"inlineData": {"mimeType": "image/jpeg", "data": "/9j/4AAQ"}}),
         (Image(data="iVBORw0K"), {"inlineData": {"mimeType": "image/png", "data": "iVBORw0K"}}),
-        (Image(url="data:image/gif;base64,R0lGODlh"), {"inlineData": {"mimeType": "image/gif", "data": "R0lGODlh"}}),
+        (Image(url="data:image/gif;base64,R0lGODlh"),
+         {"inlineData": {"mimeType": "image/gif", "data": "R0lGODlh"}}),
         (Image(url="https://x.test/a/cat.PNG?size=2"), {"fileData": {"mimeType": "image/png",
                                                                      "fileUri": "https://x.test/a/cat.PNG?size=2"}}),
         (Image(url="https://x.test/cat"), {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://x.test/cat"}}),
@@ -578,10 +595,12 @@ class TestRenderRequest:
 
     def test_json_schema_output_is_sanitised(self) -> None:
         schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
-                  "properties": {"n": {"type": "integer", "exclusiveMinimum": 0}}, "additionalProperties": False}
+                  "properties": {"n": {"type": "integer", "exclusiveMinimum": 0}},
+                  "additionalProperties": False}
         body = render(response_format=ResponseFormat(type="json_schema", name="x", json_schema=schema))
         assert body["generationConfig"] == {"responseMimeType": "application/json", "responseJsonSchema": {
-            "type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}, "additionalProperties": False}}
+            "type": "object", "properties": {"n": {"type": "integer", "minimum": 0}},
+            "additionalProperties": False}}
         validate_request_body(body)
 
     @pytest.mark.parametrize(("model", "reasoning", "thinking"), [
@@ -620,7 +639,8 @@ NASTY_SCHEMA: dict[str, Any] = {
         "level": {"type": "integer", "enum": [1, 2, 3]},
         "allOf": {"allOf": [{"$ref": "#/definitions/Mode"}], "description": "pydantic-style ref"},
         "both": {"allOf": [{"type": "string"}, {"type": "number"}], "title": "conflicting allOf"},
-        "tags": {"type": "array", "items": {"type": "string", "const": 5}, "minItems": 1, "uniqueItems": True},
+        "tags": {"type": "array", "items": {"type": "string", "const": 5}, "minItems": 1,
+                 "uniqueItems": True},
         "meta": {"type": "object", "patternProperties": {"^x-": {"type": "string"}},
                  "propertyNames": {"pattern": "^[a-z]+$"}, "additionalProperties": {"type": "string",
                                                                                     "default": ""}},
@@ -733,18 +753,22 @@ class TestParseResponse:
 
     @pytest.mark.parametrize(("finish", "stop"), [
         ("STOP", "end_turn"), ("MAX_TOKENS", "max_tokens"), ("SAFETY", "refusal"), ("RECITATION", "refusal"),
-        ("BLOCKLIST", "refusal"), ("PROHIBITED_CONTENT", "refusal"), ("SPII", "refusal"), ("LANGUAGE", "refusal"),
+        ("BLOCKLIST", "refusal"), ("PROHIBITED_CONTENT", "refusal"), ("SPII", "refusal"),
+        ("LANGUAGE", "refusal"),
         ("IMAGE_SAFETY", "refusal"), ("MALFORMED_FUNCTION_CALL", "error"), ("UNEXPECTED_TOOL_CALL", "error"),
-        ("TOO_MANY_TOOL_CALLS", "error"), ("MALFORMED_RESPONSE", "error"), ("MISSING_THOUGHT_SIGNATURE", "error"),
+        ("TOO_MANY_TOOL_CALLS", "error"), ("MALFORMED_RESPONSE", "error"),
+        ("MISSING_THOUGHT_SIGNATURE", "error"),
         ("OTHER", "error"), ("SOMETHING_NEW", "error"),
     ])
     def test_finish_reasons(self, finish: str, stop: str) -> None:
-        body = {"candidates": [{"content": {"role": "model", "parts": [{"text": "x"}]}, "finishReason": finish}]}
+        content = {"role": "model", "parts": [{"text": "x"}]}
+        body = {"candidates": [{"content": content, "finishReason": finish}]}
         assert gemini.parse_response(body).stop_reason == stop
 
     def test_a_blocked_prompt_is_an_empty_refusal(self) -> None:
         body = {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
-                "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7}, "modelVersion": "gemini-2.5-pro"}
+                "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7},
+                "modelVersion": "gemini-2.5-pro"}
         response = gemini.parse_response(body)
         assert (response.content, response.stop_reason) == ([], "refusal")
         assert response.usage == Usage(input_tokens=7)
@@ -756,7 +780,8 @@ class TestParseResponse:
 
     def test_malformed_counts_and_reasons_are_unknown_rather_than_fatal(self) -> None:
         body = {"candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": {"odd": 1}}],
-                "usageMetadata": {"promptTokenCount": "9", "candidatesTokenCount": 2, "thoughtsTokenCount": [1]}}
+                "usageMetadata": {"promptTokenCount": "9", "candidatesTokenCount": 2,
+                                  "thoughtsTokenCount": [1]}}
         response = gemini.parse_response(body)
         assert (response.stop_reason, response.usage) == ("error", Usage(output_tokens=2))
 
@@ -780,7 +805,8 @@ class TestRenderResponse:
         response = gemini.parse_response(RESPONSE_EXAMPLE)
         body = gemini.render_response(response, CLIENT_REQUEST)
         parsed = sdk_response(body)
-        assert parsed.function_calls[0].name == "get_weather" and parsed.function_calls[0].args == {"city": "Paris"}
+        function_call = parsed.function_calls[0]
+        assert function_call.name == "get_weather" and function_call.args == {"city": "Paris"}
         assert parsed.function_calls[0].id == "gsig_CiQBVKhcAbCdEfGh_0"
         assert body["usageMetadata"] == {"promptTokenCount": 120, "candidatesTokenCount": 18,
                                          "thoughtsTokenCount": 40, "cachedContentTokenCount": 64,
@@ -798,12 +824,14 @@ class TestRenderResponse:
         assert body["candidates"][0]["content"]["parts"] == [
             {"text": "let me think", "thought": True}, {"text": "Hi 18 °C"}]
         assert body["modelVersion"] == "claude-via-gemini"
-        assert body["usageMetadata"] == {"promptTokenCount": 5, "candidatesTokenCount": 9, "totalTokenCount": 14}
+        assert body["usageMetadata"] == {
+            "promptTokenCount": 5, "candidatesTokenCount": 9, "totalTokenCount": 14}
         assert sdk_response(body).text == "Hi 18 °C"
 
     @pytest.mark.parametrize(("stop", "finish"), [
         ("end_turn", "STOP"), ("tool_use", "STOP"), ("stop_sequence", "STOP"), ("pause_turn", "STOP"),
-        ("max_tokens", "MAX_TOKENS"), ("context_window", "MAX_TOKENS"), ("refusal", "SAFETY"), ("error", "OTHER"),
+        ("max_tokens", "MAX_TOKENS"), ("context_window", "MAX_TOKENS"), ("refusal", "SAFETY"),
+        ("error", "OTHER"),
     ])
     def test_stop_reasons(self, stop: str, finish: str) -> None:
         body = gemini.render_response(ChatResponse(id="r", model="m", stop_reason=stop), CLIENT_REQUEST)
@@ -832,7 +860,8 @@ class TestStreamDecoder:
         ]
 
     def test_a_whole_function_call_becomes_start_one_delta_end(self) -> None:
-        """docs/traps.md #2: the arguments survive as one complete delta; docs/traps.md #17: STOP means tool_use."""
+        """docs/traps.md #2: the arguments survive as one complete delta; docs/traps.md #17: STOP
+        means tool_use."""
         assert decode(STREAM_TOOL) == [
             MessageStart(id="r2", model="gemini-2.5-flash"),
             ToolCallStart(index=0, id="gsig_CiQBVKhcAbCdEfGh_0", name="get_weather", thought_signature=SIG),
@@ -870,7 +899,8 @@ class TestStreamDecoder:
 
     def test_an_in_band_error_ends_the_stream(self) -> None:
         stream = (STREAM_TEXT.split(b"\n\n")[0] + b"\n\n"
-                  + b'data: {"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}\n\n'
+                  + b'data: {"error":{"code":503,"message":"The model is overloaded.",'
+                    b'"status":"UNAVAILABLE"}}\n\n'
                   + b'data: {"candidates":[{"content":{"parts":[{"text":"late"}]}}]}\n\n')
         decoder = gemini.StreamDecoder()
         events = decoder.feed(stream)
@@ -1033,11 +1063,14 @@ class TestStreamEncoder:
         assert json.loads(data)[0]["error"]["code"] == 500
 
     @pytest.mark.parametrize(("stream", "whole"), STREAM_PAIRS)
-    def test_provider_stream_relayed_to_a_gemini_client_keeps_its_meaning(self, stream: bytes, whole: dict) -> None:
+    def test_provider_stream_relayed_to_a_gemini_client_keeps_its_meaning(
+        self, stream: bytes, whole: dict
+    ) -> None:
         relayed = gemini.StreamEncoder(CLIENT_REQUEST).encode(decode(stream))
         again = response_from_events(decode(relayed))
         direct = gemini.parse_response(whole)
-        assert (again.content, again.stop_reason, again.usage) == (direct.content, direct.stop_reason, direct.usage)
+        assert (again.content, again.stop_reason, again.usage) == (
+            direct.content, direct.stop_reason, direct.usage)
 
 
 # -- the real SDK against what we serve -----------------------------------------------------------
@@ -1078,7 +1111,8 @@ class TestOfficialClient:
         data = gemini.StreamEncoder(CLIENT_REQUEST).encode(RICH_EVENTS)
         client = serve(200, data, "text/event-stream")
         chunks = list(client.models.generate_content_stream(model="gemini-2.5-pro", contents="hi"))
-        text = "".join(p.text for c in chunks for p in c.candidates[0].content.parts if p.text and not p.thought)
+        parts = [p for c in chunks for p in c.candidates[0].content.parts]
+        text = "".join(p.text for p in parts if p.text and not p.thought)
         assert text == "It is 18 °C. Calling tools."
         calls = [fc for c in chunks for fc in (c.function_calls or [])]
         assert [(fc.name, fc.args, fc.id) for fc in calls] == [
@@ -1114,7 +1148,9 @@ ERROR_TABLE = GEMINI_RPC_STATUSES
 
 class TestErrors:
     @pytest.mark.parametrize(("code", "status", "rpc"), ERROR_TABLE)
-    def test_rendered_errors_carry_the_rpc_status_and_the_canonical_code(self, code: str, status: int, rpc: str) -> None:
+    def test_rendered_errors_carry_the_rpc_status_and_the_canonical_code(
+        self, code: str, status: int, rpc: str
+    ) -> None:
         """The round trip of code, status and message is tests/test_contract.py's."""
         rendered_status, body = gemini.render_error(ProxyError(code, "what happened"))
         envelope = json.loads(body)["error"]
@@ -1131,7 +1167,8 @@ class TestErrors:
         status, body = gemini.render_error(ProxyError("overloaded", "busy", status=529, retry_after=2.5))
         envelope = json.loads(body)["error"]
         assert (status, envelope["code"]) == (503, 503)
-        assert envelope["details"][1] == {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2.5s"}
+        retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2.5s"}
+        assert envelope["details"][1] == retry
         assert gemini.parse_error(status, body).retry_after == 2.5
 
     def test_a_relayed_gemini_status_is_kept(self) -> None:
@@ -1146,7 +1183,8 @@ class TestErrors:
     @pytest.mark.parametrize(("status", "body", "code", "provider_type"), [
         (429, {"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).",
                          "status": "RESOURCE_EXHAUSTED",
-                         "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "27s"}]}},
+                         "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                      "retryDelay": "27s"}]}},
          "rate_limited", "RESOURCE_EXHAUSTED"),
         (400, {"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
                          "status": "INVALID_ARGUMENT",
@@ -1169,11 +1207,13 @@ class TestErrors:
             code, status, envelope["message"], provider_type)
 
     def test_retry_delay_is_kept(self) -> None:
-        body = b'{"error":{"code":429,"message":"q","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"27s"}]}}'
+        body = (b'{"error":{"code":429,"message":"q","status":"RESOURCE_EXHAUSTED",'
+                b'"details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"27s"}]}}')
         assert gemini.parse_error(429, body).retry_after == 27.0
 
     @pytest.mark.parametrize(("status", "body", "code", "message"), [
-        (502, b"<html><body>Bad Gateway</body></html>", "upstream_error", "<html><body>Bad Gateway</body></html>"),
+        (502, b"<html><body>Bad Gateway</body></html>", "upstream_error",
+         "<html><body>Bad Gateway</body></html>"),
         (503, b"", "overloaded", "HTTP 503 from Gemini"),
         (404, b'{"message": "not an envelope"}', "not_found", '{"message": "not an envelope"}'),
         (500, b"\xff\xfe broken", "internal", "\ufffd\ufffd broken"),

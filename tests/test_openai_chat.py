@@ -1121,8 +1121,10 @@ def test_openrouter_error_chunk_with_empty_choices_is_a_stream_error() -> None:
 
 def test_mid_stream_openai_error_ends_the_stream() -> None:
     stream = STREAM_TEXT.split(b"\n\n")[1] + (
-        b'\n\ndata: {"error":{"message":"The server is overloaded","type":"server_error","param":null,"code":null}}\n\n'
-        b'data: {"id":"chatcmpl-1","choices":[{"index":0,"delta":{"content":"late"},"finish_reason":null}]}\n\n'
+        b'\n\ndata: {"error":{"message":"The server is overloaded","type":"server_error",'
+        b'"param":null,"code":null}}\n\n'
+        b'data: {"id":"chatcmpl-1","choices":[{"index":0,"delta":{"content":"late"},'
+        b'"finish_reason":null}]}\n\n'
     )
     events = decode(stream)
 
@@ -1424,7 +1426,8 @@ def test_stream_error_becomes_an_error_chunk_the_sdk_raises() -> None:
     )
 
     assert encoded.endswith(
-        b'data: {"error":{"message":"Overloaded","type":"overloaded_error","param":null,"code":"overloaded"}}\n\n'
+        b'data: {"error":{"message":"Overloaded","type":"overloaded_error","param":null,'
+        b'"code":"overloaded"}}\n\n'
         b"data: [DONE]\n\n"
     )
     stream = sdk_client(200, encoded).chat.completions.create(

@@ -728,7 +728,8 @@ def test_system_parts_become_instructions() -> None:
 
 
 def test_assistant_turns_become_typed_items_in_part_order() -> None:
-    """Reasoning stays before the calls it preceded (docs/traps.md #11); ids are left out (``store: false``)."""
+    """Reasoning stays before the calls it preceded (docs/traps.md #11); ids are left out
+    (``store: false``)."""
     rendered = api.render_request(
         request(
             messages=[

@@ -31,7 +31,7 @@ def _encoder() -> Any:
         if not os.environ.get("TIKTOKEN_CACHE_DIR") and not os.environ.get("DATA_GYM_CACHE_DIR"):
             raise LookupError("TIKTOKEN_CACHE_DIR is not set")
         return tiktoken.get_encoding(ENCODING)
-    except Exception as e:  # noqa: BLE001 - missing files, no network, broken cache: never fatal
+    except Exception as e:  # missing files, no network, broken cache: never fatal
         logger.warning(f"tiktoken {ENCODING} unavailable ({e}); token counts are estimated as characters/4")
         return None
 
