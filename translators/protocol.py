@@ -1,5 +1,4 @@
-"""The surface every protocol module (``openai_chat``, ``openai_responses``, ``anthropic``, ``gemini``)
-offers.
+"""The surface every protocol module (openai_chat, openai_responses, anthropic, gemini) offers.
 
 A module is used as a value of type ``ProtocolModule``; these Protocols exist for type checkers
 and as the contract the tests hold each module to.
