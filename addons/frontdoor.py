@@ -7,7 +7,6 @@ known provider hosts are taken, and everything else passes through untouched.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from addons import exchange, listeners, models
 from addons.replies import error_response
 from addons.settings import Settings
 from backends.families import family_for_host
+from translators import wire
 from translators.errors import ProxyError
 
 # google-genai calls /v1 by default, other Gemini clients /v1beta.
@@ -146,7 +146,7 @@ class FrontDoor:
         if len(content) > limit:
             raise ProxyError("too_large", f"request body of {len(content)} bytes exceeds the limit of {limit} bytes")
         try:
-            body = json.loads(flow.request.get_content(strict=False) or b"")
+            body = wire.loads(flow.request.get_content(strict=False) or b"")
         except (ValueError, UnicodeDecodeError) as e:
             raise ProxyError("invalid_request", f"request body is not valid JSON: {e}") from None
         if not isinstance(body, dict):

@@ -12,7 +12,6 @@ This addon knows nothing of what a policy checks; it only wires them and records
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -25,9 +24,9 @@ from mitmproxy import http
 import translators
 from addons import exchange
 from addons.egress import ERROR_HEADER
+from addons.settings import Settings
 from addons.stages import answer_events
 from addons.upstream import prepare
-from addons.settings import Settings
 from addons.usage import canonical_request, client_identity
 from policies.base import Context, Reactor
 from policies.config import PoliciesConfig
@@ -37,6 +36,7 @@ from policies.rewrite import Rewriter, RewriteStage
 from policies.sandbox import Sandbox
 from policies.tools import ToolAccess
 from policies.workdir import working_directory
+from translators import wire
 from translators.canonical import Text
 from translators.errors import ProxyError
 
@@ -185,7 +185,7 @@ class Policies:
         if response is None or response.status_code >= 400 or ERROR_HEADER in response.headers:
             return None
         try:
-            answer = translators.get(ex.backend_protocol).parse_response(json.loads(response.content or b""))
+            answer = translators.get(ex.backend_protocol).parse_response(wire.loads(response.content or b""))
         except (ValueError, ProxyError):
             return None
         found: list[Decision] = []

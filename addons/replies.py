@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from mitmproxy import http
@@ -22,7 +21,7 @@ def error_response(protocol: str, error: ProxyError) -> http.Response:
     ``llm_error: {code, retryable}`` beside the envelope (SDKs ignore unknown top-level keys) and
     in headers (the openai and anthropic SDKs obey ``x-should-retry`` before their status rules)."""
     status, body = translators.get(protocol).render_error(error)
-    envelope = json.loads(body)
+    envelope = wire.loads(body)
     if isinstance(envelope, dict):
         envelope["llm_error"] = {"code": error.code, "retryable": error.retryable}
         body = wire.dumps(envelope)

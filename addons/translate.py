@@ -9,7 +9,6 @@ the provider's bytes pass untouched while a decoder reads alongside.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -153,7 +152,7 @@ class TranslateResponses:
         if not ex.stream or response.status_code >= 400:
             ex.upstream_status, ex.upstream_content = response.status_code, response.raw_content
         if ERROR_HEADER in response.headers:
-            error = ex.fail(ProxyError.from_dict(json.loads(response.content or b"{}")))
+            error = ex.fail(ProxyError.from_dict(wire.loads(response.content or b"{}")))
             flow.response = error_response(ex.client_protocol, error)
         elif response.status_code >= 400:
             self._upstream_error(flow, ex)
@@ -177,7 +176,7 @@ class TranslateResponses:
         """Read the answer, pass it through the stages and, unless its bytes pass untouched,
         render it for the client."""
         try:
-            answer = translators.get(ex.backend_protocol).parse_response(json.loads(flow.response.content or b""))
+            answer = translators.get(ex.backend_protocol).parse_response(wire.loads(flow.response.content or b""))
         except (ValueError, ProxyError):
             if ex.passthrough:
                 return  # the client reads its own protocol; the proxy just cannot count it
