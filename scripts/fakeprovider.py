@@ -15,7 +15,12 @@ model name, which the proxy forwards or translates unchanged, chooses the answer
   first and the rest MS milliseconds later: time to first byte without the rest of a burst;
 - ``<name>-hold`` streamed -> the stream's head (start and one delta), then nothing until
   ``POST /bench/release`` (which ends every held stream normally) or the client closes: open, idle
-  streams for memory measurements.
+  streams for memory measurements;
+- ``-call<Tool>`` anywhere in the name -> the answer ends with a call of that tool, as agents'
+  answers do: whole, text then the call; streamed, the last ``ARG_PIECES`` of the N events are the
+  call's arguments in pieces (so N stays the number of content events, with or without a call).
+  ``Bash`` gets a harmless shell command (a reactor judges it and lets it pass), any other tool a
+  path.
 
 Run alone: ``python scripts/fakeprovider.py --port 8900 [--pacing-ms 5]``.
 """
@@ -37,10 +42,19 @@ TEXT = "Hello from the bench."
 MODEL = re.compile(rb'"model"\s*:\s*"([^"]*)"')
 STREAM = re.compile(rb'"stream"\s*:\s*true')
 EVENTS = re.compile(r"-n(\d+)\b")
+CALL = re.compile(r"-call([A-Za-z0-9_]+)")
 GAP = re.compile(r"-gap(\d+)\b")
 HOLD_SUFFIX = "-hold"
 RELEASE_PATH = b"/bench/release"
 MAX_CACHED = 256  # answers kept per model name; a benchmark uses a handful
+ARG_PIECES = 8  # a streamed call's arguments arrive in this many deltas, as providers cut them
+CALL_ID = "call_bench_1"
+# The arguments of the call the fake makes, per tool; a tool not listed gets the default.
+CALL_ARGUMENTS: dict[str, dict[str, str]] = {
+    "Bash": {"command": "ls -la src/ && git status --short", "description": "List the sources"},
+}
+DEFAULT_ARGUMENTS = {"path": "src/app/main.py"}
+HEAD_SCAN = 4096  # the model and stream keys are looked for here first (bodies can be megabytes)
 
 
 def compact(value: Any) -> bytes:
@@ -56,6 +70,33 @@ def word(i: int) -> str:
     return f" w{i % 100}"
 
 
+@dataclass(frozen=True)
+class Call:
+    """The tool call an answer ends with: its name and its JSON arguments, whole and in pieces."""
+
+    name: str
+    arguments: str
+
+    @classmethod
+    def of(cls, model: str) -> Call | None:
+        if (m := CALL.search(model)) is None:
+            return None
+        return cls(m[1], compact(CALL_ARGUMENTS.get(m[1], DEFAULT_ARGUMENTS)).decode())
+
+    def pieces(self, count: int) -> list[str]:
+        size = -(-len(self.arguments) // count)
+        return [self.arguments[i * size : (i + 1) * size] for i in range(count)]
+
+
+def split_events(events: int, call: Call | None) -> tuple[int, int]:
+    """(text deltas, argument deltas) of a stream of `events` content events."""
+    if call is None:
+        return max(events, 1), 0
+    events = max(events, 2)
+    pieces = min(ARG_PIECES, events - 1)
+    return events - pieces, pieces
+
+
 # --- OpenAI Chat Completions ---------------------------------------------------------------------
 def openai_usage(completion: int) -> dict[str, Any]:
     return {
@@ -69,13 +110,18 @@ def openai_usage(completion: int) -> dict[str, Any]:
 
 def openai_body(model: str) -> bytes:
     message: dict[str, Any] = {"role": "assistant", "content": TEXT, "refusal": None, "annotations": []}
+    finish = "stop"
+    if call := Call.of(model):
+        function = {"name": call.name, "arguments": call.arguments}
+        message["tool_calls"] = [{"id": CALL_ID, "type": "function", "function": function}]
+        finish = "tool_calls"
     return compact(
         {
             "id": "chatcmpl-bench",
             "object": "chat.completion",
             "created": CREATED,
             "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
             "usage": openai_usage(6),
             "service_tier": "default",
             "system_fingerprint": None,
@@ -91,11 +137,21 @@ def openai_frames(model: str, events: int) -> tuple[list[bytes], list[bytes]]:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
         return sse({**base, "choices": [choice], "usage": None})
 
-    deltas = [chunk({"content": word(i)}) for i in range(events)]
+    call = Call.of(model)
+    texts, pieces = split_events(events, call)
+    deltas = [chunk({"content": word(i)}) for i in range(texts)]
+    if call is not None:
+        function = {"name": call.name, "arguments": ""}
+        start = {"index": 0, "id": CALL_ID, "type": "function", "function": function}
+        deltas.append(chunk({"tool_calls": [start]}))
+        deltas += [
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            for piece in call.pieces(pieces)
+        ]
     head = [chunk({"role": "assistant", "content": ""}), *deltas[:1]]
     tail = [
-        chunk({}, "stop"),
-        sse({**base, "choices": [], "usage": openai_usage(events)}),
+        chunk({}, "tool_calls" if call else "stop"),
+        sse({**base, "choices": [], "usage": openai_usage(texts + pieces)}),
         b"data: [DONE]\n\n",
     ]
     return head, [*deltas[1:], *tail]
@@ -106,18 +162,26 @@ ANTHROPIC_USAGE = {"input_tokens": 12, "cache_creation_input_tokens": 0, "cache_
 
 
 def anthropic_body(model: str) -> bytes:
+    content: list[dict[str, Any]] = [{"type": "text", "text": TEXT}]
+    if call := Call.of(model):
+        use = {"type": "tool_use", "id": CALL_ID, "name": call.name, "input": json.loads(call.arguments)}
+        content.append(use)
     return compact(
         {
             "id": "msg_bench",
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": TEXT}],
-            "stop_reason": "end_turn",
+            "content": content,
+            "stop_reason": "tool_use" if call else "end_turn",
             "stop_sequence": None,
             "usage": {**ANTHROPIC_USAGE, "output_tokens": 6},
         }
     )
+
+
+def block_delta(index: int, kind: str, **delta: str) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index, "delta": {"type": kind, **delta}}
 
 
 def anthropic_frames(model: str, events: int) -> tuple[list[bytes], list[bytes]]:
@@ -136,22 +200,26 @@ def anthropic_frames(model: str, events: int) -> tuple[list[bytes], list[bytes]]
         "stop_sequence": None,
         "usage": {**ANTHROPIC_USAGE, "output_tokens": 1},
     }
-    deltas = [
-        event({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word(i)}})
-        for i in range(events)
-    ]
+    call = Call.of(model)
+    texts, pieces = split_events(events, call)
+    deltas = [event(block_delta(0, "text_delta", text=word(i))) for i in range(texts)]
+    deltas.append(event({"type": "content_block_stop", "index": 0}))
+    if call is not None:
+        block = {"type": "tool_use", "id": CALL_ID, "name": call.name, "input": {}}
+        deltas.append(event({"type": "content_block_start", "index": 1, "content_block": block}))
+        deltas += [event(block_delta(1, "input_json_delta", partial_json=p)) for p in call.pieces(pieces)]
+        deltas.append(event({"type": "content_block_stop", "index": 1}))
     head = [
         event({"type": "message_start", "message": message}),
         event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
         *deltas[:1],
     ]
     tail = [
-        event({"type": "content_block_stop", "index": 0}),
         event(
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": events},
+                "delta": {"stop_reason": "tool_use" if call else "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": texts + pieces},
             }
         ),
         event({"type": "message_stop"}),
@@ -228,7 +296,7 @@ class Answers:
         if not stream:
             return json_response(protocol.body(model))
         events = int(m[1]) if (m := EVENTS.search(model)) else DEFAULT_EVENTS
-        return stream_bytes(*protocol.frames(model, max(events, 1)))
+        return stream_bytes(*protocol.frames(model, events))
 
 
 def content_length(head: bytes) -> int:
@@ -238,6 +306,17 @@ def content_length(head: bytes) -> int:
         return 0
     end = head.find(b"\r\n", at + 2)
     return int(head[at + 17 : end if end >= 0 else len(head)])
+
+
+def model_and_stream(buffer: bytearray, start: int, end: int) -> tuple[str, bool]:
+    """The requested model and whether it asks for a stream, read from the body in the buffer.
+
+    The keys are looked for near the start first (clients put them there); the whole body is
+    searched only when they are not there."""
+    near = min(end, start + HEAD_SCAN)
+    model = MODEL.search(buffer, start, near) or MODEL.search(buffer, start, end)
+    stream = STREAM.search(buffer, start, near) or STREAM.search(buffer, start, end)
+    return (model[1].decode() if model else ""), stream is not None
 
 
 class Fake:
@@ -257,7 +336,11 @@ class Fake:
 
 
 class Connection(asyncio.Protocol):
-    """One keep-alive client connection: requests answered in order, one at a time."""
+    """One keep-alive client connection: requests answered in order, one at a time.
+
+    A request's head is parsed once, then its body is only counted until it is complete: bodies of
+    megabytes arrive in many pieces, and searching the whole buffer on each would make the fake,
+    not the proxy, the bottleneck."""
 
     def __init__(self, fake: Fake) -> None:
         self.fake = fake
@@ -266,6 +349,7 @@ class Connection(asyncio.Protocol):
         self.busy = False  # a paced or held stream is being written
         self.open = True
         self.pacer: asyncio.Future[None] | None = None
+        self.head: tuple[bytes, int, int] | None = None  # (path, body start, body end) of the next request
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -277,22 +361,23 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while not self.busy and (request := self._next_request()) is not None:
-            self._answer(*request)
+        while not self.busy and self._complete():
+            assert self.head is not None
+            path, start, end = self.head
+            self.head = None
+            self._answer(path, model_and_stream(self.buffer, start, end))
+            del self.buffer[:end]
 
-    def _next_request(self) -> tuple[bytes, bytes] | None:
-        """(path, body) of the next complete request in the buffer, removed from it."""
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            return None
-        head = bytes(self.buffer[:end]).lower()
-        length = content_length(head)
-        if len(self.buffer) < end + 4 + length:
-            return None
-        path = head.split(b" ", 2)[1]
-        body = bytes(self.buffer[end + 4 : end + 4 + length])
-        del self.buffer[: end + 4 + length]
-        return path.partition(b"?")[0], body
+    def _complete(self) -> bool:
+        """Is the next request in the buffer whole? Its head is parsed the first time it is there."""
+        if self.head is None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return False
+            head = bytes(self.buffer[:end]).lower()
+            path = head.split(b" ", 2)[1].partition(b"?")[0]
+            self.head = (path, end + 4, end + 4 + content_length(head))
+        return len(self.buffer) >= self.head[2]
 
     def resume(self, data: bytes) -> None:
         """Finish the current stream with `data`, then go on with any waiting request."""
@@ -302,13 +387,13 @@ class Connection(asyncio.Protocol):
             self.busy = False
             self.data_received(b"")
 
-    def _answer(self, path: bytes, body: bytes) -> None:
+    def _answer(self, path: bytes, request: tuple[str, bool]) -> None:
         assert self.transport is not None
         if path == RELEASE_PATH:
             self.transport.write(self.fake.release())
             return
-        model = m[1].decode() if (m := MODEL.search(body)) else ""
-        answer = self.fake.answers.get(path, model, STREAM.search(body) is not None)
+        model, stream = request
+        answer = self.fake.answers.get(path, model, stream)
         if isinstance(answer, bytes):
             self.transport.write(answer)
         elif model.endswith(HOLD_SUFFIX):
