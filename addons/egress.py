@@ -34,8 +34,8 @@ from mitmproxy.utils import asyncio_utils
 import translators
 from addons import exchange
 from addons.replies import error_response
-from addons.upstream import Upstream, prepare
 from addons.settings import Settings
+from addons.upstream import Upstream, prepare
 from backends.config import Timeouts
 from backends.ratelimits import retry_after
 from backends.routing import Target

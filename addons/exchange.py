@@ -18,8 +18,8 @@ from mitmproxy import http
 import translators
 from addons.stages import EventStage
 from addons.upstream import Upstream
-from policies.gate import Decision
 from backends.routing import Target
+from policies.gate import Decision
 from translators.canonical import (
     ChatRequest,
     Event,
