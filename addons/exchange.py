@@ -32,6 +32,12 @@ from translators.canonical import (
 from translators.errors import ProxyError
 
 KEY = "llm"
+# Where each client protocol names its end user (the canonical ``ChatRequest.user``), in order.
+USER_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "openai-chat": (("safety_identifier",), ("user",)),
+    "openai-responses": (("safety_identifier",), ("user",)),
+    "anthropic": (("metadata", "user_id"),),
+}
 
 
 @dataclass
@@ -141,6 +147,19 @@ class Exchange:
             module = translators.get(self.client_protocol)
             self.request = module.parse_request(body, model=self.selector, stream=self.stream)
         return self.request
+
+    def client_user(self) -> str | None:
+        """The end user the request names, read from the decoded body: identifying a client must
+        not cost a parse of an agent's whole conversation."""
+        if self.request is not None:
+            return self.request.user
+        for path in USER_FIELDS.get(self.client_protocol, ()):
+            value: Any = self.body
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, str) and value:
+                return value
+        return None
 
     def rewrite(self, request: ChatRequest) -> None:
         """A request stage's result; an unchanged request (the same object) keeps the fast path."""

@@ -16,7 +16,6 @@ import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from functools import partial
 from typing import Any
 
 from mitmproxy import http
@@ -27,7 +26,7 @@ from addons.egress import ERROR_HEADER
 from addons.settings import Settings
 from addons.stages import answer_events
 from addons.upstream import prepare
-from addons.usage import canonical_request, client_identity
+from addons.usage import client_identity
 from policies.base import Context, Reactor
 from policies.config import PoliciesConfig
 from policies.dangerous_commands import DangerousCommands
@@ -153,7 +152,7 @@ class Policies:
         address = flow.client_conn.peername[0] if flow.client_conn.peername else ""
         return Context(
             model=f"{ex.target.instance}:{ex.target.model}",
-            client=client_identity(ex.client_headers, partial(canonical_request, ex), address),
+            client=client_identity(ex.client_headers, ex.client_user, address),
             cwd=working_directory(ex.canonical()) if cwd else None,
             tools=offered,
         )

@@ -143,14 +143,14 @@ def measure(
     return usage.model_copy(update=update), True
 
 
-def client_identity(headers: dict[str, str], request: Callable[[], ChatRequest | None], address: str) -> str:
-    """``x-llm-client``, else the request's ``user``, else a digest of the client's own key
+def client_identity(headers: dict[str, str], user: Callable[[], str | None], address: str) -> str:
+    """``x-llm-client``, else the request's end user, else a digest of the client's own key
     (never the key), else its address."""
     lower = {name.lower(): value for name, value in headers.items()}
     if named := lower.get("x-llm-client", "").strip():
         return named
-    if (parsed := request()) is not None and parsed.user:
-        return parsed.user
+    if named := user():
+        return named
     for header in CREDENTIAL_HEADERS:
         scheme, _, token = lower.get(header, "").strip().partition(" ")
         secret = token.strip() if scheme.lower() == "bearer" else scheme
@@ -170,7 +170,7 @@ def usage_row(finished: Finished) -> UsageRow:
         client_protocol=ex.client_protocol,
         backend=ex.target.instance,
         model=ex.target.model,
-        client=client_identity(ex.client_headers, request, finished.address),
+        client=client_identity(ex.client_headers, ex.client_user, finished.address),
         status=result.status,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
