@@ -143,7 +143,8 @@ def end_record(flow: http.HTTPFlow, ex: exchange.Exchange | None) -> Record:
         "status": response.status_code if response else None,
         "headers": redact_headers(response.headers.items()) if response else None,
         "flow_error": flow.error.msg if flow.error else None,
-        "client_body": response.raw_content if response else None,
+        # A stream's bytes are its chunk records; the body kept for mitmweb would repeat them.
+        "client_body": response.raw_content if response and not response.stream else None,
         **outcome,
     }
 

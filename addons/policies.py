@@ -137,6 +137,7 @@ class Policies:
         offered = offered_tools(ex)
         watching = [r for r in suite.reactors if any(map(r.watches, offered))]
         if watching:
+            ex.canonical()  # the gate re-encodes the answer, which needs the canonical request
             context = self._context(flow, ex, offered, cwd=any(isinstance(r, Sandbox) for r in watching))
             if suite.access is not None and suite.access in watching:
                 request, removed = suite.access.filter_request(ex.canonical(), context)

@@ -43,6 +43,8 @@ DROPPED_HEADERS = frozenset(
     }
 )
 MODEL_MEMBER = re.compile(rb'"model"\s*:\s*"')
+# A key written with an escape ("mod\\u0065l") could hide the top-level member from MODEL_MEMBER.
+ESCAPED_KEY = re.compile(rb'"[^"\\]*\\u[0-9a-fA-F]{4}[^"]*"\s*:')
 REQUEST_FIELDS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "frequency_penalty", "presence_penalty")
 
 
@@ -71,16 +73,20 @@ def prepare(ex: Exchange, target: Target) -> Upstream:
         request = with_parameters(ex.canonical(), target, ex.defaults)
         body = wire.dumps(translators.get(target.protocol).render_request(request))
     url = target.url(ex.stream, sse=ex.gemini_sse if passthrough else True)
-    return Upstream(target, url, upstream_headers(ex, target, passthrough), body, passthrough)
+    headers = upstream_headers(ex, target, passthrough)
+    if body is not None:
+        headers.pop("content-encoding", None)  # a body the proxy wrote is plain JSON
+    return Upstream(target, url, headers, body, passthrough)
 
 
 def with_model(content: bytes, body: dict, model: str) -> bytes:
     """``content`` with its top-level ``model`` replaced. When the document holds exactly one
-    ``"model": "…"`` member (a key inside a JSON string is escaped and cannot match), that one is
-    the top-level member and its value is spliced; otherwise the body is serialised anew."""
+    ``"model": "…"`` member (a key inside a JSON string is escaped and cannot match) and no key is
+    written with a backslash-u escape, that one is the top-level member and its value is spliced;
+    otherwise the body is serialised anew."""
     members = list(islice(MODEL_MEMBER.finditer(content), 2))
     old = body.get("model")
-    if len(members) == 1 and isinstance(old, str):
+    if len(members) == 1 and isinstance(old, str) and not ESCAPED_KEY.search(content):
         start, needle = members[0].end() - 1, wire.dumps(old)
         if content.startswith(needle, start):
             return content[:start] + wire.dumps(model) + content[start + len(needle) :]

@@ -561,9 +561,13 @@ class KeepStreams:
     @staticmethod
     def _keep(flow: http.HTTPFlow) -> None:
         response = flow.response
-        if response is None or not isinstance(response.stream, StreamTee) or response.raw_content is not None:
+        if response is None or response.raw_content is not None:
             return
-        tee = response.stream
+        tee = response.stream  # the capture's recorder, when on, wraps the tee: look inside
+        while tee is not None and not isinstance(tee, StreamTee):
+            tee = getattr(tee, "inner", None)
+        if tee is None:
+            return
         response.raw_content = tee.take()
         if tee.truncated:
             flow.metadata[TRUNCATED] = tee.seen

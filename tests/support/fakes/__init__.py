@@ -12,6 +12,8 @@ every boundary. Behaviour is chosen from the request alone, so tests can drive i
 
 Model ``agent-shell`` drives a real coding agent instead: when the request declares the agent's
 shell tool (``AGENT_SHELL_TOOLS``), it calls that tool with ``AGENT_COMMAND``, never get_weather.
+Model ``agent-danger`` calls it with ``AGENT_DANGER_COMMAND`` (``git reset --hard``) instead, and model
+``agent-write`` calls Claude Code's ``Write`` tool on the path a test puts in ``AGENT_WRITE.path``.
 
 FakeOpenAI serves Chat Completions and the Responses API (stateless: no ``previous_response_id``,
 no ``store: true``), with the same behaviour, usage and failure models on both.
@@ -30,9 +32,15 @@ from typing import Self
 from .anthropic import FakeAnthropic
 from .common import (
     AGENT_COMMAND,
+    AGENT_DANGER_COMMAND,
+    AGENT_DANGER_MODEL,
+    AGENT_DANGER_TOOLS,
     AGENT_MODEL,
     AGENT_OUTPUT,
     AGENT_SHELL_TOOLS,
+    AGENT_WRITE,
+    AGENT_WRITE_CONTENT,
+    AGENT_WRITE_MODEL,
     ANTHROPIC_KEY,
     DEGREES_MODEL,
     DEGREES_TEXT,
@@ -56,9 +64,15 @@ from .openai import FakeOpenAI
 
 __all__ = [
     "AGENT_COMMAND",
+    "AGENT_DANGER_COMMAND",
+    "AGENT_DANGER_MODEL",
+    "AGENT_DANGER_TOOLS",
     "AGENT_MODEL",
     "AGENT_OUTPUT",
     "AGENT_SHELL_TOOLS",
+    "AGENT_WRITE",
+    "AGENT_WRITE_CONTENT",
+    "AGENT_WRITE_MODEL",
     "ANTHROPIC_KEY",
     "DEGREES_MODEL",
     "DEGREES_TEXT",

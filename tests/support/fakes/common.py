@@ -38,6 +38,33 @@ AGENT_SHELL_TOOLS: dict[str, dict[str, str]] = {
     "shell_command": {"command": AGENT_COMMAND},  # Codex CLI, older releases
     "run_shell_command": {"command": AGENT_COMMAND, "description": "Write and read the marker file"},
 }
+# Model agent-danger: each coding agent's shell tool -> its arguments for a destructive command.
+AGENT_DANGER_MODEL = "agent-danger"
+AGENT_DANGER_COMMAND = "git reset --hard"
+AGENT_DANGER_TOOLS: dict[str, dict[str, str]] = {
+    "Bash": {"command": AGENT_DANGER_COMMAND, "description": "Discard the uncommitted changes"},
+    "exec_command": {"cmd": AGENT_DANGER_COMMAND},
+    "shell_command": {"command": AGENT_DANGER_COMMAND},
+    "run_shell_command": {"command": AGENT_DANGER_COMMAND, "description": "Discard the uncommitted changes"},
+}
+# Model agent-write: Claude Code's Write tool -> AGENT_WRITE.path with AGENT_WRITE_CONTENT.
+AGENT_WRITE_MODEL = "agent-write"
+AGENT_WRITE_CONTENT = "written-by-the-agent\n"
+
+
+@dataclass
+class AgentWrite:
+    """Where model agent-write makes the agent write. The test that runs the agent sets ``path`` before
+    it starts the agent (the fakes read it on their threads: one string, replaced whole; tests run one
+    at a time in a process), and puts it back afterwards."""
+
+    path: str = ""
+
+    def tools(self) -> dict[str, dict[str, str]]:
+        return {"Write": {"file_path": self.path, "content": AGENT_WRITE_CONTENT}}
+
+
+AGENT_WRITE = AgentWrite()
 CREATED = 1767225600
 
 # status -> what the fake says for model "fail-<status>" (message: "fake <provider>: <text>")
@@ -229,7 +256,8 @@ class FakeProvider:
     def reply(self, model: str, results: list[str], tools_on: bool, tools: Sequence[str] = ()) -> Answer:
         """The deterministic answer; mid-stream scenarios always answer the greeting text.
 
-        `tools` are the declared tool names: model agent-shell calls the agent's shell tool among them.
+        `tools` are the declared tool names: model agent-shell calls the agent's shell tool among them
+        (agent-danger and agent-write: the tool and arguments of ``AGENT_SCRIPTS``).
         """
         if model in MIDSTREAM_MODELS:
             return Answer(self.greeting(model))
@@ -237,6 +265,8 @@ class FakeProvider:
             return Answer("Tool said: " + " | ".join(results))
         if model == AGENT_MODEL:
             return agent_answer(tools if tools_on else (), self.greeting(model))
+        if model in AGENT_SCRIPTS:
+            return agent_answer(tools if tools_on else (), self.greeting(model), AGENT_SCRIPTS[model]())
         if tools_on:
             return Answer(tool_call=True)
         return Answer(self.greeting(model))
@@ -332,12 +362,22 @@ class FakeProvider:
         return {}
 
 
-def agent_answer(tools: Sequence[str], greeting: str) -> Answer:
-    """The call of the agent's shell tool when declared (a side request without it gets the greeting)."""
-    shell = next((name for name in tools if name in AGENT_SHELL_TOOLS), None)
+def agent_answer(
+    tools: Sequence[str], greeting: str, calls: dict[str, dict[str, str]] = AGENT_SHELL_TOOLS
+) -> Answer:
+    """The call of the agent's tool in `calls` when declared (a side request without it gets the greeting)."""
+    shell = next((name for name in tools if name in calls), None)
     if shell is None:
         return Answer(greeting)
-    return Answer(tool_call=True, name=shell, arguments=compact(AGENT_SHELL_TOOLS[shell]))
+    return Answer(tool_call=True, name=shell, arguments=compact(calls[shell]))
+
+
+# The other models that drive a coding agent: model -> (the agent's tool -> its arguments), read per
+# request (agent-write's path is the test's).
+AGENT_SCRIPTS: dict[str, Callable[[], dict[str, dict[str, str]]]] = {
+    AGENT_DANGER_MODEL: lambda: AGENT_DANGER_TOOLS,
+    AGENT_WRITE_MODEL: AGENT_WRITE.tools,
+}
 
 
 def arg_fragments(answer: Answer, fixed: list[str]) -> list[str]:

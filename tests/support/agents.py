@@ -1,0 +1,224 @@
+"""Running a real coding agent — Claude Code, Codex CLI, Gemini CLI, unmodified — through the proxy.
+
+Shared by ``tests/test_e2e_agents.py`` (a tool-using turn on every backend, in both modes) and
+``tests/test_e2e_agent_policies.py`` (the policies stop what the fakes make the agent attempt).
+Every agent runs with a temporary HOME, telemetry and updates off, a time limit, and the
+environment ``scripts/agent_env.py`` prints for users, so the README's instructions are what is
+tested. The agents come from ``scripts/install_agents.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.agent_env import MODES, Endpoints, front_door_config
+from scripts.install_agents import BIN
+
+from .fakes import AGENT_MODEL, ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY, FakeProvider, Fakes, RecordedRequest
+from .proxy import Proxy
+
+AGENT_TIMEOUT = 90  # seconds per agent run
+PROMPT = "Write the marker file with your shell tool, then tell me what the command printed."
+# Nothing leaves the machine: the proxy closes (444) every request to a non-loopback host that is not
+# an LLM call it routes (the agents' settings, plugin and telemetry calls), as if offline.
+FENCE = (
+    ":!~d 127.0.0.1 & !~d localhost & "
+    + " & ".join(
+        f"!~u {path}" for path in ("/v1/messages", "/v1/responses", "/v1/chat/completions", "/models/")
+    )
+    + ":444"
+)  # mitmproxy's block_list: separator, flow filter (no parentheses), status
+
+
+# --- backends ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Backend:
+    """A proxy backend the agents can be routed to, and how its fake sees the injected key."""
+
+    fake: Callable[[Fakes], FakeProvider]
+    header: str
+    key: str
+
+
+BACKENDS = {
+    "anthropic": Backend(lambda f: f.anthropic, "x-api-key", ANTHROPIC_KEY),
+    "openai": Backend(lambda f: f.openai, "authorization", f"Bearer {OPENAI_KEY}"),  # Responses for Codex
+    "compat": Backend(lambda f: f.openai, "authorization", f"Bearer {OPENAI_KEY}"),  # Chat Completions only
+    "gemini": Backend(lambda f: f.gemini, "x-goog-api-key", GEMINI_KEY),
+}
+
+
+def agents_config(fakes: Fakes, backend: str, model: str = AGENT_MODEL, extra: str = "") -> str:
+    """The fakes' configuration plus an OpenAI-compatible backend; every request goes to `backend`
+    and `model`. `extra`: more top-level keys (``policies:``)."""
+    head, default = fakes.llm_yaml().rsplit("default_backend:", 1)
+    url = f"{fakes.openai.base_url}/v1"
+    compat = f'  compat: {{type: openai-compatible, base_url: "{url}", api_keys: ["{OPENAI_KEY}"]}}\n'
+    route = f"routes:\n  - match: {{}}\n    target: {backend}:{model}\n"
+    return head + compat + "default_backend:" + default + route + extra
+
+
+# --- agents --------------------------------------------------------------------------------------
+# Telemetry, error reporting, update checks and non-essential traffic off, for each agent.
+QUIET = {
+    "claude": {
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    },
+    "codex": {},  # switched off in its command line (-c ...)
+    "gemini": {},  # switched off in its settings.json
+}
+GEMINI_SETTINGS = {
+    "security": {"auth": {"selectedType": "gemini-api-key"}},
+    "privacy": {"usageStatisticsEnabled": False},
+    "telemetry": {"enabled": False},
+    "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+}
+# On the same-protocol route, Gemini CLI's activate_skill declaration reaches the fake Gemini with
+# "$schema" in its parametersJsonSchema, which the fake refuses: leave that one tool out there.
+GEMINI_PASSTHROUGH = {"tools": {"exclude": ["activate_skill"]}}
+
+
+# Codex's default tools include a `namespace` (multi_agent) and the hosted `web_search`, which the
+# proxy refuses to translate to another protocol: routes to other protocols switch them off.
+CODEX_TRANSLATABLE = ["--disable", "multi_agent", "-c", 'web_search="disabled"']
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the agent is asked: the model it names (the fakes act by model name), its prompt, the
+    tools Claude Code may use unasked, the directories besides its own it may touch, and more flags
+    for the agent's command line."""
+
+    model: str = AGENT_MODEL
+    prompt: str = PROMPT
+    claude_tools: tuple[str, ...] = ("Bash",)
+    claude_dirs: tuple[Path, ...] = ()
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one agent run is given besides its environment."""
+
+    home: Path
+    backend: str
+    mode: str
+    where: Endpoints
+    task: Task = Task()
+
+
+def claude_command(run: Setting) -> list[str]:
+    task = run.task
+    command = ["-p", task.prompt, "--output-format", "json", "--model", task.model]
+    dirs = [flag for path in task.claude_dirs for flag in ("--add-dir", str(path))]
+    return [*command, "--allowedTools", ",".join(task.claude_tools), *dirs, *task.flags]
+
+
+def codex_command(run: Setting) -> list[str]:
+    config = front_door_config("codex", run.where) if run.mode == "front-door" else {}
+    base_url = [flag for key, value in config.items() for flag in ("-c", f"{key}={json.dumps(value)}")]
+    translatable = CODEX_TRANSLATABLE if run.backend != "openai" else []
+    return [
+        "exec", *base_url, *translatable,
+        "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "--ephemeral",
+        "-m", run.task.model, "-o", str(run.home / "last-message.txt"),
+        "-c", "check_for_update_on_startup=false", "-c", "analytics.enabled=false",
+        "-c", "feedback.enabled=false", "-c", 'otel.exporter="none"', "--disable", "plugins",
+        *run.task.flags, run.task.prompt,
+    ]  # fmt: skip
+
+
+def gemini_command(run: Setting) -> list[str]:
+    settings = run.home / ".gemini" / "settings.json"
+    settings.parent.mkdir()
+    passthrough = GEMINI_PASSTHROUGH if run.backend == "gemini" else {}
+    settings.write_text(json.dumps({**GEMINI_SETTINGS, **passthrough}))
+    flags = ["--yolo", "--skip-trust", "--output-format", "json", *run.task.flags]
+    return ["-p", run.task.prompt, "-m", run.task.model, *flags]
+
+
+def claude_answer(stdout: str, home: Path) -> str:
+    result = json.loads(stdout)
+    assert result["is_error"] is False, result
+    return str(result["result"])
+
+
+def codex_answer(stdout: str, home: Path) -> str:
+    return (home / "last-message.txt").read_text()
+
+
+def gemini_answer(stdout: str, home: Path) -> str:
+    return str(json.loads(stdout)["response"])
+
+
+COMMANDS = {"claude": claude_command, "codex": codex_command, "gemini": gemini_command}
+ANSWERS = {"claude": claude_answer, "codex": codex_answer, "gemini": gemini_answer}
+
+
+@dataclass
+class Run:
+    answer: str
+    workdir: Path
+    upstream: list[RecordedRequest]
+    proxy_log: str
+    output: str = ""  # the ends of the agent's stdout and stderr, for failure messages
+
+
+def agent_env(agent: str, mode: str, proxy: Proxy, home: Path) -> dict[str, str]:
+    """What agent_env.py prints for the mode, placeholders expanded, plus the fences of this test."""
+    where = Endpoints(proxy.front_url, proxy.proxy_url, proxy.confdir)
+    printed = MODES[mode](agent, where)
+    env = {name: re.sub(r"\$\{\w+:-(\w+)\}", r"\1", value) for name, value in printed.items()}
+    # Front door: anything not for the front door must still go through the proxy, to be seen.
+    env.setdefault("HTTPS_PROXY", proxy.proxy_url)
+    env.setdefault("NO_PROXY", "localhost,127.0.0.1,::1")
+    return {
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "TERM": "dumb",
+        "HTTP_PROXY": proxy.proxy_url,
+        "no_proxy": env["NO_PROXY"],
+        **QUIET[agent],
+        **env,
+    }
+
+
+def run_agent(
+    agent: str,
+    backend: str,
+    mode: str,
+    proxies: Callable[[str], Proxy],
+    fakes: Fakes,
+    home: Path,
+    task: Task = Task(),
+    workdir: Path | None = None,
+) -> Run:
+    """Run `agent` on `task` in `workdir` (default: a new ``home/work``) through the proxy
+    ``proxies(backend)``; it must exit 0."""
+    proxy = proxies(backend)
+    mark = len(proxy.lines)
+    if workdir is None:
+        workdir = home / "work"
+        workdir.mkdir(parents=True)
+    else:
+        home.mkdir(parents=True, exist_ok=True)
+    where = Endpoints(proxy.front_url, proxy.proxy_url, proxy.confdir)
+    command = [str(BIN / agent), *COMMANDS[agent](Setting(home, backend, mode, where, task))]
+    done = subprocess.run(
+        command, cwd=workdir, env=agent_env(agent, mode, proxy, home), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=AGENT_TIMEOUT,
+    )  # fmt: skip
+    output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{agent} exited with {done.returncode}\n{output}"
+    upstream = list(BACKENDS[backend].fake(fakes).requests)
+    return Run(ANSWERS[agent](done.stdout, home), workdir, upstream, "".join(proxy.lines[mark:]), output)
