@@ -286,4 +286,3 @@ class Capture:
     def _end(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.pop(METADATA_KEY, None):
             self.put(end_record(flow, exchange.get(flow)))
-

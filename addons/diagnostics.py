@@ -70,7 +70,12 @@ class Diagnostics:
             stats = self.stats.setdefault(attempt.instance, InstanceStats())
             stats.requests += 1
             failed = attempt.error is not None or (attempt.status or 0) >= 400
-            entry = {"time": time.time(), "model": attempt.model, "status": attempt.status, "error": attempt.error}
+            entry = {
+                "time": time.time(),
+                "model": attempt.model,
+                "status": attempt.status,
+                "error": attempt.error,
+            }
             stats.recent = (stats.recent + [entry])[-RECENT_ATTEMPTS:]
             if failed:
                 stats.errors += 1

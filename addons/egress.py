@@ -48,7 +48,9 @@ logger = logging.getLogger(__name__)
 RELAY_HEADER = "x-llm-relay"
 ERROR_HEADER = "x-llm-error"
 # Response headers that describe the provider's framing, not the body the relay sends on.
-FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive"})
+FRAMING_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive"}
+)
 
 
 # Provider answers that move on to the next key / instance / fallback before anything reached
@@ -87,7 +89,9 @@ def _block_end(data: bytes) -> int:
 
 
 def error_reply(error: ProxyError) -> Reply:
-    return Reply(error.status, {"content-type": "application/json", ERROR_HEADER: "1"}, wire.dumps(error.to_dict()))
+    return Reply(
+        error.status, {"content-type": "application/json", ERROR_HEADER: "1"}, wire.dumps(error.to_dict())
+    )
 
 
 def in_band_error(protocol: str, error: ProxyError) -> bytes:
@@ -188,7 +192,9 @@ class Relay:
                 break
             availability = self.settings.availability
             if availability.is_unsupported(target.instance, target.model):
-                ex.attempts.append(exchange.Attempt(target.instance, target.model, "", error="model unsupported"))
+                ex.attempts.append(
+                    exchange.Attempt(target.instance, target.model, "", error="model unsupported")
+                )
                 continue
             try:
                 upstream = ex.upstream if index == 0 and ex.upstream else prepare(ex, target)
@@ -196,7 +202,9 @@ class Relay:
                 last = e
                 continue
             body = upstream.body if upstream.body is not None else ex.client_content
-            keys = availability.usable_keys(target.instance, target.backend.api_keys, target.backend.key_policy)
+            keys = availability.usable_keys(
+                target.instance, target.backend.api_keys, target.backend.key_policy
+            )
             if not keys:
                 last = self._cooling_down(ex, target)
                 continue
@@ -245,7 +253,9 @@ class Relay:
             attempt.error = outcome.failure.message if outcome.failure else None
             return outcome
         head: list[bytes] = []
-        if response.status == 200 and response.headers.get("content-type", "").startswith("text/event-stream"):
+        if response.status == 200 and response.headers.get("content-type", "").startswith(
+            "text/event-stream"
+        ):
             head, first_error = await self._peek(response, target)
             if first_error is not None:
                 response.release()
@@ -332,7 +342,9 @@ class Relay:
                         events, pending = decoder.feed(pending[:end]), pending[end:]
                         if events:
                             first = events[0]
-                            error = ProxyError.from_dict(first.error) if isinstance(first, StreamError) else None
+                            error = (
+                                ProxyError.from_dict(first.error) if isinstance(first, StreamError) else None
+                            )
                             return head, error
         except (TimeoutError, aiohttp.ClientError):
             pass  # the relay loop meets the same fault and reports it in-band
@@ -348,13 +360,21 @@ class Relay:
         except TimeoutError:
             return error_reply(ex.fail(ProxyError("timeout", f"upstream sent nothing for {idle:g} s")))
         except aiohttp.ClientError:
-            return error_reply(ex.fail(ProxyError("upstream_error", "upstream connection broke off mid-response")))
+            return error_reply(
+                ex.fail(ProxyError("upstream_error", "upstream connection broke off mid-response"))
+            )
         return Reply(upstream.status, provider_headers(upstream), body)
 
     async def _relay_body(
-        self, request: web.BaseRequest, ex: exchange.Exchange, upstream: aiohttp.ClientResponse, head: list[bytes]
+        self,
+        request: web.BaseRequest,
+        ex: exchange.Exchange,
+        upstream: aiohttp.ClientResponse,
+        head: list[bytes],
     ) -> web.StreamResponse:
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=provider_headers(upstream))
+        response = web.StreamResponse(
+            status=upstream.status, reason=upstream.reason, headers=provider_headers(upstream)
+        )
         await response.prepare(request)
         assert ex.target is not None
         idle = ex.target.backend.timeouts.idle
@@ -375,7 +395,9 @@ class Relay:
                 if isinstance(e, TimeoutError)
                 else "upstream connection broke off mid-response"
             )
-            error = ex.fail(ProxyError("timeout" if isinstance(e, TimeoutError) else "upstream_error", message))
+            error = ex.fail(
+                ProxyError("timeout" if isinstance(e, TimeoutError) else "upstream_error", message)
+            )
             if upstream.headers.get("content-type", "").startswith("text/event-stream"):
                 await response.write(in_band_error(ex.target.protocol, error))
         except ConnectionError:
@@ -410,7 +432,9 @@ class Egress:
         await self.relay.ready.wait()
         self.relay.pending[flow.id] = ex
         path = urlsplit(upstream.url)
-        flow.request.url = f"http://127.0.0.1:{self.relay.port}{path.path}" + (f"?{path.query}" if path.query else "")
+        flow.request.url = f"http://127.0.0.1:{self.relay.port}{path.path}" + (
+            f"?{path.query}" if path.query else ""
+        )
         flow.request.headers.clear()
         flow.request.headers.update(upstream.headers)
         flow.request.headers["host"] = f"127.0.0.1:{self.relay.port}"

@@ -25,7 +25,11 @@ from translators.errors import ProxyError
 GEMINI_PATH = re.compile(
     r"^/v1(?:beta)?/models/(?P<model>.+):(?P<method>generateContent|streamGenerateContent|countTokens)$"
 )
-GEMINI_METHODS = {"generateContent": "generate", "streamGenerateContent": "generate", "countTokens": "count_tokens"}
+GEMINI_METHODS = {
+    "generateContent": "generate",
+    "streamGenerateContent": "generate",
+    "countTokens": "count_tokens",
+}
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,9 @@ class FrontDoor:
             return
         if endpoint.kind == "websocket":
             # Codex tries a WebSocket first; a plain refusal makes it fall back to HTTPS at once.
-            error = ProxyError("invalid_request", "WebSocket transport is not supported; use HTTPS", status=426)
+            error = ProxyError(
+                "invalid_request", "WebSocket transport is not supported; use HTTPS", status=426
+            )
             flow.response = error_response(endpoint.protocol, error)
             return
         try:
@@ -144,7 +150,9 @@ class FrontDoor:
         content = flow.request.raw_content or b""
         limit = self.settings.config.max_request_bytes
         if len(content) > limit:
-            raise ProxyError("too_large", f"request body of {len(content)} bytes exceeds the limit of {limit} bytes")
+            raise ProxyError(
+                "too_large", f"request body of {len(content)} bytes exceeds the limit of {limit} bytes"
+            )
         try:
             body = wire.loads(flow.request.get_content(strict=False) or b"")
         except (ValueError, UnicodeDecodeError) as e:

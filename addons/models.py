@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from mitmproxy import http
@@ -43,7 +43,11 @@ def canonical_id(instance: str, backend: BackendConfig, model: str) -> str:
 
 def parse_model_ids(family_type: str, body: Any) -> list[str]:
     if family_type == "gemini":
-        return [m["name"].removeprefix("models/") for m in body.get("models", []) if isinstance(m, dict) and "name" in m]
+        return [
+            m["name"].removeprefix("models/")
+            for m in body.get("models", [])
+            if isinstance(m, dict) and "name" in m
+        ]
     return [m["id"] for m in body.get("data", []) if isinstance(m, dict) and "id" in m]
 
 
@@ -73,7 +77,10 @@ class ModelCatalog:
                     errors[instance] = str(e) or type(e).__name__
             for model in dict.fromkeys(names):
                 canonical = canonical_id(instance, backend, model)
-                listed += [Listed(canonical, instance, canonical), Listed(f"{instance}:{model}", instance, canonical)]
+                listed += [
+                    Listed(canonical, instance, canonical),
+                    Listed(f"{instance}:{model}", instance, canonical),
+                ]
         unique = {entry.id: entry for entry in reversed(listed)}
         return [e for e in listed if unique[e.id] is e], errors
 
@@ -96,7 +103,7 @@ def shape(protocol: str, listed: list[Listed], errors: dict[str, str]) -> dict[s
     """The listing in the client protocol's own shape; unreachable backends under ``errors``."""
     extra = {"errors": errors} if errors else {}
     if protocol == "anthropic":
-        created = datetime.fromtimestamp(0, timezone.utc).isoformat().replace("+00:00", "Z")
+        created = datetime.fromtimestamp(0, UTC).isoformat().replace("+00:00", "Z")
         data = [{"type": "model", "id": e.id, "display_name": e.id, "created_at": created} for e in listed]
         first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
         return {"data": data, "has_more": False, "first_id": first, "last_id": last, **extra}

@@ -26,8 +26,10 @@ class RouteRequests:
             return
         router = self.settings.router
         override = flow.request.headers.get(ROUTE_HEADER)
-        if ex.surface == "proxy" and not override and not (
-            router.serves_family(ex.host_family or "") or router.is_explicit(ex.selector)
+        if (
+            ex.surface == "proxy"
+            and not override
+            and not (router.serves_family(ex.host_family or "") or router.is_explicit(ex.selector))
         ):
             # No backend of the addressed provider: the client's own credentials go through untouched.
             exchange.drop(flow)

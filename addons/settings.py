@@ -60,7 +60,9 @@ class Settings:
             return
         self.config, self.router = config, Router(config)
         self._open_state()
-        self._secrets = sorted({k.encode() for b in config.backends.values() for k in b.api_keys if k}, key=len)[::-1]
+        self._secrets = sorted(
+            {k.encode() for b in config.backends.values() for k in b.api_keys if k}, key=len
+        )[::-1]
         names = ", ".join(config.backends) or "none"
         logger.info(f"LLM backends from {source}: {names} (default: {config.default_backend or 'none'})")
 

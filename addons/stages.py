@@ -82,7 +82,9 @@ def answer_events(answer: ChatResponse) -> list[Event]:
                 )
             )
         elif isinstance(part, ToolCall):
-            start = ToolCallStart(index=calls, id=part.id, name=part.name, thought_signature=part.thought_signature)
+            start = ToolCallStart(
+                index=calls, id=part.id, name=part.name, thought_signature=part.thought_signature
+            )
             events += [start, ToolCallDelta(index=calls, arguments=part.arguments), ToolCallEnd(index=calls)]
             calls += 1
     if answer.stop_reason is not None:

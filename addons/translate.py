@@ -56,7 +56,9 @@ class StreamObserver:
     """Same protocol on both sides, no stage changes answers: the bytes pass untouched while a
     decoder reads alongside and the stages watch."""
 
-    def __init__(self, decoder: StreamDecoder, ex: exchange.Exchange, chain: StageChain | None = None) -> None:
+    def __init__(
+        self, decoder: StreamDecoder, ex: exchange.Exchange, chain: StageChain | None = None
+    ) -> None:
         self.decoder = decoder
         self.chain = chain or StageChain(ex.event_stages)
         self.exchange = ex
@@ -80,7 +82,11 @@ class StreamTranslator:
     """A ``flow.response.stream`` callable: provider bytes in, client bytes out."""
 
     def __init__(
-        self, decoder: StreamDecoder, encoder: StreamEncoder, ex: exchange.Exchange, chain: StageChain | None = None
+        self,
+        decoder: StreamDecoder,
+        encoder: StreamEncoder,
+        ex: exchange.Exchange,
+        chain: StageChain | None = None,
     ) -> None:
         self.decoder = decoder
         self.chain = chain or StageChain(ex.event_stages)
@@ -108,7 +114,9 @@ class StreamTranslator:
     def _fail(self) -> bytes:
         self.failed = True
         logger.exception("LLM stream translation failed")
-        error = self.exchange.fail(ProxyError("internal", "the proxy could not translate the provider's stream"))
+        error = self.exchange.fail(
+            ProxyError("internal", "the proxy could not translate the provider's stream")
+        )
         try:
             return self.encoder.encode([StreamError(error=error.to_dict())])
         except Exception:
@@ -176,11 +184,15 @@ class TranslateResponses:
         """Read the answer, pass it through the stages and, unless its bytes pass untouched,
         render it for the client."""
         try:
-            answer = translators.get(ex.backend_protocol).parse_response(wire.loads(flow.response.content or b""))
+            answer = translators.get(ex.backend_protocol).parse_response(
+                wire.loads(flow.response.content or b"")
+            )
         except (ValueError, ProxyError):
             if ex.passthrough:
                 return  # the client reads its own protocol; the proxy just cannot count it
-            error = ex.fail(ProxyError("upstream_error", "the provider returned a response the proxy cannot read"))
+            error = ex.fail(
+                ProxyError("upstream_error", "the provider returned a response the proxy cannot read")
+            )
             flow.response = error_response(ex.client_protocol, error)
             return
         ex.first_token = ex.first_token or ex.first_byte  # a whole answer arrives with its first byte

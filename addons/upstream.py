@@ -45,7 +45,15 @@ DROPPED_HEADERS = frozenset(
 MODEL_MEMBER = re.compile(rb'"model"\s*:\s*"')
 # A key written with an escape ("mod\\u0065l") could hide the top-level member from MODEL_MEMBER.
 ESCAPED_KEY = re.compile(rb'"[^"\\]*\\u[0-9a-fA-F]{4}[^"]*"\s*:')
-REQUEST_FIELDS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "frequency_penalty", "presence_penalty")
+REQUEST_FIELDS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+)
 
 
 @dataclass

@@ -73,9 +73,13 @@ class Availability:
             db.execute("PRAGMA busy_timeout=2000")
             for statement in SCHEMA:
                 db.execute(statement)
-            for row in db.execute("SELECT instance, key_id, state, until, failures, strikes, reason, updated FROM key_state"):
+            for row in db.execute(
+                "SELECT instance, key_id, state, until, failures, strikes, reason, updated FROM key_state"
+            ):
                 self.keys[(row[0], row[1])] = KeyState(*row[2:])
-            for instance, model, reason in db.execute("SELECT instance, model, reason FROM unsupported_model"):
+            for instance, model, reason in db.execute(
+                "SELECT instance, model, reason FROM unsupported_model"
+            ):
                 self.unsupported[(instance, model)] = reason or ""
             self._db = db
         except sqlite3.Error as e:
@@ -118,7 +122,9 @@ class Availability:
         if retry_after is None:
             retry_after = min(self.failover.backoff * 2 ** (strikes - 1), self.failover.backoff_max)
         now = time.time()
-        self._save(instance, key, KeyState("rate_limited", now + retry_after, state.failures, strikes, reason, now))
+        self._save(
+            instance, key, KeyState("rate_limited", now + retry_after, state.failures, strikes, reason, now)
+        )
         return retry_after
 
     def failed(self, instance: str, key: str, reason: str, *, authentication: bool = False) -> None:
@@ -128,7 +134,14 @@ class Availability:
         self._save(
             instance,
             key,
-            KeyState("disabled" if disabled else state.state, state.until, failures, state.strikes, reason, time.time()),
+            KeyState(
+                "disabled" if disabled else state.state,
+                state.until,
+                failures,
+                state.strikes,
+                reason,
+                time.time(),
+            ),
         )
         if disabled:
             logger.warning(f"backend {instance}: key {key_id(key)} disabled: {reason}")
@@ -137,7 +150,8 @@ class Availability:
         self._load()
         self.unsupported[(instance, model)] = reason
         self._write(
-            "INSERT OR REPLACE INTO unsupported_model VALUES (?, ?, ?, ?)", (instance, model, reason, time.time())
+            "INSERT OR REPLACE INTO unsupported_model VALUES (?, ?, ?, ?)",
+            (instance, model, reason, time.time()),
         )
 
     def reactivate(self, instance: str, *, clear_models: bool = False) -> None:
@@ -157,14 +171,21 @@ class Availability:
         states = [(key_id(k), self._state(instance, k)) for k in keys]
         for _, state in states:
             state.usable(now)
-        summary = "active" if not keys or any(s.state == "active" for _, s in states) else (
-            "rate_limited" if any(s.state == "rate_limited" for _, s in states) else "disabled"
+        summary = (
+            "active"
+            if not keys or any(s.state == "active" for _, s in states)
+            else ("rate_limited" if any(s.state == "rate_limited" for _, s in states) else "disabled")
         )
         return {
             "state": summary,
             "keys": [
-                {"id": kid, "state": s.state, "until": s.until if s.state == "rate_limited" else None,
-                 "consecutive_failures": s.failures, "reason": s.reason}
+                {
+                    "id": kid,
+                    "state": s.state,
+                    "until": s.until if s.state == "rate_limited" else None,
+                    "consecutive_failures": s.failures,
+                    "reason": s.reason,
+                }
                 for kid, s in states
             ],
             "unsupported_models": sorted(m for (i, m) in self.unsupported if i == instance),
@@ -181,7 +202,16 @@ class Availability:
         self.keys[(instance, kid)] = state
         self._write(
             "INSERT OR REPLACE INTO key_state VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (instance, kid, state.state, state.until, state.failures, state.strikes, state.reason, state.updated),
+            (
+                instance,
+                kid,
+                state.state,
+                state.until,
+                state.failures,
+                state.strikes,
+                state.reason,
+                state.updated,
+            ),
         )
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:

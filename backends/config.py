@@ -9,11 +9,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from backends.families import FAMILIES
@@ -223,6 +221,4 @@ def config_from_environment() -> Config:
         for family, var in ENV_KEYS.items()
         if os.environ.get(var)
     }
-    return parse_config(
-        {"backends": backends, "default_backend": next(iter(backends), None)}, "environment"
-    )
+    return parse_config({"backends": backends, "default_backend": next(iter(backends), None)}, "environment")

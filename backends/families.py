@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-
 # Where each protocol's operations live under a base URL (as the vendor's SDK takes it).
 GENERATE = {
     "openai-chat": "{base}/chat/completions",
@@ -16,7 +15,11 @@ GENERATE = {
     "anthropic": "{base}/v1/messages",
 }
 COUNT_TOKENS = {"anthropic": "{base}/v1/messages/count_tokens"}
-MODELS = {"openai-chat": "{base}/models", "openai-responses": "{base}/models", "anthropic": "{base}/v1/models"}
+MODELS = {
+    "openai-chat": "{base}/models",
+    "openai-responses": "{base}/models",
+    "anthropic": "{base}/v1/models",
+}
 
 
 def _gemini_root(base: str) -> str:

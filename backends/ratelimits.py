@@ -11,7 +11,9 @@ from email.utils import parsedate_to_datetime
 from translators.errors import ProxyError
 
 # OpenAI's reset headers are durations such as "1s", "6m0s", "250ms".
-DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$")
+DURATION = re.compile(
+    r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$"
+)
 RESET_HEADERS = (
     "x-ratelimit-reset-requests",
     "x-ratelimit-reset-tokens",

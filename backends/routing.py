@@ -61,8 +61,7 @@ def split_parameters(selector: str) -> tuple[str, dict[str, Any]]:
         if kind is None:
             raise ProxyError(
                 "invalid_request",
-                f"model selector parameter {name!r} is not supported "
-                f"(supported: {', '.join(PARAMETERS)})",
+                f"model selector parameter {name!r} is not supported (supported: {', '.join(PARAMETERS)})",
             )
         try:
             params[name] = kind(value)
@@ -108,7 +107,9 @@ class Router:
             targets += [
                 self._target(name, first.model, first.params)
                 for name, backend in self.config.backends.items()
-                if name != first.instance and backend.type == first.backend.type and self._serves(backend, first.model)
+                if name != first.instance
+                and backend.type == first.backend.type
+                and self._serves(backend, first.model)
             ]
         for fallback in self._fallbacks(first):
             targets.append(self.resolve(fallback, None, client_protocol))
@@ -146,7 +147,9 @@ class Router:
     def _serves(backend: BackendConfig, model: str) -> bool:
         return not backend.models or any(fnmatchcase(model, p) for p in backend.models)
 
-    def resolve(self, selector: str, host_family: str | None = None, client_protocol: str | None = None) -> Target:
+    def resolve(
+        self, selector: str, host_family: str | None = None, client_protocol: str | None = None
+    ) -> Target:
         target = self._resolve(selector, host_family)
         if client_protocol:
             target.protocol = target.family.protocol_for(client_protocol)
@@ -173,7 +176,11 @@ class Router:
             if any(fnmatchcase(model, pattern) for pattern in backend.models):
                 return self._target(name, model, params)
         vendor, slash, name = model.partition("/")
-        if slash and (family := VENDOR_FAMILIES.get(vendor)) and (instance := self._instance_of_family(family)):
+        if (
+            slash
+            and (family := VENDOR_FAMILIES.get(vendor))
+            and (instance := self._instance_of_family(family))
+        ):
             return self._target(instance, name, params)  # a canonical vendor/model id
         if host_family and (instance := self._instance_of_family(host_family)):
             return self._target(instance, model, params)

@@ -19,7 +19,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from policies.base import ALLOW, Call, Context, Reactor, Verdict
-from translators.canonical import End, Event, Stop, StreamError, TextDelta, ToolCallDelta, ToolCallEnd, ToolCallStart
+from translators.canonical import (
+    End,
+    Event,
+    Stop,
+    StreamError,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
 
 MAX_HELD_BYTES = 4 * 1024 * 1024
 BLOCKED = "[llm-proxy] blocked"
@@ -84,7 +93,9 @@ class ToolCallGate:
                 case ToolCallStart():
                     out.append(self._renumbered_start(event))
                 case ToolCallDelta() | ToolCallEnd():
-                    out.append(event.model_copy(update={"index": self.index_map.get(event.index, event.index)}))
+                    out.append(
+                        event.model_copy(update={"index": self.index_map.get(event.index, event.index)})
+                    )
                 case TextDelta():
                     self.text = True
                     out.append(event)
@@ -126,7 +137,11 @@ class ToolCallGate:
             self.blocked += 1
             separator, self.text = ("\n\n" if self.text else ""), True
             return [TextDelta(text=separator + blocked_note(call, verdict))]
-        arguments = verdict.arguments if verdict.action == "rewrite" and verdict.arguments is not None else call.arguments
+        arguments = (
+            verdict.arguments
+            if verdict.action == "rewrite" and verdict.arguments is not None
+            else call.arguments
+        )
         start = self._renumbered_start(held.start)
         return [start, ToolCallDelta(index=start.index, arguments=arguments), ToolCallEnd(index=start.index)]
 

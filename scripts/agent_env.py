@@ -143,6 +143,7 @@ MODES: dict[str, Callable[[str, Endpoints], dict[str, str]]] = {
 
 def export_lines(env: dict[str, str]) -> str:
     """`export NAME=value` lines; a `${VAR:-default}` value stays expandable, all else is quoted."""
+
     def quoted(value: str) -> str:
         return f'"{value}"' if value.startswith("${") else shlex.quote(value)
 

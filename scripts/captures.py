@@ -177,9 +177,11 @@ PART_VIEWS: dict[str, Callable[[Any], str]] = {
     "text": lambda p: p.text,
     "image": lambda p: f"[image {p.media_type or p.url or ''}]",
     "tool_call": lambda p: f"[tool call {p.name} {p.arguments} id={p.id}]",
-    "tool_result": lambda p: f"[tool result {p.tool_call_id}{' (error)' if p.is_error else ''}: "
-    + " ".join(PART_VIEWS[c.type](c) for c in p.content)
-    + "]",
+    "tool_result": lambda p: (
+        f"[tool result {p.tool_call_id}{' (error)' if p.is_error else ''}: "
+        + " ".join(PART_VIEWS[c.type](c) for c in p.content)
+        + "]"
+    ),
     "reasoning": lambda p: f"[reasoning{' (redacted)' if p.redacted else ''}] {p.text}",
 }
 

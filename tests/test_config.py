@@ -16,7 +16,9 @@ def test_minimal_config_fills_family_defaults():
 
 
 def test_instance_suffix_names_share_a_family():
-    config = parse_config({"backends": {"openai.work": {"api_keys": ["a"]}, "openai.2": {"api_keys": ["b"]}}}, "t")
+    config = parse_config(
+        {"backends": {"openai.work": {"api_keys": ["a"]}, "openai.2": {"api_keys": ["b"]}}}, "t"
+    )
     assert {b.type for b in config.backends.values()} == {"openai"}
 
 
@@ -28,7 +30,9 @@ def test_environment_variables_expand(monkeypatch):
 
 def test_unset_environment_variable_names_key_path(monkeypatch):
     monkeypatch.delenv("NOPE_KEY", raising=False)
-    with pytest.raises(ConfigError, match=r"^t: backends.openai.api_keys\[0\]: environment variable NOPE_KEY"):
+    with pytest.raises(
+        ConfigError, match=r"^t: backends.openai.api_keys\[0\]: environment variable NOPE_KEY"
+    ):
         parse_config({"backends": {"openai": {"api_keys": ["${NOPE_KEY}"]}}}, "t")
 
 
@@ -38,8 +42,14 @@ def test_unset_environment_variable_names_key_path(monkeypatch):
         ({"backends": {"x": {"type": "nonsense"}}}, r"backends.x.type: unknown backend type 'nonsense'"),
         ({"backends": {"local": {"type": "openai-compatible"}}}, r"base_url is required"),
         ({"backends": {"openai": {"base_url": "api.openai.com"}}}, r"base_url must start with http"),
-        ({"backends": {"openai": {"api_key": "k"}}}, r"backends.openai.api_key: Extra inputs are not permitted"),
-        ({"backends": {}, "default_backend": "openai"}, r"default_backend 'openai' is not a configured backend"),
+        (
+            {"backends": {"openai": {"api_key": "k"}}},
+            r"backends.openai.api_key: Extra inputs are not permitted",
+        ),
+        (
+            {"backends": {}, "default_backend": "openai"},
+            r"default_backend 'openai' is not a configured backend",
+        ),
         ({"backends": {"openai": {"timeouts": {"idle": -1}}}}, r"backends.openai.timeouts.idle"),
         ([1, 2], r"top level must be a mapping"),
     ],

@@ -53,11 +53,15 @@ def openai_client(proxy) -> openai.OpenAI:
 
 
 def anthropic_client(proxy) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=proxy.front_url + "/anthropic", api_key=CLIENT_KEY, max_retries=0, timeout=20)
+    return anthropic.Anthropic(
+        base_url=proxy.front_url + "/anthropic", api_key=CLIENT_KEY, max_retries=0, timeout=20
+    )
 
 
 def gemini_client(proxy) -> genai.Client:
-    return genai.Client(api_key=CLIENT_KEY, http_options=types.HttpOptions(base_url=proxy.front_url, timeout=20_000))
+    return genai.Client(
+        api_key=CLIENT_KEY, http_options=types.HttpOptions(base_url=proxy.front_url, timeout=20_000)
+    )
 
 
 def ask(client_protocol: str, proxy, model: str, stream: bool = False) -> str:
@@ -77,11 +81,17 @@ def ask(client_protocol: str, proxy, model: str, stream: bool = False) -> str:
         return client.messages.create(model=model, max_tokens=64, messages=messages).content[0].text
     client = gemini_client(proxy)
     if stream:
-        return "".join(c.text or "" for c in client.models.generate_content_stream(model=model, contents="Hi"))
+        return "".join(
+            c.text or "" for c in client.models.generate_content_stream(model=model, contents="Hi")
+        )
     return client.models.generate_content(model=model, contents="Hi").text
 
 
-SDK_ERRORS = {"openai": openai.APIStatusError, "anthropic": anthropic.APIStatusError, "gemini": genai_errors.APIError}
+SDK_ERRORS = {
+    "openai": openai.APIStatusError,
+    "anthropic": anthropic.APIStatusError,
+    "gemini": genai_errors.APIError,
+}
 
 
 def status_and_message(error: Exception) -> tuple[int, str]:
@@ -111,7 +121,11 @@ def envelope_message(client_protocol: str, body: dict) -> tuple[str, str]:
     return body["error"]["status"], body["error"]["message"]
 
 
-BAD_REQUEST_TYPE = {"openai": "invalid_request_error", "anthropic": "invalid_request_error", "gemini": "INVALID_ARGUMENT"}
+BAD_REQUEST_TYPE = {
+    "openai": "invalid_request_error",
+    "anthropic": "invalid_request_error",
+    "gemini": "INVALID_ARGUMENT",
+}
 
 
 @pytest.mark.parametrize("client_protocol", list(ENDPOINTS))
@@ -272,7 +286,11 @@ def test_every_surface_carries_the_same_canonical_detail(faulty_proxy, surface, 
             path = path.replace("openai:x", body["model"])
             body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
         else:
-            messages = {"input": "Hi"} if surface == "responses" else {"messages": [{"role": "user", "content": "Hi"}]}
+            messages = (
+                {"input": "Hi"}
+                if surface == "responses"
+                else {"messages": [{"role": "user", "content": "Hi"}]}
+            )
             body = {**base, **messages, **body}
         response = httpx.post(faulty_proxy.front_url + path, json=body, timeout=20)
     else:

@@ -34,9 +34,13 @@ def test_anthropic_sdk_at_api_anthropic_com_reaches_the_anthropic_backend(proxy,
 
 
 def test_gemini_sdk_at_google_reaches_the_gemini_backend(proxy, fakes):
-    options = types.HttpOptions(client_args={"proxy": proxy.proxy_url, "verify": trust(proxy), "trust_env": False})
+    options = types.HttpOptions(
+        client_args={"proxy": proxy.proxy_url, "verify": trust(proxy), "trust_env": False}
+    )
     client = genai.Client(api_key=CLIENT_KEY, http_options=options)
-    assert client.models.generate_content(model="gemini-2.5-flash", contents="Hi").text == "Hello from gemini!"
+    assert (
+        client.models.generate_content(model="gemini-2.5-flash", contents="Hi").text == "Hello from gemini!"
+    )
     assert fakes.gemini.requests[-1].headers["x-goog-api-key"] == "AIza-fake-gemini-0001"
 
 
@@ -57,7 +61,9 @@ def test_no_real_provider_host_was_dialled(proxy):
 def test_other_hosts_pass_through_untouched(proxy, fakes):
     """A plain-HTTP call to a non-LLM host keeps its path, body and the client's own credentials."""
     with httpx.Client(proxy=proxy.proxy_url, trust_env=False, timeout=20) as client:
-        response = client.get(f"{fakes.openai.base_url}/v1/models", headers={"authorization": "Bearer sk-fake-openai-0001"})
+        response = client.get(
+            f"{fakes.openai.base_url}/v1/models", headers={"authorization": "Bearer sk-fake-openai-0001"}
+        )
     assert response.status_code == 200
     assert fakes.openai.requests[-1].path == "/v1/models"
 
@@ -65,7 +71,9 @@ def test_other_hosts_pass_through_untouched(proxy, fakes):
 def test_unconfigured_provider_host_keeps_client_credentials(start_proxy, fakes):
     """With no anthropic backend, a call to api.anthropic.com is left alone (here: it cannot
     connect, so mitmproxy's own 502 shows the flow went to the real host, not to a backend)."""
-    config = f'backends:\n  openai: {{type: openai, base_url: "{fakes.openai.base_url}/v1", api_keys: ["k"]}}\n'
+    config = (
+        f'backends:\n  openai: {{type: openai, base_url: "{fakes.openai.base_url}/v1", api_keys: ["k"]}}\n'
+    )
     running = start_proxy(config)
     client = anthropic.Anthropic(api_key=CLIENT_KEY, http_client=proxied_http2(running), max_retries=0)
     try:

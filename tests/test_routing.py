@@ -73,8 +73,6 @@ def test_no_default_and_no_match_is_not_found():
         router.resolve("claude-3")
 
 
-
-
 def test_gemini_endpoint_keeps_selector_colons_out_of_the_url():
     from backends.families import FAMILIES
 

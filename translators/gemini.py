@@ -395,7 +395,7 @@ def _result_text(response: dict[str, Any]) -> tuple[str, bool]:
     """(text, is_error) of a functionResponse.response: ``output`` / ``error`` unwrapped when it is
     the only key, else the whole object as compact JSON."""
     if len(response) == 1 and ("output" in response or "error" in response):
-        (key, value), = response.items()
+        ((key, value),) = response.items()
         return (value if isinstance(value, str) else dumps_text(value)), key == "error"
     return dumps_text(response), False
 

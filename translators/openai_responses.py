@@ -171,6 +171,7 @@ FAILED_CODE_OUT: dict[str, str] = {"rate_limited": "rate_limit_exceeded", "inval
 
 # -- helpers --------------------------------------------------------------------------------------
 
+
 def _new_response_id() -> str:
     return f"resp_{uuid.uuid4().hex[:24]}"
 
@@ -187,6 +188,7 @@ def _item_id(kind: str, base: str, index: int) -> str:
 
 # -- request parsing: refusals of server-side state -----------------------------------------------
 
+
 def _refuse_state(body: dict[str, Any]) -> None:
     for key, advice in _STATEFUL_KEYS.items():
         if body.get(key) is not None:
@@ -194,6 +196,7 @@ def _refuse_state(body: dict[str, Any]) -> None:
     for key, advice in _STATEFUL_FLAGS.items():
         if read(body, key, "", "a boolean"):
             raise ProxyError("invalid_request", f"{key}: true {_NO_STATE}{advice}", param=key)
+
 
 # -- request parsing: content parts ---------------------------------------------------------------
 
@@ -597,6 +600,7 @@ def _parse_usage(raw: Any) -> Usage:
 
 # -- response rendering ---------------------------------------------------------------------------
 
+
 def _message_output(item_id: str, text: str) -> dict[str, Any]:
     content = [_output_text(text)] if text else []
     return {"type": "message", "id": item_id, "role": "assistant", "status": "completed", "content": content}
@@ -886,6 +890,7 @@ class StreamDecoder(SSEDecoder):
 
 # -- stream encoder -------------------------------------------------------------------------------
 
+
 @dataclass(slots=True)
 class _OpenItem:
     """An output item between ``output_item.added`` and ``.done``."""
@@ -1099,6 +1104,7 @@ class StreamEncoder(Encoder):
         self._emit(out, "response.function_call_arguments.done", {**open_.where, "arguments": arguments})
         item = {**open_.item, "arguments": arguments, "status": "completed"}
         self._close(out, item, open_.index)
+
 
 # -- errors ---------------------------------------------------------------------------------------
 

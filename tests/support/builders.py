@@ -25,7 +25,11 @@ from google import genai
 from google.genai import types
 
 CLIENT_KEY = "client-key-that-must-not-travel"
-UPSTREAM_KEYS = {"openai": "sk-fake-openai-0001", "anthropic": "sk-ant-fake-0001", "gemini": "AIza-fake-gemini-0001"}
+UPSTREAM_KEYS = {
+    "openai": "sk-fake-openai-0001",
+    "anthropic": "sk-ant-fake-0001",
+    "gemini": "AIza-fake-gemini-0001",
+}
 # (input, output) tokens each fake reports, as every client should see them.
 USAGE = {"openai": (11, 7), "anthropic": (13, 5), "gemini": (17, 3)}
 TOOL_RESULT = "18C and sunny"
@@ -59,7 +63,14 @@ class OpenAIClient:
         kwargs: dict[str, Any] = {"model": model, "messages": self.messages}
         if tools:
             kwargs["tools"] = [
-                {"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": WEATHER_SCHEMA}}
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "description": "Weather",
+                        "parameters": WEATHER_SCHEMA,
+                    },
+                }
             ]
         if not stream:
             response = self.client.chat.completions.create(**kwargs)
@@ -71,7 +82,9 @@ class OpenAIClient:
             usage = (response.usage.prompt_tokens, response.usage.completion_tokens)
             return self._turn(choice.message.content or "", calls, choice.finish_reason, usage)
         text, calls, stop, usage = "", {}, None, (None, None)
-        for chunk in self.client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True}):
+        for chunk in self.client.chat.completions.create(
+            **kwargs, stream=True, stream_options={"include_usage": True}
+        ):
             if chunk.usage:
                 usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
             for choice in chunk.choices:
@@ -89,13 +102,20 @@ class OpenAIClient:
         message: dict[str, Any] = {"role": "assistant", "content": text or None}
         if calls:
             message["tool_calls"] = [
-                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["args"])}}
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": json.dumps(c["args"])},
+                }
                 for c in calls
             ]
         return Turn(text, calls, stop, usage, message)
 
     def answer_tool(self, turn: Turn, result: str) -> None:
-        self.messages += [turn.history, {"role": "tool", "tool_call_id": turn.calls[0]["id"], "content": result}]
+        self.messages += [
+            turn.history,
+            {"role": "tool", "tool_call_id": turn.calls[0]["id"], "content": result},
+        ]
 
 
 # -- Anthropic Messages client --------------------------------------------------------------------
@@ -105,13 +125,17 @@ class AnthropicClient:
     stops: ClassVar[dict[str, str]] = {"text": "end_turn", "tool": "tool_use"}
 
     def __init__(self, proxy):
-        self.client = anthropic.Anthropic(base_url=proxy.front_url + "/anthropic", api_key=CLIENT_KEY, max_retries=0)
+        self.client = anthropic.Anthropic(
+            base_url=proxy.front_url + "/anthropic", api_key=CLIENT_KEY, max_retries=0
+        )
         self.messages: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
 
     def ask(self, model: str, stream: bool, tools: bool) -> Turn:
         kwargs: dict[str, Any] = {"model": model, "max_tokens": 512, "messages": self.messages}
         if tools:
-            kwargs["tools"] = [{"name": "get_weather", "description": "Weather", "input_schema": WEATHER_SCHEMA}]
+            kwargs["tools"] = [
+                {"name": "get_weather", "description": "Weather", "input_schema": WEATHER_SCHEMA}
+            ]
         if stream:
             text = ""
             with self.client.messages.stream(**kwargs) as events:
@@ -123,9 +147,13 @@ class AnthropicClient:
         else:
             message = self.client.messages.create(**kwargs)
         text = "".join(b.text for b in message.content if b.type == "text")
-        calls = [{"id": b.id, "name": b.name, "args": b.input} for b in message.content if b.type == "tool_use"]
+        calls = [
+            {"id": b.id, "name": b.name, "args": b.input} for b in message.content if b.type == "tool_use"
+        ]
         usage = (message.usage.input_tokens, message.usage.output_tokens)
-        return Turn(text, calls, message.stop_reason, usage, {"role": "assistant", "content": message.content})
+        return Turn(
+            text, calls, message.stop_reason, usage, {"role": "assistant", "content": message.content}
+        )
 
     def answer_tool(self, turn: Turn, result: str) -> None:
         block = {"type": "tool_result", "tool_use_id": turn.calls[0]["id"], "content": result}
@@ -141,7 +169,9 @@ class GeminiClient:
     def __init__(self, proxy):
         options = types.HttpOptions(base_url=proxy.front_url)
         self.client = genai.Client(api_key=CLIENT_KEY, http_options=options)
-        self.contents: list[Any] = [types.Content(role="user", parts=[types.Part(text="What is the weather in Paris?")])]
+        self.contents: list[Any] = [
+            types.Content(role="user", parts=[types.Part(text="What is the weather in Paris?")])
+        ]
 
     def ask(self, model: str, stream: bool, tools: bool) -> Turn:
         config = types.GenerateContentConfig()
@@ -154,7 +184,9 @@ class GeminiClient:
                 automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
             )
         if stream:
-            chunks = list(self.client.models.generate_content_stream(model=model, contents=self.contents, config=config))
+            chunks = list(
+                self.client.models.generate_content_stream(model=model, contents=self.contents, config=config)
+            )
         else:
             chunks = [self.client.models.generate_content(model=model, contents=self.contents, config=config)]
         text, parts, stop, usage = "", [], None, (None, None)
@@ -166,7 +198,10 @@ class GeminiClient:
             stop = candidate.finish_reason.value if candidate.finish_reason else stop
             if chunk.usage_metadata and chunk.usage_metadata.candidates_token_count is not None:
                 meta = chunk.usage_metadata
-                usage = (meta.prompt_token_count, meta.candidates_token_count + (meta.thoughts_token_count or 0))
+                usage = (
+                    meta.prompt_token_count,
+                    meta.candidates_token_count + (meta.thoughts_token_count or 0),
+                )
         calls = [
             {"id": p.function_call.id, "name": p.function_call.name, "args": p.function_call.args}
             for p in parts

@@ -76,6 +76,7 @@ def with_json_arguments(response: ChatResponse) -> ChatResponse:
     ]
     return response.model_copy(update={"content": content})
 
+
 # -- openai-chat: docs/protocols.md §1 ------------------------------------------------------------
 CHAT_EXAMPLE_RESPONSE: dict[str, Any] = {
     "id": "chatcmpl-abc",
@@ -340,6 +341,7 @@ data: {"type":"response.failed","sequence_number":2,"response":{"id":"resp_4","o
 
 """
 
+
 def responses_sse(*events: dict[str, Any] | str, newline: str = "\n") -> bytes:
     """A Responses stream of ``events`` (dicts get their ``event:`` line and sequence number;
     strings are sent as they are, e.g. comments)."""
@@ -351,6 +353,7 @@ def responses_sse(*events: dict[str, Any] | str, newline: str = "\n") -> bytes:
         data = json.dumps({"type": event["type"], "sequence_number": number, **event}, ensure_ascii=False)
         blocks.append(f"event: {event['type']}{newline}data: {data}{newline}{newline}")
     return "".join(blocks).encode()
+
 
 RESPONSES_MIXED_OUTPUT: list[dict[str, Any]] = [
     {
@@ -406,6 +409,7 @@ RESPONSES_MIXED_RESPONSE: dict[str, Any] = {
     "usage": RESPONSES_MIXED_USAGE,
 }
 
+
 def response_event(kind: str, **fields: Any) -> dict[str, Any]:
     base = {
         "id": "resp_m",
@@ -417,8 +421,10 @@ def response_event(kind: str, **fields: Any) -> dict[str, Any]:
     }
     return {"type": kind, "response": {**base, **fields}}
 
+
 def item_event(item_id: str, index: int, kind: str, **fields: Any) -> dict[str, Any]:
     return {"type": kind, "item_id": item_id, "output_index": index, **fields}
+
 
 # Two summary parts, text with a multi-byte character, two overlapping calls (one with its whole
 # arguments in a single delta), an unknown event, a keep-alive comment and CRLF framing.
@@ -470,6 +476,7 @@ RESPONSES_STREAM_MIXED = responses_sse(
     ),
     newline="\r\n",
 )
+
 
 def terminal_response(stream: bytes) -> dict[str, Any]:
     """The response object of a stream's last event: the non-streamed twin of the stream."""
@@ -718,27 +725,51 @@ GEMINI_SIG = "CiQBVKhcAbCdEfGh"
 # snake_case inside nested objects, URL-safe base64, an OpenAPI-subset schema with uppercase types.
 GEMINI_SDK_REQUEST: dict[str, Any] = {
     "contents": [
-        {"parts": [
-            {"text": "hi"},
-            {"inlineData": {"data": "iVBOR__-", "mime_type": "image/png"}},
-            {"fileData": {"file_uri": "https://x/y.jpg", "mime_type": "image/jpeg"}},
-        ], "role": "user"},
-        {"parts": [{"functionCall": {"args": {"city": "P"}, "name": "f"}, "thoughtSignature": "__79AQ=="}],
-         "role": "model"},
+        {
+            "parts": [
+                {"text": "hi"},
+                {"inlineData": {"data": "iVBOR__-", "mime_type": "image/png"}},
+                {"fileData": {"file_uri": "https://x/y.jpg", "mime_type": "image/jpeg"}},
+            ],
+            "role": "user",
+        },
+        {
+            "parts": [{"functionCall": {"args": {"city": "P"}, "name": "f"}, "thoughtSignature": "__79AQ=="}],
+            "role": "model",
+        },
         {"parts": [{"functionResponse": {"name": "f", "response": {"output": "sunny"}}}], "role": "user"},
     ],
     "systemInstruction": {"parts": [{"text": "be terse"}], "role": "user"},
-    "tools": [{"functionDeclarations": [
-        {"description": "d", "name": "f", "parameters": {
-            "properties": {"city": {"description": "c", "type": "STRING"},
-                           "n": {"nullable": True, "type": "INTEGER"}},
-            "property_ordering": ["city", "n"], "required": ["city"], "type": "OBJECT"}},
-        {"name": "g", "parameters_json_schema": {"type": "object", "properties": {"a": {"type": "string"}}}},
-    ]}],
+    "tools": [
+        {
+            "functionDeclarations": [
+                {
+                    "description": "d",
+                    "name": "f",
+                    "parameters": {
+                        "properties": {
+                            "city": {"description": "c", "type": "STRING"},
+                            "n": {"nullable": True, "type": "INTEGER"},
+                        },
+                        "property_ordering": ["city", "n"],
+                        "required": ["city"],
+                        "type": "OBJECT",
+                    },
+                },
+                {
+                    "name": "g",
+                    "parameters_json_schema": {"type": "object", "properties": {"a": {"type": "string"}}},
+                },
+            ]
+        }
+    ],
     "toolConfig": {"functionCallingConfig": {"allowedFunctionNames": ["f"], "mode": "ANY"}},
     "generationConfig": {
-        "temperature": 0.1, "maxOutputTokens": 100, "stopSequences": ["x"],
-        "responseMimeType": "application/json", "responseJsonSchema": {"type": "object"},
+        "temperature": 0.1,
+        "maxOutputTokens": 100,
+        "stopSequences": ["x"],
+        "responseMimeType": "application/json",
+        "responseJsonSchema": {"type": "object"},
         "thinkingConfig": {"include_thoughts": True, "thinking_budget": 1024, "thinking_level": "HIGH"},
     },
 }
@@ -748,9 +779,7 @@ GEMINI_STREAM_TEXT = (
     b'data: {"candidates":[{"content":{"role":"model","parts":[{"text":"lo!"}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":3,"totalTokenCount":12},"modelVersion":"gemini-2.5-flash","responseId":"r1"}\n\n'
 )
 
-GEMINI_STREAM_TOOL = (
-    b'data: {"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris"}},"thoughtSignature":"CiQBVKhcAbCdEfGh"}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":50,"candidatesTokenCount":7,"thoughtsTokenCount":25,"totalTokenCount":82},"modelVersion":"gemini-2.5-flash","responseId":"r2"}\n\n'
-)
+GEMINI_STREAM_TOOL = b'data: {"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris"}},"thoughtSignature":"CiQBVKhcAbCdEfGh"}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":50,"candidatesTokenCount":7,"thoughtsTokenCount":25,"totalTokenCount":82},"modelVersion":"gemini-2.5-flash","responseId":"r2"}\n\n'
 
 GEMINI_STREAM_THOUGHTS = (
     'data: {"candidates":[{"content":{"role":"model","parts":[{"text":"**Comparing units**\\nCelsius is expected.","thought":true}]},"index":0}],"modelVersion":"gemini-2.5-flash","responseId":"r3"}\n\n'
@@ -760,43 +789,102 @@ GEMINI_STREAM_THOUGHTS = (
 
 # The same three answers, not streamed.
 GEMINI_WHOLE_TEXT = {
-    "candidates": [{"content": {"role": "model", "parts": [{"text": "Hello!"}]}, "finishReason": "STOP", "index": 0}],
+    "candidates": [
+        {"content": {"role": "model", "parts": [{"text": "Hello!"}]}, "finishReason": "STOP", "index": 0}
+    ],
     "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 3, "totalTokenCount": 12},
-    "modelVersion": "gemini-2.5-flash", "responseId": "r1",
+    "modelVersion": "gemini-2.5-flash",
+    "responseId": "r1",
 }
 
 GEMINI_WHOLE_TOOL = {
-    "candidates": [{"content": {"role": "model", "parts": [
-        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
-         "thoughtSignature": GEMINI_SIG}]},
-        "finishReason": "STOP", "index": 0}],
-    "usageMetadata": {"promptTokenCount": 50, "candidatesTokenCount": 7, "thoughtsTokenCount": 25,
-                      "totalTokenCount": 82},
-    "modelVersion": "gemini-2.5-flash", "responseId": "r2",
+    "candidates": [
+        {
+            "content": {
+                "role": "model",
+                "parts": [
+                    {
+                        "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                        "thoughtSignature": GEMINI_SIG,
+                    }
+                ],
+            },
+            "finishReason": "STOP",
+            "index": 0,
+        }
+    ],
+    "usageMetadata": {
+        "promptTokenCount": 50,
+        "candidatesTokenCount": 7,
+        "thoughtsTokenCount": 25,
+        "totalTokenCount": 82,
+    },
+    "modelVersion": "gemini-2.5-flash",
+    "responseId": "r2",
 }
 
 GEMINI_WHOLE_THOUGHTS = {
-    "candidates": [{"content": {"role": "model", "parts": [
-        {"text": "**Comparing units**\nCelsius is expected.", "thought": True},
-        {"text": "It is 18 °C."},
-        {"text": "", "thoughtSignature": GEMINI_SIG}]}, "finishReason": "STOP", "index": 0}],
-    "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 6, "thoughtsTokenCount": 30,
-                      "totalTokenCount": 45},
-    "modelVersion": "gemini-2.5-flash", "responseId": "r3",
+    "candidates": [
+        {
+            "content": {
+                "role": "model",
+                "parts": [
+                    {"text": "**Comparing units**\nCelsius is expected.", "thought": True},
+                    {"text": "It is 18 °C."},
+                    {"text": "", "thoughtSignature": GEMINI_SIG},
+                ],
+            },
+            "finishReason": "STOP",
+            "index": 0,
+        }
+    ],
+    "usageMetadata": {
+        "promptTokenCount": 9,
+        "candidatesTokenCount": 6,
+        "thoughtsTokenCount": 30,
+        "totalTokenCount": 45,
+    },
+    "modelVersion": "gemini-2.5-flash",
+    "responseId": "r3",
 }
 
 # Parts the stream assembler joins: a thought and its signature part, text split over parts.
 GEMINI_WHOLE_ADJACENT = {
-    "candidates": [{"content": {"role": "model", "parts": [
-        {"text": "Plan", "thought": True}, {"text": "", "thoughtSignature": GEMINI_SIG},
-        {"text": "A"}, {"text": "B"}]}, "finishReason": "STOP", "index": 0}],
-    "modelVersion": "gemini-2.5-flash", "responseId": "r4",
+    "candidates": [
+        {
+            "content": {
+                "role": "model",
+                "parts": [
+                    {"text": "Plan", "thought": True},
+                    {"text": "", "thoughtSignature": GEMINI_SIG},
+                    {"text": "A"},
+                    {"text": "B"},
+                ],
+            },
+            "finishReason": "STOP",
+            "index": 0,
+        }
+    ],
+    "modelVersion": "gemini-2.5-flash",
+    "responseId": "r4",
 }
 
 GEMINI_STREAM_ADJACENT = "".join(
-    "data: " + json.dumps({"candidates": [{"content": {"role": "model", "parts": [part]}, "index": 0,
-                                           **({"finishReason": "STOP"} if k == 3 else {})}],
-                           "modelVersion": "gemini-2.5-flash", "responseId": "r4"}) + "\n\n"
+    "data: "
+    + json.dumps(
+        {
+            "candidates": [
+                {
+                    "content": {"role": "model", "parts": [part]},
+                    "index": 0,
+                    **({"finishReason": "STOP"} if k == 3 else {}),
+                }
+            ],
+            "modelVersion": "gemini-2.5-flash",
+            "responseId": "r4",
+        }
+    )
+    + "\n\n"
     for k, part in enumerate(GEMINI_WHOLE_ADJACENT["candidates"][0]["content"]["parts"])
 ).encode()
 
