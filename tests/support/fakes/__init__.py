@@ -18,7 +18,10 @@ Model ``agent-danger`` calls it with ``AGENT_DANGER_COMMAND`` (``git reset --har
 FakeOpenAI serves Chat Completions and the Responses API (stateless: no ``previous_response_id``,
 no ``store: true``), with the same behaviour, usage and failure models on both.
 
-The requested model name selects failures: see ``FakeProvider.respond``.
+The requested model name selects failures: see ``FakeProvider.respond``. A model made by
+``scripted_model(text, calls, pause, steered)`` (``scripted-<base64url JSON>``, through any route)
+makes the fake answer exactly that: text, then any tool calls with the given names and arguments,
+streamed in small deltas with an optional pause between the text and the calls (``Script``).
 
 One module per provider (``openai``, ``anthropic``, ``gemini``) on the shared machinery of
 ``common``; this package holds ``Fakes``, the three together, and re-exports what tests use.
@@ -48,15 +51,19 @@ from .common import (
     GEMINI_KEY,
     MIDSTREAM_MODELS,
     OPENAI_KEY,
+    SCRIPT_PIECE,
     SLOW_PREFIX,
+    STEERING_MARK,
     STREAM_FAILED,
     TOOL_ARGS,
     TOOL_NAME,
     Answer,
     FakeProvider,
     RecordedRequest,
+    Script,
     Stream,
     awkward_pieces,
+    scripted_model,
     text_pieces,
 )
 from .gemini import GEMINI_SIGNATURE, FakeGemini
@@ -81,7 +88,9 @@ __all__ = [
     "GEMINI_SIGNATURE",
     "MIDSTREAM_MODELS",
     "OPENAI_KEY",
+    "SCRIPT_PIECE",
     "SLOW_PREFIX",
+    "STEERING_MARK",
     "STREAM_FAILED",
     "TOOL_ARGS",
     "TOOL_NAME",
@@ -92,8 +101,10 @@ __all__ = [
     "FakeProvider",
     "Fakes",
     "RecordedRequest",
+    "Script",
     "Stream",
     "awkward_pieces",
+    "scripted_model",
     "text_pieces",
 ]
 

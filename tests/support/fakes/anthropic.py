@@ -17,6 +17,7 @@ from .common import (
     FakeProvider,
     Invalid,
     Json,
+    Script,
     Stream,
     arg_fragments,
     expect_dict,
@@ -24,6 +25,7 @@ from .common import (
     is_int,
     json_response,
     require,
+    script_pieces,
     sse,
     text_pieces,
     words,
@@ -306,7 +308,9 @@ class FakeAnthropic(FakeProvider):
         ]
 
     def key_of(self, request: web.Request) -> str | None:
-        return request.headers.get("x-api-key") or request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return request.headers.get("x-api-key") or request.headers.get("Authorization", "").removeprefix(
+            "Bearer "
+        )
 
     def check_auth(self, request: web.Request) -> web.Response | None:
         if not self.accepts(self.key_of(request)):
@@ -415,3 +419,45 @@ class FakeAnthropic(FakeProvider):
             return [{"type": "input_json_delta", "partial_json": f} for f in fragments]
         return [{"type": "text_delta", "text": p} for p in text_pieces(answer.text)]
 
+    # --- scripted answers (common.Script): a text block, then one tool_use block per call ----------
+    @staticmethod
+    def script_blocks(script: Script) -> list[Json]:
+        blocks: list[Json] = [{"type": "text", "text": script.text}] if script.text else []
+        for i, (name, arguments) in enumerate(script.calls):
+            call_id = f"{ANTHROPIC_TOOL_ID}_{i}"
+            blocks.append({"type": "tool_use", "id": call_id, "name": name, "input": json.loads(arguments)})
+        return blocks
+
+    def script_message(self, model: str, script: Script, request: web.Request) -> Json:
+        stop = "tool_use" if script.calls else "end_turn"
+        content = self.script_blocks(script)
+        return {**self.envelope(model), "content": content, "stop_reason": stop, "usage": ANTHROPIC_USAGE}
+
+    def script_stream(self, model: str, script: Script, request: web.Request) -> Stream:
+        start = {**self.envelope(model), "content": [], "stop_reason": None, "stop_sequence": None}
+        events: list[Json] = [{"type": "message_start", "message": {**start, "usage": ANTHROPIC_USAGE_START}}]
+        pause_at = 0
+        for index, block in enumerate(self.script_blocks(script)):
+            if block["type"] == "text":
+                opening: Json = {"type": "text", "text": ""}
+                deltas = [{"type": "text_delta", "text": p} for p in script_pieces(block["text"])]
+            else:
+                opening = {**block, "input": {}}
+                arguments = script.calls[index - bool(script.text)][1]
+                deltas = [{"type": "input_json_delta", "partial_json": p} for p in script_pieces(arguments)]
+            events.append({"type": "content_block_start", "index": index, "content_block": opening})
+            events += [{"type": "content_block_delta", "index": index, "delta": d} for d in deltas]
+            events.append({"type": "content_block_stop", "index": index})
+            if block["type"] == "text":
+                pause_at = len(events)
+        stop = "tool_use" if script.calls else "end_turn"
+        events += [
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {"output_tokens": ANTHROPIC_USAGE["output_tokens"]},
+            },
+            {"type": "message_stop"},
+        ]
+        frames = [sse(e, e["type"]) for e in events]
+        return Stream(frames, b"", head=0, pause_at=pause_at, pause=script.pause)

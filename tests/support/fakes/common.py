@@ -6,6 +6,8 @@ request-checking helpers (``Invalid``, ``require``) and the wire helpers (``sse`
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import itertools
 import json
 import threading
@@ -78,6 +80,9 @@ FAILURE_TEXT = {
 }
 STREAM_FAILED = "stream failed"
 MIDSTREAM_MODELS = ("fail-midstream", "drop-midstream", "fail-first-event")
+SCRIPT_PREFIX = "scripted-"  # model scripted-<base64url JSON>: answer what the test dictates (Script)
+SCRIPT_PIECE = 4  # characters per streamed delta of a scripted answer's text and arguments
+STEERING_MARK = "[llm-proxy]"  # how the proxy's own notes to the model begin
 
 
 def compact(value: Any) -> str:
@@ -137,13 +142,67 @@ class RecordedRequest:
 
 
 @dataclass(frozen=True)
+class Script:
+    """An answer a test dictates through the model name (``scripted_model``), whatever the request
+    offers or carries: ``text``, then ``calls`` (tool name, JSON arguments), in that order.
+
+    Streams cut the text and each call's arguments into deltas of ``SCRIPT_PIECE`` characters (and
+    the bytes into awkward pieces, as always) and wait ``pause`` seconds between the text and the
+    calls. ``steered``: the text answered instead (no calls) when the request carries one of the
+    proxy's notes (``STEERING_MARK``), as a model that takes the hint would.
+    """
+
+    text: str = ""
+    calls: tuple[tuple[str, str], ...] = ()
+    pause: float = 0.0
+    steered: str | None = None
+
+    @property
+    def model(self) -> str:
+        payload = {"text": self.text, "calls": [list(c) for c in self.calls], "pause": self.pause}
+        if self.steered is not None:
+            payload["steered"] = self.steered
+        encoded = base64.urlsafe_b64encode(compact(payload).encode()).decode().rstrip("=")
+        return SCRIPT_PREFIX + encoded
+
+    @classmethod
+    def of(cls, model: str) -> Script | None:
+        """The script a model name carries, or None (not scripted, or not decodable)."""
+        if not model.startswith(SCRIPT_PREFIX):
+            return None
+        encoded = model.removeprefix(SCRIPT_PREFIX)
+        try:
+            payload = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+        except (ValueError, binascii.Error):
+            return None
+        calls = tuple((str(name), str(arguments)) for name, arguments in payload.get("calls", []))
+        return cls(payload.get("text", ""), calls, float(payload.get("pause", 0)), payload.get("steered"))
+
+
+def scripted_model(
+    text: str = "", calls: Sequence[tuple[str, Any]] = (), pause: float = 0.0, steered: str | None = None
+) -> str:
+    """The model name that makes every fake answer ``text`` and then ``calls`` (name, arguments as
+    a dict or as JSON text); see ``Script``."""
+    encoded = tuple((name, args if isinstance(args, str) else compact(args)) for name, args in calls)
+    return Script(text, encoded, pause, steered).model
+
+
+def script_pieces(text: str) -> list[str]:
+    """A scripted text or argument string in deltas of SCRIPT_PIECE characters (none when empty)."""
+    return [text[i : i + SCRIPT_PIECE] for i in range(0, len(text), SCRIPT_PIECE)]
+
+
+@dataclass(frozen=True)
 class Answer:
-    """What the fake model says: a text, or one tool call (get_weather unless an agent's shell)."""
+    """What the fake model says: a text, or one tool call (get_weather unless an agent's shell);
+    or, for a scripted model, whatever its ``script`` says."""
 
     text: str = ""
     tool_call: bool = False
     name: str = TOOL_NAME
     arguments: str = TOOL_ARGS
+    script: Script | None = None
 
 
 @dataclass
@@ -155,6 +214,8 @@ class Stream:
     head: int  # frames up to and including the first text delta
     content_type: str = "text/event-stream"
     first_error: bytes | None = None  # the error as the very first frame, where frames are numbered
+    pause_at: int = 0  # with a pause: the frames before this index are sent, then the pause
+    pause: float = 0.0  # seconds
 
 
 class FakeProvider:
@@ -259,6 +320,8 @@ class FakeProvider:
         `tools` are the declared tool names: model agent-shell calls the agent's shell tool among them
         (agent-danger and agent-write: the tool and arguments of ``AGENT_SCRIPTS``).
         """
+        if (script := Script.of(model)) is not None:
+            return Answer(script.text, tool_call=bool(script.calls), script=script)
         if model in MIDSTREAM_MODELS:
             return Answer(self.greeting(model))
         if results:
@@ -283,7 +346,10 @@ class FakeProvider:
         hang -> never answers; slow-first-byte-<s> -> waits s seconds first;
         fail-midstream -> first text event, then the in-band error (non-streaming: a 500);
         drop-midstream -> first text event, then the connection is cut (non-streaming: half a body).
+        scripted-… -> the script (``Script``), never a failure.
         """
+        if answer.script is not None:
+            return await self._respond_script(request, model, answer.script, streaming)
         if model.startswith("fail-") and model[5:].isdigit() and int(model[5:]) in self.failure_statuses:
             return self.failure(int(model[5:]))
         if model == "hang":
@@ -312,16 +378,38 @@ class FakeProvider:
         await response.write(data[: len(data) // 2])
         return self._cut(request, response)
 
-    async def _send(
-        self, request: web.Request, frames: list[bytes], content_type: str, cut: bool
+    async def _respond_script(
+        self, request: web.Request, model: str, script: Script, streaming: bool
     ) -> web.StreamResponse:
-        """Write the stream in awkward pieces, yielding after each so they leave as separate segments."""
+        if script.steered is not None and STEERING_MARK.encode() in await request.read():
+            script = Script(script.steered)
+        if not streaming:
+            return json_response(self.script_message(model, script, request), self.response_headers())
+        stream = self.script_stream(model, script, request)
+        frames, kind, at = stream.frames, stream.content_type, stream.pause_at
+        return await self._send(request, frames, kind, cut=False, pause_at=at, pause=stream.pause)
+
+    async def _send(
+        self,
+        request: web.Request,
+        frames: list[bytes],
+        content_type: str,
+        cut: bool,
+        pause_at: int = 0,
+        pause: float = 0.0,
+    ) -> web.StreamResponse:
+        """Write the stream in awkward pieces, yielding after each so they leave as separate segments
+        (and, given a pause, waiting that long once the frames before ``pause_at`` are out)."""
         headers = {"Content-Type": content_type, "Cache-Control": "no-cache", **self.response_headers()}
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
-        for piece in awkward_pieces(b"".join(frames)):
-            await response.write(piece)
-            await asyncio.sleep(0)
+        groups = [frames[:pause_at], frames[pause_at:]] if pause else [frames]
+        for n, group in enumerate(groups):
+            if n:
+                await asyncio.sleep(pause)
+            for piece in awkward_pieces(b"".join(group)):
+                await response.write(piece)
+                await asyncio.sleep(0)
         if cut:
             return self._cut(request, response)
         await response.write_eof()
@@ -356,6 +444,14 @@ class FakeProvider:
         raise NotImplementedError
 
     def stream(self, model: str, answer: Answer, request: web.Request) -> Stream:
+        raise NotImplementedError
+
+    def script_message(self, model: str, script: Script, request: web.Request) -> Json:
+        """A scripted answer as one JSON body."""
+        raise NotImplementedError
+
+    def script_stream(self, model: str, script: Script, request: web.Request) -> Stream:
+        """A scripted answer as a stream, ``pause_at`` after its text."""
         raise NotImplementedError
 
     def response_headers(self) -> dict[str, str]:
@@ -395,4 +491,3 @@ def json_response(payload: Json, headers: dict[str, str] | None = None, status: 
     return web.Response(
         body=compact(payload).encode(), status=status, content_type="application/json", headers=headers
     )
-

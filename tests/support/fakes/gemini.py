@@ -17,12 +17,14 @@ from .common import (
     FakeProvider,
     Invalid,
     Json,
+    Script,
     Stream,
     compact,
     expect_dict,
     expect_list,
     json_response,
     require,
+    script_pieces,
     sse,
     text_pieces,
     words,
@@ -397,3 +399,27 @@ class FakeGemini(FakeProvider):
             [f.encode() for f in frames], f",\r\n{compact(failure)}]".encode(), 1, "application/json"
         )
 
+    # --- scripted answers (common.Script): text parts, then one functionCall part per call ---------
+    @staticmethod
+    def script_calls(script: Script) -> list[Json]:
+        return [{"functionCall": {"name": n, "args": json.loads(arguments)}} for n, arguments in script.calls]
+
+    def script_message(self, model: str, script: Script, request: web.Request) -> Json:
+        parts = ([{"text": script.text}] if script.text else []) + self.script_calls(script)
+        return self.chunk(model, parts, GEMINI_USAGE, finished=True)
+
+    def script_stream(self, model: str, script: Script, request: web.Request) -> Stream:
+        """Text in pieces, one chunk each; the calls whole, in the final chunk (as Gemini sends them)."""
+        texts = [[{"text": piece}] for piece in script_pieces(script.text)]
+        calls = self.script_calls(script)
+        parts = [*texts, calls] if calls else texts or [[{"text": ""}]]
+        chunks = [
+            self.chunk(model, p, GEMINI_USAGE if last else GEMINI_USAGE_START, finished=last)
+            for p, last in zip(parts, [False] * (len(parts) - 1) + [True])
+        ]
+        pause_at = len(texts) if calls else 0
+        if request.query.get("alt") == "sse":
+            frames = [sse(c, end="\r\n") for c in chunks]
+            return Stream(frames, b"", head=0, pause_at=pause_at, pause=script.pause)
+        frames = [(("[" if i == 0 else ",\r\n") + compact(c)).encode() for i, c in enumerate(chunks)] + [b"]"]
+        return Stream(frames, b"", 0, "application/json", pause_at=pause_at, pause=script.pause)

@@ -16,6 +16,7 @@ from .common import (
     FakeProvider,
     Invalid,
     Json,
+    Script,
     Stream,
     arg_fragments,
     expect_dict,
@@ -23,6 +24,7 @@ from .common import (
     is_int,
     json_response,
     require,
+    script_pieces,
     sse,
     text_pieces,
     words,
@@ -67,6 +69,7 @@ OPENAI_PARTS = {  # role -> content part types it may carry
     "tool": frozenset({"text"}),
 }
 OPENAI_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+SCRIPTED_ITEM_ID = "msg_fake_openai"  # the message item of a scripted Responses answer
 OPENAI_TOOL_ID_MAX = 40
 
 
@@ -353,6 +356,52 @@ class FakeOpenAI(FakeProvider):
         ]
         return [{"role": "assistant", "content": None, "tool_calls": [start]}, *fragments]
 
+    # --- scripted answers (common.Script): text, then any number of calls --------------------------
+    def script_message(self, model: str, script: Script, request: web.Request) -> Json:
+        if request.path == RESPONSES_PATH:
+            return scripted_response(model, script, request[BODY], done=True)
+        message: Json = {"role": "assistant", "content": script.text or None}
+        message |= {"refusal": None, "annotations": []}
+        if script.calls:
+            message["tool_calls"] = [
+                {"id": scripted_call_id(i), "type": "function", "function": {"name": name, "arguments": args}}
+                for i, (name, args) in enumerate(script.calls)
+            ]
+        finish = "tool_calls" if script.calls else "stop"
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+        return {**self.completion(model, Answer()), "choices": [choice]}
+
+    def script_stream(self, model: str, script: Script, request: web.Request) -> Stream:
+        body = request[BODY]
+        if request.path == RESPONSES_PATH:
+            return scripted_responses_stream(model, script, body)
+        with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": CREATED, "model": model}
+        extra = {"usage": None} if with_usage else {}
+
+        def chunk(delta: Json, finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return sse({**base, "choices": [choice], **extra})
+
+        text = [{"role": "assistant", "content": ""}] + [{"content": p} for p in script_pieces(script.text)]
+        frames = [chunk(delta) for delta in (text if script.text else [])]
+        pause_at = len(frames)
+        for i, (name, arguments) in enumerate(script.calls):
+            start: Json = {"index": i, "id": scripted_call_id(i), "type": "function"}
+            opening: Json = {"tool_calls": [{**start, "function": {"name": name, "arguments": ""}}]}
+            if not frames:
+                opening = {"role": "assistant", "content": None, **opening}
+            frames.append(chunk(opening))
+            frames += [
+                chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+                for piece in script_pieces(arguments)
+            ]
+        frames.append(chunk({}, "tool_calls" if script.calls else "stop"))
+        if with_usage:
+            frames.append(sse({**base, "choices": [], "usage": OPENAI_USAGE}))
+        frames.append(sse("[DONE]"))
+        return Stream(frames, b"", head=0, pause_at=pause_at, pause=script.pause)
+
 
 # ================================================================================================
 # Responses API (docs/protocols.md §2), served by FakeOpenAI
@@ -441,9 +490,7 @@ def check_responses_tools(tools: Any) -> set[str]:
             continue
         require("function" not in tool, f"Unknown parameter: 'tools[{i}].function' (function tools are flat)")
         name = tool.get("name")
-        require(
-            isinstance(name, str) and OPENAI_TOOL_NAME.match(name), f"tools[{i}].name: invalid {name!r}"
-        )
+        require(isinstance(name, str) and OPENAI_TOOL_NAME.match(name), f"tools[{i}].name: invalid {name!r}")
         params = tool.get("parameters")
         require(
             params is None or (isinstance(params, dict) and params.get("type") == "object"),
@@ -513,9 +560,7 @@ def check_responses_message(where: str, item: Json) -> None:
     content = item.get("content")
     if isinstance(content, str):
         return
-    require(
-        isinstance(content, list) and content, f"{where}.content: expected a string or a non-empty array"
-    )
+    require(isinstance(content, list) and content, f"{where}.content: expected a string or a non-empty array")
     for j, part in enumerate(content):
         check_responses_part(f"{where}.content[{j}]", part, RESPONSES_PARTS[role])
 
@@ -694,3 +739,69 @@ def responses_error(sequence_number: int) -> bytes:
     }
     return sse(failure, "error")
 
+
+# -- scripted answers (common.Script) on the Responses API -------------------------------------------
+
+
+def scripted_call_id(i: int) -> str:
+    """The id of a scripted answer's i-th call (Chat ``id``, Responses ``call_id``)."""
+    return f"{OPENAI_TOOL_ID}_{i}"
+
+
+def scripted_items(script: Script, done: bool) -> list[Json]:
+    """The output items of a scripted answer: its message (when it has text), then one function_call
+    per call; in progress, a message has no content and a call no arguments."""
+    status = "completed" if done else "in_progress"
+    items: list[Json] = []
+    if script.text:
+        content = [output_text(script.text)] if done else []
+        message = {"type": "message", "id": SCRIPTED_ITEM_ID, "role": "assistant", "status": status}
+        items.append({**message, "content": content})
+    for i, (name, arguments) in enumerate(script.calls):
+        fields = {"call_id": scripted_call_id(i), "name": name, "arguments": arguments if done else ""}
+        items.append({"type": "function_call", "id": f"fc_fake_openai_{i}", **fields, "status": status})
+    return items
+
+
+def scripted_response(model: str, script: Script, body: Json, done: bool) -> Json:
+    output = scripted_items(script, True) if done else []
+    return {**response_object(model, Answer(), body, done), "output": output}
+
+
+def scripted_responses_stream(model: str, script: Script, body: Json) -> Stream:
+    """The typed events of a scripted answer: the message's text, then each call's arguments."""
+    started = scripted_response(model, script, body, done=False)
+    events: list[Json] = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+    ]
+    items = zip(scripted_items(script, False), scripted_items(script, True))
+    for index, (added, finished) in enumerate(items):
+        where: Json = {"item_id": added["id"], "output_index": index}
+        events.append({"type": "response.output_item.added", "output_index": index, "item": added})
+        if added["type"] == "message":
+            where["content_index"] = 0
+            events += [
+                {"type": "response.content_part.added", **where, "part": output_text("")},
+                *(
+                    {"type": "response.output_text.delta", **where, "delta": piece, "logprobs": []}
+                    for piece in script_pieces(script.text)
+                ),
+                {"type": "response.output_text.done", **where, "text": script.text, "logprobs": []},
+                {"type": "response.content_part.done", **where, "part": output_text(script.text)},
+            ]
+        else:
+            arguments = finished["arguments"]
+            events += [
+                *(
+                    {"type": "response.function_call_arguments.delta", **where, "delta": piece}
+                    for piece in script_pieces(arguments)
+                ),
+                {"type": "response.function_call_arguments.done", **where, "arguments": arguments},
+            ]
+        events.append({"type": "response.output_item.done", "output_index": index, "item": finished})
+    pause_at = next((n + 1 for n, e in enumerate(events) if e["type"] == "response.output_item.done"), 0)
+    completed = scripted_response(model, script, body, done=True)
+    events.append({"type": "response.completed", "response": completed})
+    frames = [sse({"type": e["type"], "sequence_number": n, **e}, e["type"]) for n, e in enumerate(events)]
+    return Stream(frames, b"", head=0, pause_at=pause_at if script.text else 0, pause=script.pause)
