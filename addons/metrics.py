@@ -41,7 +41,8 @@ class Metrics:
             by_model, buckets=LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.ttft = Histogram(
-            "llm_time_to_first_token_seconds", "From the request's arrival to the first content token of a stream.",
+            "llm_time_to_first_token_seconds",
+            "From the request's arrival to the first content token of a stream.",
             by_model, buckets=TTFT_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.policy_actions = Counter(

@@ -97,7 +97,8 @@ class Suite:
 
 STEERING = (
     "[llm-proxy] Your previous answer called the {tool} tool, which the proxy blocked ({rule}): {reason}. "
-    "Do not call it again. Choose a safe alternative, or tell the user to run it themselves if it is intended."
+    "Do not call it again. Choose a safe alternative, "
+    "or tell the user to run it themselves if it is intended."
 )
 
 
@@ -106,7 +107,9 @@ class Policies:
     egress (which renders the request the stages leave). ``fetch`` makes a whole answer's
     steering retry through the egress."""
 
-    def __init__(self, settings: Settings, fetch: Callable[[exchange.Exchange], Awaitable[http.Response]]) -> None:
+    def __init__(
+        self, settings: Settings, fetch: Callable[[exchange.Exchange], Awaitable[http.Response]]
+    ) -> None:
         self.settings = settings
         self.fetch = fetch
         self.suite = Suite(PoliciesConfig())
@@ -148,7 +151,9 @@ class Policies:
         if suite.rewriter.active_for_answers:
             ex.event_stages.append(RewriteStage(suite.rewriter))
 
-    def _context(self, flow: http.HTTPFlow, ex: exchange.Exchange, offered: tuple[str, ...], cwd: bool) -> Context:
+    def _context(
+        self, flow: http.HTTPFlow, ex: exchange.Exchange, offered: tuple[str, ...], cwd: bool
+    ) -> Context:
         assert ex.target is not None
         address = flow.client_conn.peername[0] if flow.client_conn.peername else ""
         return Context(
@@ -162,7 +167,13 @@ class Policies:
         """A whole answer with a blocked call, before the client saw anything of it: ask the
         model again (``policies.retries`` times) with a note saying what was blocked and why."""
         ex = exchange.get(flow)
-        if ex is None or ex.stream or ex.operation != "generate" or ex.target is None or flow.response is None:
+        if (
+            ex is None
+            or ex.stream
+            or ex.operation != "generate"
+            or ex.target is None
+            or flow.response is None
+        ):
             return
         gates = [stage for stage in ex.event_stages if isinstance(stage, ToolCallGate)]
         for _ in range(self.suite.config.retries if gates else 0):
@@ -170,7 +181,9 @@ class Policies:
             if blocked is None:
                 return
             self.record(flow, Decision(blocked.policy, "retry", blocked.tool, blocked.rule, blocked.reason))
-            note = STEERING.format(tool=blocked.tool, rule=f"{blocked.policy}: {blocked.rule}", reason=blocked.reason)
+            note = STEERING.format(
+                tool=blocked.tool, rule=f"{blocked.policy}: {blocked.rule}", reason=blocked.reason
+            )
             request = ex.canonical()
             ex.rewrite(request.model_copy(update={"system": [*request.system, Text(text=note)]}))
             try:

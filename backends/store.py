@@ -59,7 +59,8 @@ def ensure_schema(conn: sqlite3.Connection, name: str, steps: Sequence[str]) -> 
         version = row[0] if row else 0
         if version > len(steps):
             raise sqlite3.DatabaseError(
-                f"schema {name!r} is at version {version}, newer than this proxy's {len(steps)}; upgrade the proxy"
+                f"schema {name!r} is at version {version}, newer than this proxy's {len(steps)}; "
+                "upgrade the proxy"
             )
         for step in steps[version:]:
             conn.execute(step)

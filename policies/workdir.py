@@ -45,7 +45,8 @@ WORKDIR_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "gemini-cli",
         re.compile(
-            r"I['’]m currently working in the following directories:[ \t]*\n\s*-[ \t]*(?P<path>[^\n]+?)[ \t]*$",
+            r"I['’]m currently working in the following directories:[ \t]*\n"
+            r"\s*-[ \t]*(?P<path>[^\n]+?)[ \t]*$",
             re.MULTILINE,
         ),
     ),

@@ -19,8 +19,8 @@ import pytest
 
 pytest.register_assert_rewrite("support")  # its helpers' asserts explain their failures, as in tests
 
-from support.fakes import Fakes
-from support.proxy import TIKTOKEN_CACHE, Proxy
+from support.fakes import Fakes  # noqa: E402
+from support.proxy import TIKTOKEN_CACHE, Proxy  # noqa: E402
 
 if TIKTOKEN_CACHE.is_dir():  # tiktoken must never download its encodings during tests
     os.environ["TIKTOKEN_CACHE_DIR"] = str(TIKTOKEN_CACHE)

@@ -13,7 +13,8 @@ def test_no_mode_flag_serves_front_door_proxy_and_anthropic_port(tmp_path, fakes
     (tmp_path / "llm.yaml").write_text(fakes.llm_yaml())
     command = [
         str(MITMDUMP), "--set", f"confdir={tmp_path}", "--set", f"llm_config={tmp_path / 'llm.yaml'}",
-        "--listen-host", HOST, "--listen-port", str(proxy_port), "--set", f"llm_anthropic_port={anthropic_port}",
+        "--listen-host", HOST, "--listen-port", str(proxy_port),
+        "--set", f"llm_anthropic_port={anthropic_port}",
         "-s", str(ADDON),
     ]  # fmt: skip
     wanted = {f"reverse proxy to http://127.0.0.1:9 listening at {HOST}:8000.",

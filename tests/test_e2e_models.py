@@ -21,7 +21,8 @@ backends:
            models: ["gpt-configured", "gpt-*"], discover_models: true}}
   anthropic: {{type: anthropic, base_url: "{fakes.anthropic.base_url}", api_keys: ["{KEYS[1]}"],
               discover_models: true}}
-  gemini: {{type: gemini, base_url: "{fakes.gemini.base_url}", api_keys: ["{KEYS[2]}"], discover_models: true}}
+  gemini: {{type: gemini, base_url: "{fakes.gemini.base_url}", api_keys: ["{KEYS[2]}"],
+           discover_models: true}}
   broken: {{type: openai-compatible, base_url: "http://127.0.0.1:{free_port()}/v1", discover_models: true,
            timeouts: {{connect: 1, first_byte: 1}}}}
 default_backend: openai
@@ -51,7 +52,9 @@ def test_openai_sdk_lists_configured_and_discovered_models(catalog_proxy):
 
 
 def test_anthropic_sdk_lists_models(catalog_proxy):
-    client = anthropic.Anthropic(base_url=catalog_proxy.front_url + "/anthropic", api_key="client", max_retries=0)
+    client = anthropic.Anthropic(
+        base_url=catalog_proxy.front_url + "/anthropic", api_key="client", max_retries=0
+    )
     assert EXPECTED <= {model.id for model in client.models.list()}
 
 

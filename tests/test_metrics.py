@@ -226,9 +226,12 @@ def test_metrics_count_requests_by_backend_model_protocol_and_status(measured_pr
     found = scrape(measured_proxy)
     requests = {k: v for k, v in found.items() if k[0] == "llm_requests_total"}
     assert requests == {
-        ("llm_requests_total", frozenset({"backend": "openai", "model": "gpt-4o", "client_protocol": "openai-chat", "status": "200"}.items())): 2,
-        ("llm_requests_total", frozenset({"backend": "openai", "model": "fail-429", "client_protocol": "openai-chat", "status": "429"}.items())): 1,
-        ("llm_requests_total", frozenset({"backend": "anthropic", "model": "claude-sonnet-4-5", "client_protocol": "anthropic", "status": "200"}.items())): 1,
+        ("llm_requests_total", frozenset({"backend": "openai", "model": "gpt-4o",
+                                          "client_protocol": "openai-chat", "status": "200"}.items())): 2,
+        ("llm_requests_total", frozenset({"backend": "openai", "model": "fail-429",
+                                          "client_protocol": "openai-chat", "status": "429"}.items())): 1,
+        ("llm_requests_total", frozenset({"backend": "anthropic", "model": "claude-sonnet-4-5",
+                                          "client_protocol": "anthropic", "status": "200"}.items())): 1,
     }  # fmt: skip
     assert value(found, "llm_errors_total", backend="openai", model="fail-429", code="rate_limited") == 1
 

@@ -224,7 +224,8 @@ def test_verdict_names_the_policy_rule_and_what_the_command_would_do():
         "block",
         policy="dangerous_commands",
         rule="git_reset_hard",
-        reason="`git reset --hard HEAD~1` would discard every uncommitted change in the working tree and the index.",
+        reason="`git reset --hard HEAD~1` would discard every uncommitted change "
+        "in the working tree and the index.",
     )
 
 

@@ -146,7 +146,8 @@ CONFIG = parse_config(
 def make_exchange(selector: str = "gpt-4o", **fields: Any) -> exchange.Exchange:
     ex = exchange.Exchange(
         client_protocol="openai-chat", surface="front_door", body=dict(BODY, model=selector), stream=False,
-        selector=selector, started=T0, ended=T0 + 2.5, client_headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        selector=selector, started=T0, ended=T0 + 2.5,
+        client_headers={"Authorization": f"Bearer {CLIENT_KEY}"},
     )  # fmt: skip
     ex.target = Router(CONFIG).resolve(selector, None, "openai-chat")
     for name, value in fields.items():
@@ -219,7 +220,9 @@ def test_a_whole_answer_has_no_time_to_first_token():
 
 
 def test_an_error_in_the_exchange_gives_its_code_even_on_a_200_stream():
-    ex = make_exchange(stream=True, output=exchange.Output(text=["Hal"]), error=ProxyError("timeout", "upstream went quiet"))
+    ex = make_exchange(
+        stream=True, output=exchange.Output(text=["Hal"]), error=ProxyError("timeout", "upstream went quiet")
+    )
     row = row_of(ex)
     assert (row.status, row.error, row.estimated) == (200, "timeout", True)
 
@@ -263,7 +266,8 @@ def stored(rows: list[dict[str, Any]]) -> sqlite3.Connection:
     conn = sqlite3.connect(":memory:")
     ensure_schema(conn, "usage", SCHEMA)
     defaults = {
-        "time": T0, "client_protocol": "openai-chat", "status": 200, "input_tokens": None, "output_tokens": None,
+        "time": T0, "client_protocol": "openai-chat", "status": 200,
+        "input_tokens": None, "output_tokens": None,
         "cache_read_tokens": None, "cache_write_tokens": None, "reasoning_tokens": None, "estimated": False,
         "latency_ms": 100.0, "ttft_ms": None, "error": None,
     }  # fmt: skip
@@ -628,8 +632,8 @@ def test_the_script_prices_from_the_config_without_its_provider_keys(tmp_path, c
     ensure_schema(conn, "usage", SCHEMA)
     conn.execute(
         "INSERT INTO usage (time, day, client_protocol, backend, model, client, status, input_tokens, "
-        "output_tokens, estimated, latency_ms) VALUES (?, '2026-03-01', 'anthropic', 'anthropic', 'claude-x', "
-        "'alice', 200, 1000000, 0, 0, 10)",
+        "output_tokens, estimated, latency_ms) "
+        "VALUES (?, '2026-03-01', 'anthropic', 'anthropic', 'claude-x', 'alice', 200, 1000000, 0, 0, 10)",
         (T0,),
     )
     conn.commit()

@@ -19,22 +19,22 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
+import test_anthropic
+import test_gemini
+import test_openai_chat
+import test_openai_responses
 from google import genai
 from google.genai import types
 from mitmproxy import contentviews, exceptions, http
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.contentviews import Metadata
 from mitmproxy.test import taddons, tflow, tutils
-import test_anthropic
-import test_gemini
-import test_openai_chat
-import test_openai_responses
 from support.builders import CLIENT_KEY, CLIENTS, TOOL_RESULT, WEATHER_SCHEMA
 from support.fakes import RecordedRequest
 
 import translators
-from addons import views
 from addons import exchange as llm_exchange
+from addons import views
 from addons.exchange import Exchange
 from backends.config import BackendConfig
 from backends.families import FAMILIES
@@ -48,6 +48,7 @@ GEMINI_STREAM_PATH = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
 
 # -- docs/protocols.md examples (verified against the official SDKs) ------------------------------
 
+
 def _text(example: str | bytes) -> str:
     return example.decode() if isinstance(example, bytes) else example
 
@@ -59,16 +60,19 @@ ANTHROPIC_THINKING_STREAM = _text(test_anthropic.STREAM_THINKING)
 ANTHROPIC_ERROR_EVENT = _text(test_anthropic.STREAM_ERROR)
 GEMINI_THOUGHT_STREAM = _text(test_gemini.STREAM_THOUGHTS)
 
-OPENAI_CHAT_REQUEST = r'''{
+OPENAI_CHAT_REQUEST = (
+    r"""{
   "model": "gpt-5.5",
   "messages": [
     {"role": "developer", "content": "You are terse."},
     {"role": "user", "content": [
       {"type": "text", "text": "Describe the image, then get the weather in Paris."},
-      {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAA", "detail": "auto"}}
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAA","""
+    r""" "detail": "auto"}}
     ]},
     {"role": "assistant", "content": null, "tool_calls": [
-      {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}
+      {"id": "call_1", "type": "function","""
+    r""" "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}
     ]},
     {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp_c\":18}"}
   ],
@@ -86,9 +90,10 @@ OPENAI_CHAT_REQUEST = r'''{
   "stream": true,
   "stream_options": {"include_usage": true},
   "safety_identifier": "u-123"
-}'''
+}"""
+)
 
-OPENAI_CHAT_RESPONSE = r'''{
+OPENAI_CHAT_RESPONSE = r"""{
   "id": "chatcmpl-abc",
   "object": "chat.completion",
   "created": 1767225600,
@@ -107,12 +112,16 @@ OPENAI_CHAT_RESPONSE = r'''{
       "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
   "service_tier": "default",
   "system_fingerprint": null
-}'''
+}"""
 
 
-OPENAI_ERROR = r'''{"error": {"message": "Incorrect API key provided: sk-abc***.", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}'''
+OPENAI_ERROR = (
+    r'{"error": {"message": "Incorrect API key provided: sk-abc***.", "type": "invalid_request_error", '
+    r'"param": null, "code": "invalid_api_key"}}'
+)
 
-RESPONSES_REQUEST = r'''{
+RESPONSES_REQUEST = (
+    r"""{
   "model": "gpt-5.5",
   "instructions": "You are terse.",
   "input": [
@@ -121,7 +130,8 @@ RESPONSES_REQUEST = r'''{
       {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAA", "detail": "auto"}
     ]},
     {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAABpXyZ0"},
-    {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+    {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather","""
+    r""" "arguments": "{\"city\":\"Paris\"}"},
     {"type": "function_call_output", "call_id": "call_1", "output": "{\"temp_c\":18}"}
   ],
   "tools": [{"type": "function", "name": "get_weather", "description": "Current weather",
@@ -137,16 +147,19 @@ RESPONSES_REQUEST = r'''{
                       "required": ["text"], "additionalProperties": false}}},
   "max_output_tokens": 2048,
   "stream": true
-}'''
+}"""
+)
 
-RESPONSES_RESPONSE = r'''{
+RESPONSES_RESPONSE = (
+    r"""{
   "id": "resp_1",
   "object": "response",
   "created_at": 1767225600,
   "status": "completed",
   "model": "gpt-5.5",
   "output": [
-    {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Need the weather tool."}]},
+    {"type": "reasoning", "id": "rs_1","""
+    r""" "summary": [{"type": "summary_text", "text": "Need the weather tool."}]},
     {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
      "content": [{"type": "output_text", "text": "Checking.", "annotations": []}]},
     {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather",
@@ -163,17 +176,20 @@ RESPONSES_RESPONSE = r'''{
   "top_p": 1.0,
   "tool_choice": "auto",
   "tools": []
-}'''
+}"""
+)
 
 
-ANTHROPIC_REQUEST = r'''{
+ANTHROPIC_REQUEST = (
+    r"""{
   "model": "claude-sonnet-4-6",
   "max_tokens": 4096,
   "system": [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}],
   "messages": [
     {"role": "user", "content": [
       {"type": "text", "text": "Describe the images, then get the weather in Paris."},
-      {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgoAAAANSUhEUgAA"}},
+      {"type": "image", "source": {"type": "base64", "media_type": "image/png","""
+    r""" "data": "iVBORw0KGgoAAAANSUhEUgAA"}},
       {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}
     ]},
     {"role": "assistant", "content": [
@@ -186,15 +202,17 @@ ANTHROPIC_REQUEST = r'''{
     ]}
   ],
   "tools": [{"name": "get_weather", "description": "Current weather",
-             "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}],
+             "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},"""
+    r""" "required": ["city"]}}],
   "tool_choice": {"type": "auto", "disable_parallel_tool_use": false},
   "thinking": {"type": "enabled", "budget_tokens": 2048},
   "stop_sequences": ["\n\nHuman:"],
   "metadata": {"user_id": "u-123"},
   "stream": true
-}'''
+}"""
+)
 
-ANTHROPIC_RESPONSE = r'''{
+ANTHROPIC_RESPONSE = r"""{
   "id": "msg_01",
   "type": "message",
   "role": "assistant",
@@ -208,11 +226,11 @@ ANTHROPIC_RESPONSE = r'''{
   "stop_sequence": null,
   "usage": {"input_tokens": 56, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 1200,
             "output_tokens": 80, "output_tokens_details": {"thinking_tokens": 40}, "service_tier": "standard"}
-}'''
+}"""
 
 
-
-GEMINI_REQUEST = r'''{
+GEMINI_REQUEST = (
+    r"""{
   "systemInstruction": {"parts": [{"text": "You are terse."}]},
   "contents": [
     {"role": "user", "parts": [
@@ -221,27 +239,32 @@ GEMINI_REQUEST = r'''{
       {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/cat.jpg"}}
     ]},
     {"role": "model", "parts": [
-      {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "CiQBVKhcAbCdEfGh"}
+      {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},"""
+    r""" "thoughtSignature": "CiQBVKhcAbCdEfGh"}
     ]},
     {"role": "user", "parts": [
       {"functionResponse": {"name": "get_weather", "response": {"output": {"temp_c": 18}}}}
     ]}
   ],
   "tools": [{"functionDeclarations": [{"name": "get_weather", "description": "Current weather",
-    "parametersJsonSchema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]}],
+    "parametersJsonSchema": {"type": "object", "properties": {"city": {"type": "string"}},"""
+    r""" "required": ["city"]}}]}],
   "toolConfig": {"functionCallingConfig": {"mode": "AUTO"}},
   "generationConfig": {
     "temperature": 0.2, "topP": 0.95, "maxOutputTokens": 4096, "stopSequences": ["\n\nUser:"],
     "responseMimeType": "text/plain",
     "thinkingConfig": {"thinkingBudget": 2048, "includeThoughts": true}
   }
-}'''
+}"""
+)
 
-GEMINI_RESPONSE = r'''{
+GEMINI_RESPONSE = (
+    r"""{
   "candidates": [{
     "content": {"role": "model", "parts": [
       {"text": "**Planning** I should call the weather tool.", "thought": true},
-      {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "CiQBVKhcAbCdEfGh"}
+      {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},"""
+    r""" "thoughtSignature": "CiQBVKhcAbCdEfGh"}
     ]},
     "finishReason": "STOP",
     "index": 0
@@ -251,13 +274,19 @@ GEMINI_RESPONSE = r'''{
                     "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 120}]},
   "modelVersion": "gemini-2.5-flash",
   "responseId": "x1AbCdEfGh"
-}'''
+}"""
+)
 
 
 GEMINI_ARRAY_STREAM = json.dumps(
     [json.loads(line[len("data: ") :]) for line in GEMINI_THOUGHT_STREAM.splitlines() if line]
 )
-PROTOCOLS = {"openai": "openai-chat", "anthropic": "anthropic", "gemini": "gemini", "responses": "openai-responses"}
+PROTOCOLS = {
+    "openai": "openai-chat",
+    "anthropic": "anthropic",
+    "gemini": "gemini",
+    "responses": "openai-responses",
+}
 BACKENDS = ("openai", "anthropic", "gemini")
 
 
@@ -286,7 +315,9 @@ def llm_flow(
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> http.HTTPFlow:
-    flow = tflow.tflow(req=tutils.treq(method=b"POST", path=path.encode()), resp=tutils.tresp(status_code=status))
+    flow = tflow.tflow(
+        req=tutils.treq(method=b"POST", path=path.encode()), resp=tutils.tresp(status_code=status)
+    )
     flow.request.content = request.encode() if isinstance(request, str) else request
     flow.request.headers.update({"content-type": "application/json", **(headers or {})})
     flow.response.content = response.encode() if isinstance(response, str) else response
@@ -404,7 +435,7 @@ def test_long_tool_arguments_are_indented_and_short_ones_stay_on_one_line():
     start = lines.index("  → write({")
     assert lines[start + 1 : start + 4] == [
         '    "path": "/srv/project/src/module.py",',
-        '    "content": "print(\'hello\')\\nprint(\'hello\')\\nprint(\'hello\')\\nprint(\'hello\')\\n"',
+        "    \"content\": \"print('hello')\\nprint('hello')\\nprint('hello')\\nprint('hello')\\n\"",
         "  })  [call_9]",
     ]
     assert '  → read({"path": "a"})  [call_10]' in lines
@@ -633,13 +664,19 @@ def test_damaged_json_array_stream_falls_back_to_text():
         (
             RESPONSES_PATH,
             "openai-responses",
-            {"model": "gpt-5.5", "input": [{"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch"}]},
+            {
+                "model": "gpt-5.5",
+                "input": [{"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch"}],
+            },
             "a 'custom_tool_call' item cannot be translated",
         ),
         (
             GEMINI_PATH,
             "gemini",
-            {"cachedContent": "cachedContents/abc", "contents": [{"role": "user", "parts": [{"text": "Hi"}]}]},
+            {
+                "cachedContent": "cachedContents/abc",
+                "contents": [{"role": "user", "parts": [{"text": "Hi"}]}],
+            },
             "cachedContent",
         ),
     ],

@@ -230,7 +230,10 @@ class Proxy(Server):
             "--mode", f"reverse:http://127.0.0.1:9@127.0.0.1:{self.front_port}",
             "--mode", f"regular@127.0.0.1:{self.proxy_port}",
             "--set", f"llm_anthropic_port={self.anthropic_port}",
-            *(["--mode", f"reverse:http://127.0.0.1:9@127.0.0.1:{self.anthropic_port}"] if self.anthropic_port else []),
+            *(
+                ["--mode", f"reverse:http://127.0.0.1:9@127.0.0.1:{self.anthropic_port}"]
+                if self.anthropic_port else []
+            ),
             "-s", str(ADDON),
             *self.extra_args,
         ]  # fmt: skip
