@@ -88,6 +88,16 @@ def _block_end(data: bytes) -> int:
     return min(ends, default=-1)
 
 
+def about_model(target: Target, error: ProxyError, content: bytes) -> bool:
+    """Is a provider's 404 about the model (else about the path, and handed to the client)? It
+    names the model, or says ``model_not_found`` (OpenAI's code, OpenRouter's type)."""
+    return (
+        target.model in error.message
+        or error.provider_type == "model_not_found"
+        or b'"model_not_found"' in content
+    )
+
+
 def error_reply(error: ProxyError) -> Reply:
     return Reply(
         error.status, {"content-type": "application/json", ERROR_HEADER: "1"}, wire.dumps(error.to_dict())
@@ -187,6 +197,7 @@ class Relay:
         deadline = loop.time() + failover.deadline
         budget = failover.attempts
         last: ProxyError | None = None
+        refused: list[str] = []  # instances that refused the model lately
         for index, target in enumerate(ex.candidates):
             if budget <= 0 or loop.time() >= deadline:
                 break
@@ -195,6 +206,7 @@ class Relay:
                 ex.attempts.append(
                     exchange.Attempt(target.instance, target.model, "", error="model unsupported")
                 )
+                refused.append(target.instance)
                 continue
             try:
                 upstream = ex.upstream if index == 0 and ex.upstream else prepare(ex, target)
@@ -218,16 +230,35 @@ class Relay:
                 last = outcome.failure
                 if not outcome.next_key:
                     break
+        if last is None and refused:
+            last = self._refused_everywhere(ex, refused)
         if last is None:
             last = ProxyError("upstream_error", "no backend could be tried for this request")
         elif budget <= 0 or loop.time() >= deadline:
             last.message += f" (gave up after {len(ex.attempts)} attempt(s))"
         return Outcome(reply=error_reply(ex.fail(last)))
 
+    def _refused_everywhere(self, ex: exchange.Exchange, instances: list[str]) -> ProxyError:
+        """Every instance refused the model lately: the client's own "model not found"."""
+        model = ex.candidates[0].model
+        said = self.settings.availability.refusal(instances[0], model)
+        wait = self.settings.config.failover.unsupported_model_seconds
+        message = (
+            f"model {model!r} is not available: {', '.join(instances)} refused it"
+            + (f" ({said})" if said else "")
+            + f"; it is tried again {wait:g} s after the refusal, or at once after"
+            " POST /v1/diagnostics/backends/<instance>/reactivate?clear_models=true"
+        )
+        return ProxyError("not_found", message, param="model")
+
     def _cooling_down(self, ex: exchange.Exchange, target: Target) -> ProxyError:
         ready = self.settings.availability.ready_at(target.instance, target.backend.api_keys)
         wait = max(0.0, ready - time.time()) if ready else None
-        state = f"rate limited for {wait:.0f} s more" if wait is not None else "disabled"
+        if wait is not None:
+            state = f"rate limited for {wait:.0f} s more"
+        else:
+            reactivate = f"POST /v1/diagnostics/backends/{target.instance}/reactivate brings it back"
+            state = f"disabled ({reactivate})"
         message = f"every key of backend {target.instance} is {state}"
         ex.attempts.append(exchange.Attempt(target.instance, target.model, "", error=message))
         code = "rate_limited" if wait is not None else "upstream_error"
@@ -278,7 +309,7 @@ class Relay:
         response.release()
         error = translators.get(target.protocol).parse_error(response.status, content)
         if response.status == 404:
-            if target.model not in error.message and error.provider_type != "model_not_found":
+            if not about_model(target, error, content):
                 ex.commit(upstream)
                 return Outcome(reply=Reply(404, provider_headers(response), content))
             self.settings.availability.model_unsupported(target.instance, target.model, error.message)

@@ -54,7 +54,7 @@ class Availability:
     def __init__(self, failover: Failover, database: Path | None = None) -> None:
         self.failover = failover
         self.keys: dict[tuple[str, str], KeyState] = {}
-        self.unsupported: dict[tuple[str, str], str] = {}
+        self.unsupported: dict[tuple[str, str], tuple[str, float]] = {}  # → (reason, since)
         self._cursor: dict[str, int] = {}
         self._db: sqlite3.Connection | None = None
         self._path = database  # opened on first use: configuring alone touches no file
@@ -77,10 +77,10 @@ class Availability:
                 "SELECT instance, key_id, state, until, failures, strikes, reason, updated FROM key_state"
             ):
                 self.keys[(row[0], row[1])] = KeyState(*row[2:])
-            for instance, model, reason in db.execute(
-                "SELECT instance, model, reason FROM unsupported_model"
+            for instance, model, reason, since in db.execute(
+                "SELECT instance, model, reason, updated FROM unsupported_model"
             ):
-                self.unsupported[(instance, model)] = reason or ""
+                self.unsupported[(instance, model)] = (reason or "", since or 0.0)
             self._db = db
         except sqlite3.Error as e:
             logger.warning(f"backend availability is not persisted: cannot use {path}: {e}")
@@ -105,8 +105,22 @@ class Availability:
         return min(times, default=None)
 
     def is_unsupported(self, instance: str, model: str) -> bool:
+        """Did the instance refuse the model lately? The mark expires after
+        ``failover.unsupported_model_seconds``: a model a provider adds later, or a refusal that
+        was a provider's mistake, must not be refused for ever."""
         self._load()
-        return (instance, model) in self.unsupported
+        mark = self.unsupported.get((instance, model))
+        if mark is None:
+            return False
+        if time.time() - mark[1] < self.failover.unsupported_model_seconds:
+            return True
+        del self.unsupported[(instance, model)]
+        self._write("DELETE FROM unsupported_model WHERE instance = ? AND model = ?", (instance, model))
+        return False
+
+    def refusal(self, instance: str, model: str) -> str:
+        """What the instance said when it refused the model ("" when it did not)."""
+        return self.unsupported.get((instance, model), ("", 0.0))[0]
 
     # -- learning ---------------------------------------------------------------------------------
 
@@ -148,7 +162,7 @@ class Availability:
 
     def model_unsupported(self, instance: str, model: str, reason: str) -> None:
         self._load()
-        self.unsupported[(instance, model)] = reason
+        self.unsupported[(instance, model)] = (reason, time.time())
         self._write(
             "INSERT OR REPLACE INTO unsupported_model VALUES (?, ?, ?, ?)",
             (instance, model, reason, time.time()),
@@ -189,6 +203,12 @@ class Availability:
                 for kid, s in states
             ],
             "unsupported_models": sorted(m for (i, m) in self.unsupported if i == instance),
+            # model → when its mark expires and the model is tried again (Unix seconds)
+            "unsupported_until": {
+                m: round(since + self.failover.unsupported_model_seconds, 3)
+                for (i, m), (_, since) in sorted(self.unsupported.items())
+                if i == instance
+            },
         }
 
     # -- storage ----------------------------------------------------------------------------------

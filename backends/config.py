@@ -88,6 +88,8 @@ class Failover(BaseModel):
     backoff: float = Field(5.0, gt=0)  # first rate-limit cool-down without a provider hint
     backoff_max: float = Field(600.0, gt=0)  # cool-downs double on repeats up to this
     disable_after: int = Field(5, ge=1)  # consecutive failures that disable a key
+    # A model an instance refused (404) is skipped there for this long, then tried again.
+    unsupported_model_seconds: float = Field(600.0, ge=0)
     # model glob (matched against "instance:model", "family:model" and the bare model) ->
     # backend:model targets tried in order when every instance of the first target failed.
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)

@@ -43,9 +43,15 @@ def blocked_note(call: Call, verdict: Verdict) -> str:
 
 @dataclass
 class Held:
+    """A call waiting to go on: a watched one until its verdict, or an unwatched one that came
+    after a watched one (calls reach the client in the order the model made them)."""
+
     start: ToolCallStart
+    watched: bool
     arguments: list[str] = field(default_factory=list)
     size: int = 0
+    ended: bool = False
+    verdict: Verdict | None = None
 
 
 @dataclass(frozen=True)
@@ -80,22 +86,20 @@ class ToolCallGate:
         out: list[Event] = []
         for event in events:
             match event:
-                case ToolCallStart() if self._watched(event.name):
-                    self.held[event.index] = Held(event)
+                case ToolCallStart() if self.held or self._watched(event.name):
+                    self.held[event.index] = Held(event, watched=self._watched(event.name))
                 case ToolCallDelta() if event.index in self.held:
                     self._hold(self.held[event.index], event.arguments)
                 case ToolCallEnd() if event.index in self.held:
-                    out += self._decide(self.held.pop(event.index))
+                    self._end(self.held[event.index])
+                    out += self._release()
                 case Stop() | End() | StreamError():
-                    for index in list(self.held):
-                        out += self._decide(self.held.pop(index))
+                    out += self._release(everything=True)
                     out.append(self._fix_stop(event) if isinstance(event, Stop) else event)
                 case ToolCallStart():
                     out.append(self._renumbered_start(event))
                 case ToolCallDelta() | ToolCallEnd():
-                    out.append(
-                        event.model_copy(update={"index": self.index_map.get(event.index, event.index)})
-                    )
+                    out.append(self._renumbered(event))
                 case TextDelta():
                     self.text = True
                     out.append(event)
@@ -104,9 +108,24 @@ class ToolCallGate:
         return out
 
     def close(self) -> list[Event]:
+        return self._release(everything=True)
+
+    def _end(self, held: Held) -> None:
+        held.ended = True
+        if held.watched:
+            held.verdict = self._verdict(held)
+
+    def _release(self, everything: bool = False) -> list[Event]:
+        """The waiting calls from the first on, as far as they are decided (all at the end)."""
         out: list[Event] = []
-        for index in list(self.held):
-            out += self._decide(self.held.pop(index))
+        while self.held:
+            index, held = next(iter(self.held.items()))
+            if not (held.ended or everything):
+                break
+            del self.held[index]
+            if held.watched and held.verdict is None:
+                held.verdict = self._verdict(held)
+            out += self._emit(held)
         return out
 
     def _watched(self, tool: str) -> bool:
@@ -114,36 +133,42 @@ class ToolCallGate:
 
     def _hold(self, held: Held, piece: str) -> None:
         held.size += len(piece)
-        if held.size <= MAX_HELD_BYTES:
+        if held.size <= MAX_HELD_BYTES or not held.watched:  # what is judged is bounded
             held.arguments.append(piece)
 
-    def _verdict(self, call: Call, held: Held) -> Verdict:
+    def _verdict(self, held: Held) -> Verdict:
+        call = Call(name=held.start.name, arguments="".join(held.arguments), id=held.start.id)
+        verdict = ALLOW
         if held.size > MAX_HELD_BYTES:
             reason = f"its arguments exceed the {MAX_HELD_BYTES // 1024 // 1024} MB the proxy can check"
-            return Verdict("block", policy="policies", rule="size limit", reason=reason)
-        for reactor in self.reactors:
-            if reactor.watches(call.name):
-                verdict = reactor.judge(call, self.context)
-                if verdict.action != "allow":
-                    return verdict
-        return ALLOW
-
-    def _decide(self, held: Held) -> list[Event]:
-        call = Call(name=held.start.name, arguments="".join(held.arguments), id=held.start.id)
-        verdict = self._verdict(call, held)
+            verdict = Verdict("block", policy="policies", rule="size limit", reason=reason)
+        else:
+            for reactor in self.reactors:
+                if (
+                    reactor.watches(call.name)
+                    and (judged := reactor.judge(call, self.context)).action != "allow"
+                ):
+                    verdict = judged
+                    break
         if verdict.action != "allow":
             self.record(Decision(verdict.policy, verdict.action, call.name, verdict.rule, verdict.reason))
+        return verdict
+
+    def _emit(self, held: Held) -> list[Event]:
+        verdict = held.verdict or ALLOW
         if verdict.action == "block":
             self.blocked += 1
             separator, self.text = ("\n\n" if self.text else ""), True
+            call = Call(name=held.start.name, arguments="".join(held.arguments), id=held.start.id)
             return [TextDelta(text=separator + blocked_note(call, verdict))]
-        arguments = (
-            verdict.arguments
-            if verdict.action == "rewrite" and verdict.arguments is not None
-            else call.arguments
-        )
+        arguments = "".join(held.arguments)
+        if verdict.action == "rewrite" and verdict.arguments is not None:
+            arguments = verdict.arguments
         start = self._renumbered_start(held.start)
         return [start, ToolCallDelta(index=start.index, arguments=arguments), ToolCallEnd(index=start.index)]
+
+    def _renumbered(self, event: ToolCallDelta | ToolCallEnd) -> Event:
+        return event.model_copy(update={"index": self.index_map.get(event.index, event.index)})
 
     def _renumbered_start(self, start: ToolCallStart) -> ToolCallStart:
         self.index_map[start.index] = self.emitted

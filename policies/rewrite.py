@@ -47,7 +47,18 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from translators.canonical import ChatRequest, End, Event, Message, Stop, StreamError, Text, TextDelta
+from translators.canonical import (
+    ChatRequest,
+    End,
+    Event,
+    Message,
+    ReasoningDelta,
+    Stop,
+    StreamError,
+    Text,
+    TextDelta,
+    ToolCallStart,
+)
 
 Where = Literal["system", "user", "assistant"]
 
@@ -375,8 +386,10 @@ class RewriteStage:
                 text = self.stream.feed(event.text)
             elif isinstance(event, Stop | End | StreamError):
                 text = self.close_text()
-            else:
+            elif isinstance(event, ToolCallStart | ReasoningDelta):
                 text = self.stream.flush() if self.stream.held else ""
+            else:  # usage, message start: text may pass them (Gemini repeats usage in every chunk)
+                text = ""
             if text:
                 out.append(TextDelta(text=text))
             if not isinstance(event, TextDelta):

@@ -35,6 +35,15 @@ WORKDIR_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
     (
+        # Claude Code 2.1.19x: "# Environment … - Primary working directory: /path", no <env> block.
+        "claude-code",
+        re.compile(
+            r"^# Environment\n(?:[^\n]*\n){0,4}?[ \t]*-?[ \t]*Primary working directory:[ \t]*"
+            r"(?P<path>[^\n]+?)[ \t]*$",
+            re.MULTILINE,
+        ),
+    ),
+    (
         "codex",
         re.compile(r"<environment_context>.*?<cwd>\s*(?P<path>[^<\n]+?)\s*</cwd>", re.DOTALL),
     ),
