@@ -16,6 +16,8 @@ model name, which the proxy forwards or translates unchanged, chooses the answer
 - ``<name>-hold`` streamed -> the stream's head (start and one delta), then nothing until
   ``POST /bench/release`` (which ends every held stream normally) or the client closes: open, idle
   streams for memory measurements;
+- ``GET /bench/last`` -> ``{"path": …, "bytes": N}`` of the last generation request received: a
+  benchmark checks with it that a proxy sent the whole conversation upstream;
 - ``-call<Tool>`` anywhere in the name -> the answer ends with a call of that tool, as agents'
   answers do: whole, text then the call; streamed, the last ``ARG_PIECES`` of the N events are the
   call's arguments in pieces (so N stays the number of content events, with or without a call).
@@ -46,6 +48,7 @@ CALL = re.compile(r"-call([A-Za-z0-9_]+)")
 GAP = re.compile(r"-gap(\d+)\b")
 HOLD_SUFFIX = "-hold"
 RELEASE_PATH = b"/bench/release"
+LAST_PATH = b"/bench/last"
 MAX_CACHED = 256  # answers kept per model name; a benchmark uses a handful
 ARG_PIECES = 8  # a streamed call's arguments arrive in this many deltas, as providers cut them
 CALL_ID = "call_bench_1"
@@ -326,6 +329,7 @@ class Fake:
         self.answers = Answers()
         self.pacing = pacing_ms / 1000
         self.held: dict[Connection, Stream] = {}
+        self.last = {"path": "", "bytes": 0}  # the last generation request received
 
     def release(self) -> bytes:
         """End every held stream normally; the answer says how many."""
@@ -365,6 +369,8 @@ class Connection(asyncio.Protocol):
             assert self.head is not None
             path, start, end = self.head
             self.head = None
+            if path in PROTOCOLS:
+                self.fake.last = {"path": path.decode(), "bytes": end - start}
             self._answer(path, model_and_stream(self.buffer, start, end))
             del self.buffer[:end]
 
@@ -391,6 +397,9 @@ class Connection(asyncio.Protocol):
         assert self.transport is not None
         if path == RELEASE_PATH:
             self.transport.write(self.fake.release())
+            return
+        if path == LAST_PATH:
+            self.transport.write(json_response(compact(self.fake.last)))
             return
         model, stream = request
         answer = self.fake.answers.get(path, model, stream)
