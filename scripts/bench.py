@@ -1450,7 +1450,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="a few requests per workload (smoke test, under a minute)"
     )
     parser.add_argument(
-        "--paths", default=",".join(PATHS), help=f"paths to measure, of {names} (old letters a-e work too)"
+        "--paths",
+        default=",".join(PATHS),
+        help=f"paths to measure, of {names}; the two bare ones always run, for the ratios (a-e work too)",
     )
     parser.add_argument("--json", default="bench-results.json", type=Path, help="where the results go")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to CPUs")
@@ -1471,7 +1473,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     chosen = [name for p in given for name in ALIASES.get(p, [p])]
     if unknown := [p for p in chosen if p not in PATHS]:
         parser.error(f"unknown path(s) {', '.join(unknown)}; choose from {names}")
-    args.paths = [p for p in PATHS if p in chosen]
+    args.paths = [p for p in PATHS if p in {*chosen, *BASELINE.values()}]
     return args
 
 
