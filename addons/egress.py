@@ -57,6 +57,7 @@ FRAMING_HEADERS = frozenset(
 # the client (Anthropic's 529 is its "overloaded").
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 KEY_STATUSES = frozenset({401, 403})  # this key is bad: try the next one
+RELAY_BACKLOG = 4096
 PEEK_LIMIT = 64 * 1024  # bytes read to find a stream's first event before committing
 
 
@@ -132,7 +133,10 @@ class Relay:
         # handler_cancellation: a client that hangs up cancels the provider call too, instead of
         # the provider generating (and billing) until the stream ends or times out.
         server = web.Server(self.handle, access_log=None, handler_cancellation=True)
-        self._server = await asyncio.get_running_loop().create_server(server, "127.0.0.1", 0)
+        # Every open stream is one connection from mitmproxy: the default backlog of 100 refuses
+        # a burst of hundreds of streams starting at once.
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(server, "127.0.0.1", 0, backlog=RELAY_BACKLOG)
         self.port = self._server.sockets[0].getsockname()[1]
         self.ready.set()
         logger.debug(f"LLM egress relay on 127.0.0.1:{self.port}")

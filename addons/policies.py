@@ -13,6 +13,7 @@ This addon knows nothing of what a policy checks; it only wires them and records
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -147,7 +148,9 @@ class Policies:
                 if removed:
                     ex.rewrite(request)
                     logger.info(f"LLM policy tools: removed {', '.join(removed)} from the request")
-            ex.event_stages.append(ToolCallGate(watching, context, lambda d: self.record(flow, d)))
+            # The exchange lives as long as its flow, so the gate must not hold the flow itself.
+            flow_ref = weakref.ref(flow)
+            ex.event_stages.append(ToolCallGate(watching, context, lambda d: self.record(flow_ref(), d)))
         if suite.rewriter.active_for_answers:
             ex.event_stages.append(RewriteStage(suite.rewriter))
 
@@ -206,8 +209,10 @@ class Policies:
         trial.feed(answer_events(answer))
         return next((d for d in found if d.action == "block"), None)
 
-    def record(self, flow: http.HTTPFlow, decision: Decision) -> None:
+    def record(self, flow: http.HTTPFlow | None, decision: Decision) -> None:
         """Every decision that was not ``allow``: metrics, capture, the flow, diagnostics."""
+        if flow is None:
+            return
         ex = exchange.get(flow)
         if ex is not None:
             ex.decisions.append(decision)
