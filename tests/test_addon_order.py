@@ -29,6 +29,7 @@ from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.proxy.layers.http import HttpRequestHook, HttpResponseHeadersHook, HttpResponseHook
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
+from support.builders import anthropic_message, anthropic_stream
 
 from addons import exchange
 from addons.capture import Capture, ChunkRecorder
@@ -326,67 +327,6 @@ def stream_head() -> http.Response:
     return response
 
 
-def sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-def anthropic_stream(command: str) -> bytes:
-    start = {
-        "id": "msg_1",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-sonnet-4-5",
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": {"input_tokens": 21, "output_tokens": 1},
-    }
-    tool = {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {}}
-    arguments = json.dumps({"command": command})
-    return b"".join(
-        [
-            sse("message_start", {"type": "message_start", "message": start}),
-            sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": tool}),
-            sse(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": 0,
-                    "delta": {"type": "input_json_delta", "partial_json": arguments},
-                },
-            ),
-            sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            sse(
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                    "usage": {"output_tokens": 8},
-                },
-            ),
-            sse("message_stop", {"type": "message_stop"}),
-        ]
-    )
-
-
-def anthropic_message(usage: tuple[int, int], command: str | None = None, text: str = "") -> bytes:
-    content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
-    if command is not None:
-        content.append({"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": command}})
-    return wire.dumps(
-        {
-            "id": "msg_1",
-            "type": "message",
-            "role": "assistant",
-            "model": "claude-sonnet-4-5",
-            "content": content,
-            "stop_reason": "tool_use" if command else "end_turn",
-            "stop_sequence": None,
-            "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
-        }
-    )
-
-
 def captured(directory: Path) -> list[dict[str, Any]]:
     return [record for path in capture_files(directory) for record in read_file(path)[0]]
 
@@ -410,7 +350,7 @@ async def stream_through_the_entry_order(
     flow.response = stream_head()
     await dispatch(tctx, HttpResponseHeadersHook(flow), caplog)
     outer = flow.response.stream
-    provider = anthropic_stream("git reset --hard")
+    provider = anthropic_stream("git reset --hard", text=None, usage=(21, 8))
     chunks = [provider[i : i + 50] for i in range(0, len(provider), 50)]
     client = b"".join(piece for chunk in [*chunks, b""] for piece in outer(chunk))
     await dispatch(tctx, HttpResponseHook(flow), caplog)
@@ -491,8 +431,8 @@ async def test_in_entry_order_a_blocked_whole_answer_is_retried_then_translated_
     entry, tctx, flow = pipeline
     set_body(flow, chat_body(stream=False))
     answers = [
-        anthropic_message((30, 4), command="git reset --hard"),
-        anthropic_message((45, 6), command="git reset --hard HEAD", text="Trying again."),
+        wire.dumps(anthropic_message("git reset --hard", text=None, usage=(30, 4))),
+        wire.dumps(anthropic_message("git reset --hard HEAD", text="Trying again.", usage=(45, 6))),
     ]
     sent: list[bytes] = []
 

@@ -24,6 +24,7 @@ from mitmproxy import http
 from mitmproxy.net import encoding
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
+from support.builders import anthropic_message, anthropic_stream, sse
 
 import translators
 from addons import exchange
@@ -278,87 +279,9 @@ def sse_data(out: list[bytes]) -> list[Any]:
     return payloads
 
 
-def sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
-
-
 def split(data: bytes, size: int) -> list[bytes]:
     """The stream cut into pieces that fall anywhere, mid-line and mid-event included."""
     return [data[i : i + size] for i in range(0, len(data), size)]
-
-
-def anthropic_stream(command: str | None, text: str = "On it.") -> bytes:
-    """An Anthropic Messages stream: some text, then (if ``command``) a Bash call of it."""
-    start = {
-        "id": "msg_1",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-sonnet-4-5",
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": {"input_tokens": 12, "output_tokens": 1},
-    }
-    events = [
-        sse("message_start", {"type": "message_start", "message": start}),
-        sse(
-            "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        ),
-        sse(
-            "content_block_delta",
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
-        ),
-        sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
-    ]
-    if command is not None:
-        arguments = json.dumps({"command": command})
-        half = len(arguments) // 2
-        block = {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {}}
-        events += [
-            sse("content_block_start", {"type": "content_block_start", "index": 1, "content_block": block}),
-            *(
-                sse(
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": 1,
-                        "delta": {"type": "input_json_delta", "partial_json": piece},
-                    },
-                )
-                for piece in (arguments[:half], arguments[half:])
-            ),
-            sse("content_block_stop", {"type": "content_block_stop", "index": 1}),
-        ]
-    stop = "tool_use" if command is not None else "end_turn"
-    events += [
-        sse(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": stop, "stop_sequence": None},
-                "usage": {"output_tokens": 9},
-            },
-        ),
-        sse("message_stop", {"type": "message_stop"}),
-    ]
-    return b"".join(events)
-
-
-def anthropic_message(command: str | None, text: str = "On it.") -> dict[str, Any]:
-    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
-    if command is not None:
-        content.append({"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": command}})
-    return {
-        "id": "msg_1",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-sonnet-4-5",
-        "content": content,
-        "stop_reason": "tool_use" if command is not None else "end_turn",
-        "stop_sequence": None,
-        "usage": {"input_tokens": 12, "output_tokens": 9},
-    }
 
 
 def chat_completion(command: str | None, text: str | None = None) -> dict[str, Any]:

@@ -241,3 +241,72 @@ def proxied_http(proxy) -> httpx.Client:
 def proxied_http2(proxy) -> httpx2.Client:
     """The anthropic SDK takes an httpx2 client."""
     return httpx2.Client(proxy=proxy.proxy_url, verify=trust(proxy), trust_env=False, timeout=20)
+
+
+# -- Anthropic answers, as a provider sends them (in-process pipeline tests) -----------------------
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _block(index: int, delta: dict[str, Any]) -> bytes:
+    return sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+
+
+def anthropic_stream(
+    command: str | None, text: str | None = "On it.", usage: tuple[int, int] = (12, 9)
+) -> bytes:
+    """An Anthropic Messages stream: ``text`` (if any), then (if ``command``) a Bash call of it,
+    its arguments in two pieces."""
+    start = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage[0], "output_tokens": 1},
+    }
+    events = [sse("message_start", {"type": "message_start", "message": start})]
+    blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    if text is not None:
+        blocks.append(({"type": "text", "text": ""}, [{"type": "text_delta", "text": text}]))
+    if command is not None:
+        arguments, half = json.dumps({"command": command}), len(json.dumps({"command": command})) // 2
+        pieces = [
+            {"type": "input_json_delta", "partial_json": p} for p in (arguments[:half], arguments[half:])
+        ]
+        blocks.append(({"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {}}, pieces))
+    for index, (block, deltas) in enumerate(blocks):
+        events.append(
+            sse(
+                "content_block_start", {"type": "content_block_start", "index": index, "content_block": block}
+            )
+        )
+        events += [_block(index, delta) for delta in deltas]
+        events.append(sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+    stop = {"stop_reason": "tool_use" if command is not None else "end_turn", "stop_sequence": None}
+    end = {"type": "message_delta", "delta": stop, "usage": {"output_tokens": usage[1]}}
+    events += [sse("message_delta", end), sse("message_stop", {"type": "message_stop"})]
+    return b"".join(events)
+
+
+def anthropic_message(
+    command: str | None, text: str | None = "On it.", usage: tuple[int, int] = (12, 9)
+) -> dict[str, Any]:
+    """The same answer whole."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    if command is not None:
+        content.append({"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": command}})
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": content,
+        "stop_reason": "tool_use" if command is not None else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+    }
