@@ -1,7 +1,7 @@
 """Token counting endpoints: Anthropic ``/v1/messages/count_tokens`` and Gemini ``:countTokens``.
 
 Forwarded to the provider when the target speaks the client's protocol and can count; otherwise
-answered locally with an estimate (traps.md 21: a non-Anthropic target must not turn Claude
+answered locally with an estimate (docs/snags.md #21: a non-Anthropic target must not turn Claude
 Code's count calls into 404s), labelled as such in ``x-llm-token-count``.
 """
 

@@ -6,7 +6,7 @@ the suite makes it itself with one pooled aiohttp client, in mitmproxy's own eve
 - a whole (non-streamed) answer is fetched in the async ``request`` hook and set as the flow's
   response, so mitmproxy opens no upstream connection of its own (the cheapest path there is);
 - a stream goes through a small aiohttp server on loopback (the relay), because mitmproxy cannot
-  stream a response that an addon builds (docs/mitmproxy.md §4-5): the flow is pointed at the
+  stream a response that an addon builds (docs/mitm.md §4-5): the flow is pointed at the
   relay, which makes the call and streams the provider's bytes back unchanged; translation stays
   in mitmproxy's ``flow.response.stream``.
 

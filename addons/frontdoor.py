@@ -103,7 +103,7 @@ class FrontDoor:
         if where == "proxy":
             table = PROVIDER_HOSTS.get(flow.request.pretty_host)
             if table is None:
-                return  # not an LLM host: tunnel untouched (traps.md 24)
+                return  # not an LLM host: tunnel untouched (docs/snags.md #24)
             host_family = family_for_host(flow.request.pretty_host).name
         else:
             table = ANTHROPIC_PORT if where == "anthropic_port" else FRONT_DOOR

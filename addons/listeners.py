@@ -1,7 +1,7 @@
 """Default listeners: the API front door, the HTTPS proxy and the Anthropic-rooted port.
 
 mitmproxy binds its servers before scripts load, so listeners can only be changed from
-``running()`` (mitmproxy.md §2); a user's own ``--mode`` flags always win. The lazy connection
+``running()`` (docs/mitm.md §2); a user's own ``--mode`` flags always win. The lazy connection
 strategy lets the router redirect a flow before anything dials the original host.
 """
 

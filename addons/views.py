@@ -6,7 +6,7 @@ in one layout shared by all protocols, so a conversation reads the same whicheve
 A body the canonical model cannot hold (a same-protocol pass-through with item types it refuses, a
 damaged body) is shown as pretty JSON with the reason, never as an error.
 
-mitmproxy keeps no body for streamed responses (mitmproxy.md §4), so ``KeepStreams`` keeps a
+mitmproxy keeps no body for streamed responses (docs/mitm.md §4), so ``KeepStreams`` keeps a
 bounded copy of what the client received and puts it back as the response body at the end.
 """
 

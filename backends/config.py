@@ -121,7 +121,7 @@ class Config(BaseModel):
     database: str | None = None
     # Model name globs -> prices, for usage reports; the first matching glob wins.
     costs: dict[str, ModelCost] = Field(default_factory=dict)
-    # Requests larger than this are refused with a clear error (docs/traps.md #20).
+    # Requests larger than this are refused with a clear error (docs/snags.md #20).
     max_request_bytes: int = Field(32 * 1024 * 1024, gt=0)
     routes: list[RouteRule] = Field(default_factory=list)
     models_cache_seconds: float = Field(600.0, ge=0)  # how long discovered model lists are reused

@@ -6,7 +6,7 @@
 
 Why a combined bundle: Node appends ``NODE_EXTRA_CA_CERTS`` to its own roots, so the mitmproxy CA
 alone is right there; ``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE`` and ``CODEX_CA_CERTIFICATE``
-*replace* the trust store, so they get the system roots plus the mitmproxy CA (docs/traps.md #23),
+*replace* the trust store, so they get the system roots plus the mitmproxy CA (docs/snags.md #23),
 written once next to mitmproxy's confdir and rewritten only when the CA is newer.
 """
 

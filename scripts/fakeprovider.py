@@ -3,7 +3,7 @@
 Why not ``tests/support/fakes/``: those fakes validate every request and cut streams into 7-byte
 pieces to catch translation bugs, which costs far more CPU than the proxy under test. This one is a
 raw asyncio HTTP/1.1 server with keep-alive whose answers are precomputed bytes, so that a
-benchmark measures the proxy, not the fake. The answers are still real protocol (docs/protocols.md
+benchmark measures the proxy, not the fake. The answers are still real protocol (docs/wire.md
 §1.3-1.4, §3.3-3.4, usage included), so the proxy's decoders and encoders do their real work.
 
 Routes: ``POST /v1/chat/completions`` (OpenAI) and ``POST /v1/messages`` (Anthropic). The requested

@@ -1,6 +1,6 @@
 """The order of ``addons/llm.py``'s ``addons`` list, where it matters, and why.
 
-mitmproxy runs every hook through the addons in list order (docs/mitmproxy.md §1), so the order
+mitmproxy runs every hook through the addons in list order (docs/mitm.md §1), so the order
 is behaviour: an addon that steps aside when an earlier one answered, reads what an earlier one
 wrote, or wraps the stream callable an earlier one set, depends on its place. Each assertion below
 names the reason (docs/architecture.md "Why the order matters" explains it at length); the last
@@ -251,8 +251,8 @@ def test_the_translator_assigns_the_stream_callable_rather_than_wrapping(pipelin
 
 CONFIG = """
 backends:
-  openai: {type: openai, base_url: "http://127.0.0.1:9/v1", api_keys: [sk-test-openai-0123456789]}
-  anthropic: {type: anthropic, base_url: "http://127.0.0.1:9", api_keys: [sk-ant-test-0123456789]}
+  openai: {type: openai, base_url: "http://127.0.0.1:9/v1", api_keys: [sk-fake-pipeline-openai]}
+  anthropic: {type: anthropic, base_url: "http://127.0.0.1:9", api_keys: [sk-ant-fake-pipeline]}
 default_backend: openai
 policies:
   retries: 1

@@ -1,4 +1,4 @@
-"""translators.anthropic against docs/protocols.md §3 and the anthropic SDK's own types and stream code.
+"""translators.anthropic against docs/wire.md §3 and the anthropic SDK's own types and stream code.
 
 The promises every protocol shares are tests/test_contract.py's; here is what only Anthropic does.
 """
@@ -64,7 +64,7 @@ from translators.errors import ProxyError
 from translators.mapping import ANTHROPIC_MIN_BUDGET, DEFAULT_MAX_TOKENS, EFFORT_BUDGET
 from translators.sse import SSEParser
 
-# -- fixtures copied from docs/protocols.md §3 ----------------------------------------------------
+# -- fixtures copied from docs/wire.md §3 ----------------------------------------------------
 
 
 RESPONSE_EXAMPLE: dict[str, Any] = {
@@ -288,7 +288,7 @@ def test_a_body_that_is_not_an_object_is_an_invalid_request(body):
 
 
 def test_a_count_tokens_body_parses_once_the_caller_supplies_max_tokens():
-    """count_tokens bodies have no max_tokens (docs/traps.md #21); the local estimator adds one to
+    """count_tokens bodies have no max_tokens (docs/snags.md #21); the local estimator adds one to
     parse them."""
     body = {k: v for k, v in REQUEST_EXAMPLE.items() if k not in ("max_tokens", "stream", "metadata")}
     req = proto.parse_request({**body, "max_tokens": 1})
@@ -782,7 +782,7 @@ def test_forced_tool_use_drops_thinking(choice):
 
 
 def test_thinking_is_dropped_mid_tool_loop_when_the_last_assistant_turn_has_no_thinking_block():
-    """History from another provider cannot start the tool turn with a thinking block (docs/traps.md #13)."""
+    """History from another provider cannot start the tool turn with a thinking block (docs/snags.md #13)."""
     req = request(
         tools=[Tool(name="f")],
         reasoning=ReasoningConfig(effort="medium"),
@@ -942,7 +942,7 @@ def test_openai_usage_with_cached_tokens_becomes_anthropic_usage():
     [
         (None, [Text(text="x")], "end_turn"),
         (None, [ToolCall(id="c", name="f")], "tool_use"),
-        ("end_turn", [ToolCall(id="c", name="f")], "tool_use"),  # docs/traps.md #17: Gemini says STOP
+        ("end_turn", [ToolCall(id="c", name="f")], "tool_use"),  # docs/snags.md #17: Gemini says STOP
         ("error", [Text(text="x")], "end_turn"),
         ("max_tokens", [ToolCall(id="c", name="f")], "max_tokens"),
     ],

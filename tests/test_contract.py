@@ -132,7 +132,7 @@ def test_streams_fed_byte_by_byte_decode_like_one_feed(name: str, key: str) -> N
 
 @pytest.mark.parametrize(("name", "key"), cases("answers"))
 def test_a_streamed_answer_assembles_to_the_same_answer_not_streamed(name: str, key: str) -> None:
-    """docs/traps.md #2."""
+    """docs/snags.md #2."""
     stream, body = EXAMPLES[name].answers[key]
     streamed = response_from_events(decode(name, stream))
     whole = translators.get(name).parse_response(body)

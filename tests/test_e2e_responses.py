@@ -280,7 +280,7 @@ def test_previous_response_id_on_the_openai_passthrough_reaches_the_provider(pro
     assert upstream.body["previous_response_id"] == "resp_earlier"
 
 
-# -- Codex's history: hosted and custom tool items (docs/traps.md #22) ----------------------------
+# -- Codex's history: hosted and custom tool items (docs/snags.md #22) ----------------------------
 
 CODEX_HISTORY: list[Any] = [
     {"role": "user", "content": QUESTION},

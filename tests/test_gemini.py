@@ -1,4 +1,4 @@
-"""The Gemini protocol module: requests, responses, streams and errors (docs/protocols.md §4).
+"""The Gemini protocol module: requests, responses, streams and errors (docs/wire.md §4).
 
 The promises every protocol shares are tests/test_contract.py's; here is what only Gemini does.
 """
@@ -58,7 +58,7 @@ from translators.errors import CODES, ProxyError
 
 ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
 
-# -- fixtures copied from docs/protocols.md §4 ----------------------------------------------------
+# -- fixtures copied from docs/wire.md §4 ----------------------------------------------------
 
 REQUEST_EXAMPLE: dict[str, Any] = {
     "systemInstruction": {"parts": [{"text": "You are terse."}]},
@@ -224,7 +224,7 @@ class TestParseRequest:
         invalid({"contents": [user("hi")]}, "^model: missing$", model=model)
 
     def test_what_the_official_sdk_sends_is_accepted_in_both_spellings(self) -> None:
-        """docs/traps.md #25: snake_case nested keys, URL-safe base64, OpenAPI-subset schemas."""
+        """docs/snags.md #25: snake_case nested keys, URL-safe base64, OpenAPI-subset schemas."""
         request = parse(SDK_REQUEST)
         _, image, file = request.messages[0].content
         assert image == Image(media_type="image/png", data="iVBOR//+")
@@ -652,7 +652,7 @@ class TestRenderRequest:
         ]
 
     def test_tool_results_of_a_turn_share_one_user_content(self) -> None:
-        """docs/traps.md #10: names looked up from the calls, object responses, images kept after them."""
+        """docs/snags.md #10: names looked up from the calls, object responses, images kept after them."""
         body = render(
             messages=[
                 Message(role="user", content=[Text(text="go")]),
@@ -734,7 +734,7 @@ class TestRenderRequest:
         assert body["contents"][1]["parts"] == [{"functionResponse": response}]
 
     def test_thought_signature_comes_from_the_call_or_from_its_gsig_id(self) -> None:
-        """docs/traps.md #14: an OpenAI/Anthropic client echoes only the id."""
+        """docs/snags.md #14: an OpenAI/Anthropic client echoes only the id."""
         carried = gemini.call_id_for_signature(SIG, 0)
         body = render(
             messages=[
@@ -747,7 +747,7 @@ class TestRenderRequest:
         assert b64bytes(body["contents"][2]["parts"][0]["thoughtSignature"]) == b64bytes(SIG)
 
     def test_the_first_unsigned_call_of_a_model_turn_gets_the_placeholder(self) -> None:
-        """docs/protocols.md §6.9: history from another provider has no signatures; Gemini 3 rejects that."""
+        """docs/wire.md §6.9: history from another provider has no signatures; Gemini 3 rejects that."""
         body = render(
             messages=[
                 Message(role="user", content=[Text(text="x")]),
@@ -951,7 +951,7 @@ class TestRenderRequest:
         validate_request_body(body)
 
 
-# -- schema sanitising (docs/traps.md #11) --------------------------------------------------------
+# -- schema sanitising (docs/snags.md #11) --------------------------------------------------------
 
 # Shaped like what Claude Code / MCP servers send (zod-to-json-schema, pydantic), with property
 # names that happen to be JSON-Schema keywords.
@@ -1067,13 +1067,13 @@ class TestParseResponse:
             arguments='{"city":"Paris"}',
             thought_signature=SIG,
         )
-        assert response.stop_reason == "tool_use"  # docs/traps.md #17: Gemini says STOP
+        assert response.stop_reason == "tool_use"  # docs/snags.md #17: Gemini says STOP
         assert response.usage == Usage(
             input_tokens=120, output_tokens=58, cache_read_tokens=64, reasoning_tokens=40
         )
 
     def test_a_signature_rides_in_the_call_id_and_can_be_recovered(self) -> None:
-        """docs/traps.md #9 and #14: the id keeps Anthropic's charset and carries the signature's bytes."""
+        """docs/snags.md #9 and #14: the id keeps Anthropic's charset and carries the signature's bytes."""
         raw = bytes(range(256)) * 3
         for signature in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode().rstrip("=")):
             body = {
@@ -1261,7 +1261,7 @@ class TestStreamDecoder:
         ]
 
     def test_a_whole_function_call_becomes_start_one_delta_end(self) -> None:
-        """docs/traps.md #2: the arguments survive as one complete delta; docs/traps.md #17: STOP
+        """docs/snags.md #2: the arguments survive as one complete delta; docs/snags.md #17: STOP
         means tool_use."""
         assert decode(STREAM_TOOL) == [
             MessageStart(id="r2", model="gemini-2.5-flash"),
@@ -1352,7 +1352,7 @@ class TestStreamDecoder:
         assert decode(stream) == [MessageStart(id="r9", model=""), Stop(reason="refusal"), End()]
 
     def test_state_lives_in_each_decoder(self) -> None:
-        """docs/traps.md #7: interleaved streams do not mix."""
+        """docs/snags.md #7: interleaved streams do not mix."""
         first, second = gemini.StreamDecoder(), gemini.StreamDecoder()
         half = len(STREAM_TOOL) // 2
         a = first.feed(STREAM_TEXT[:40]) + second.feed(STREAM_TOOL[:half])
@@ -1430,7 +1430,7 @@ class TestStreamEncoder:
         assert all("finishReason" not in c["candidates"][0] for c in chunks[:-1])
 
     def test_the_final_chunk_waits_for_end(self) -> None:
-        """docs/traps.md #4: usage may follow the stop reason."""
+        """docs/snags.md #4: usage may follow the stop reason."""
         encoder = gemini.StreamEncoder(CLIENT_REQUEST)
         assert encoder.encode([MessageStart(id="r", model="m"), Stop(reason="max_tokens")]) == b""
         assert encoder.encode([UsageUpdate(usage=Usage(input_tokens=3, output_tokens=4))]) == b""

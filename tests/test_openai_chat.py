@@ -1,6 +1,6 @@
 """OpenAI Chat Completions translator: parse and render requests, responses, streams and errors.
 
-Fixtures are the examples of docs/protocols.md §1, copied literally; rendered bodies are checked key
+Fixtures are the examples of docs/wire.md §1, copied literally; rendered bodies are checked key
 by key against the official ``openai`` SDK types, and streams are replayed through the SDK's own
 stream parser.
 
@@ -64,7 +64,7 @@ from translators.canonical import (
 )
 from translators.errors import CODES, ProxyError
 
-# -- fixtures: docs/protocols.md §1 ---------------------------------------------------------------
+# -- fixtures: docs/wire.md §1 ---------------------------------------------------------------
 
 EXAMPLE_REQUEST: dict[str, Any] = {
     "model": "gpt-5.5",
@@ -682,7 +682,7 @@ def test_images_in_tool_results_move_to_a_following_user_message() -> None:
 
 
 def test_long_tool_call_ids_are_shortened_identically_in_calls_and_results() -> None:
-    long_id = "gemini_" + "A" * 120  # e.g. a thought signature carried in the id (docs/traps.md #9)
+    long_id = "gemini_" + "A" * 120  # e.g. a thought signature carried in the id (docs/snags.md #9)
     conversation = [
         assistant(ToolCall(id=long_id, name="f"), ToolCall(id="call_short", name="f")),
         user(
@@ -910,7 +910,7 @@ def test_finish_reasons_map_to_stop_reasons(finish: str | None, reason: str | No
 
 
 def test_stop_with_tool_calls_means_tool_use() -> None:
-    """docs/traps.md #17: some compatible servers say 'stop' while calling tools."""
+    """docs/snags.md #17: some compatible servers say 'stop' while calling tools."""
     choice = {**EXAMPLE_RESPONSE["choices"][0], "finish_reason": "stop"}
 
     assert chat.parse_response({**EXAMPLE_RESPONSE, "choices": [choice]}).stop_reason == "tool_use"
@@ -1050,7 +1050,7 @@ def test_tool_stream_example_decodes_to_events() -> None:
 
 
 def test_combined_chunk_splits_into_ordered_events() -> None:
-    """docs/traps.md #3: reasoning, text, tool call, finish and usage in one chunk; nothing dropped."""
+    """docs/snags.md #3: reasoning, text, tool call, finish and usage in one chunk; nothing dropped."""
     chunk = {
         "id": "x",
         "model": "m",
@@ -1106,7 +1106,7 @@ def test_mixed_stream_handles_comments_crlf_and_parallel_calls() -> None:
 
 
 def test_openrouter_error_chunk_with_empty_choices_is_a_stream_error() -> None:
-    """docs/traps.md #6: numeric code, no type, after a processing comment."""
+    """docs/snags.md #6: numeric code, no type, after a processing comment."""
     stream = (
         b": OPENROUTER PROCESSING\n\n"
         b'data: {"id":"gen-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],'
@@ -1248,7 +1248,7 @@ def test_nothing_is_decoded_after_done() -> None:
 
 
 def test_decoder_state_is_per_instance() -> None:
-    """docs/traps.md #7: two interleaved streams do not share state."""
+    """docs/snags.md #7: two interleaved streams do not share state."""
     first, second = chat.StreamDecoder(), chat.StreamDecoder()
     half = len(STREAM_TOOL) // 2
     events_first = first.feed(STREAM_TOOL[:half])
@@ -1337,7 +1337,7 @@ def test_usage_chunk_is_sent_only_when_the_client_asked() -> None:
 
 
 def test_usage_arriving_after_stop_is_still_reported() -> None:
-    """docs/traps.md #4."""
+    """docs/snags.md #4."""
     events: list[Event] = [
         MessageStart(id="m", model="x"),
         TextDelta(text="hi"),
@@ -1379,7 +1379,7 @@ def test_tool_call_chunks_follow_the_sdk_shape() -> None:
 
 
 def test_orphan_deltas_reasoning_and_empty_text_produce_no_chunks() -> None:
-    """docs/traps.md #1: no delta for a call that was never started, no empty chunks."""
+    """docs/snags.md #1: no delta for a call that was never started, no empty chunks."""
     chunks = chunks_of(
         encode(
             [

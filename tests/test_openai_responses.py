@@ -1,6 +1,6 @@
 """OpenAI Responses translator: parse and render requests, responses, streams and errors.
 
-Fixtures are the examples of docs/protocols.md §2, copied literally; rendered bodies are checked key
+Fixtures are the examples of docs/wire.md §2, copied literally; rendered bodies are checked key
 by key against the official ``openai`` SDK types, and encoded streams are replayed through the SDK's
 own stream accumulator.
 
@@ -65,7 +65,7 @@ from translators.canonical import (
 )
 from translators.errors import CODES, ProxyError
 
-# -- fixtures: docs/protocols.md §2 ---------------------------------------------------------------
+# -- fixtures: docs/wire.md §2 ---------------------------------------------------------------
 
 EXAMPLE_REQUEST: dict[str, Any] = {
     "model": "gpt-5.5",
@@ -360,7 +360,7 @@ def test_images_keep_https_urls_and_split_data_urls() -> None:
 
 
 def test_one_assistant_turn_of_replayed_items_is_one_message() -> None:
-    """Codex replays a turn as separate items: reasoning, message, calls (docs/traps.md #22)."""
+    """Codex replays a turn as separate items: reasoning, message, calls (docs/snags.md #22)."""
     parsed = api.parse_request(
         body(
             input=[
@@ -544,7 +544,7 @@ def test_model_and_stream_arguments_override_the_body() -> None:
 
 
 def test_previous_response_id_is_refused_with_advice() -> None:
-    """docs/traps.md #11: a stateless proxy cannot reproduce the provider's stored conversation."""
+    """docs/wire.md §6.11: a stateless proxy cannot reproduce the provider's stored conversation."""
     error = rejection(body(previous_response_id="resp_123"))
 
     assert error.message == (
@@ -635,7 +635,7 @@ def test_store_false_or_absent_and_null_state_fields_are_fine() -> None:
     ],
 )
 def test_untranslatable_content_is_refused_naming_where(value: dict[str, Any], path: str) -> None:
-    """A same-protocol route passes these through without parsing (docs/traps.md #22)."""
+    """A same-protocol route passes these through without parsing (docs/snags.md #22)."""
     message = rejection(value).message
 
     assert message.startswith(f"{path}: ") and "cannot be translated" in message
@@ -728,7 +728,7 @@ def test_system_parts_become_instructions() -> None:
 
 
 def test_assistant_turns_become_typed_items_in_part_order() -> None:
-    """Reasoning stays before the calls it preceded (docs/traps.md #11); ids are left out
+    """Reasoning stays before the calls it preceded (docs/wire.md §6.11); ids are left out
     (``store: false``)."""
     rendered = api.render_request(
         request(
@@ -768,7 +768,7 @@ def test_assistant_turns_become_typed_items_in_part_order() -> None:
 
 
 def test_foreign_or_unsigned_reasoning_is_dropped() -> None:
-    """docs/traps.md #13: encrypted_content is bound to OpenAI; other signatures never travel there."""
+    """docs/snags.md #13: encrypted_content is bound to OpenAI; other signatures never travel there."""
     rendered = api.render_request(
         request(
             messages=[
@@ -835,7 +835,7 @@ def test_tool_results_become_call_outputs_with_images_as_parts() -> None:
 
 
 def test_long_tool_call_ids_are_shortened_identically_in_calls_and_results() -> None:
-    """docs/traps.md #7: foreign ids (e.g. Gemini signatures carried in the id) exceed OpenAI's limits."""
+    """docs/wire.md §6.7: foreign ids (e.g. Gemini signatures carried in the id) exceed OpenAI's limits."""
     long_id = "gemini_" + "A" * 120
     conversation = [
         assistant(ToolCall(id=long_id, name="f"), ToolCall(id="call_short", name="f")),
@@ -936,7 +936,7 @@ def test_reasoning_config_becomes_effort_and_asks_for_encrypted_reasoning(
     rendered = api.render_request(request(messages=[user(Text(text="hi"))], reasoning=config))
 
     assert rendered.get("reasoning") == reasoning
-    # Replaying reasoning with store: false needs its encrypted content (docs/traps.md #11).
+    # Replaying reasoning with store: false needs its encrypted content (docs/wire.md §6.11).
     thinking = reasoning is not None and reasoning["effort"] != "none"
     assert rendered.get("include") == (["reasoning.encrypted_content"] if thinking else None)
     assert sdk_request_problems(rendered) == []
@@ -1016,7 +1016,7 @@ def test_refusal_part_is_text_with_stop_reason_refusal() -> None:
 def test_status_and_items_decide_the_stop_reason(
     status: str, details: dict[str, Any] | None, calls: bool, reason: str | None
 ) -> None:
-    """Responses has no finish reason (docs/traps.md #14): tool use is read from the items."""
+    """Responses has no finish reason (docs/wire.md §6.14): tool use is read from the items."""
     output = EXAMPLE_RESPONSE["output"] if calls else EXAMPLE_RESPONSE["output"][:2]
     parsed = api.parse_response(
         {**EXAMPLE_RESPONSE, "status": status, "incomplete_details": details, "output": output}
@@ -1231,7 +1231,7 @@ def test_reasoning_stream_example_decodes_to_events() -> None:
 
 
 def test_failed_stream_example_is_a_stream_error() -> None:
-    """docs/traps.md #6: an error after HTTP 200."""
+    """docs/snags.md #6: an error after HTTP 200."""
     events = decode(STREAM_FAILED)
 
     assert events[0] == MessageStart(id="resp_4", model="gpt-5.5")
@@ -1340,7 +1340,7 @@ def test_streamed_refusal_is_text_with_stop_reason_refusal() -> None:
 def test_error_events_are_stream_errors_with_canonical_codes(
     payload: dict[str, Any], code: str, provider_type: str | None
 ) -> None:
-    """docs/traps.md #6: ``event: error`` after HTTP 200 ends the stream; later events are ignored."""
+    """docs/snags.md #6: ``event: error`` after HTTP 200 ends the stream; later events are ignored."""
     stream = sse(
         response_event("response.created", status="in_progress"),
         item_event("msg_1", 0, "response.output_text.delta", content_index=0, delta="Hello", logprobs=[]),
@@ -1380,7 +1380,7 @@ def test_nothing_is_decoded_after_the_terminal_event() -> None:
 
 
 def test_decoder_state_is_per_instance() -> None:
-    """docs/traps.md #7: two interleaved streams do not share state."""
+    """docs/snags.md #7: two interleaved streams do not share state."""
     first, second = api.StreamDecoder(), api.StreamDecoder()
     half = len(STREAM_MIXED) // 2
     events_first = first.feed(STREAM_MIXED[:half])
@@ -1470,7 +1470,7 @@ def test_reasoning_becomes_a_summary_item_carrying_our_encrypted_content() -> No
 
 
 def test_foreign_signatures_never_become_encrypted_content() -> None:
-    """docs/traps.md #13: another provider's signature would be rejected by OpenAI on the next turn."""
+    """docs/snags.md #13: another provider's signature would be rejected by OpenAI on the next turn."""
     payloads = frames(
         encode(
             [
@@ -1645,7 +1645,7 @@ def test_the_sdk_iterates_a_raw_encoded_stream() -> None:
 
 
 def test_usage_arriving_after_stop_is_in_the_terminal_event() -> None:
-    """docs/traps.md #4: the terminal event waits for End."""
+    """docs/snags.md #4: the terminal event waits for End."""
     events: list[Event] = [
         MessageStart(id="m", model="x"),
         TextDelta(text="hi"),
@@ -1686,7 +1686,7 @@ def test_stop_reasons_choose_the_terminal_event(reason: Any, kind: str, incomple
 
 
 def test_orphan_deltas_and_empty_text_produce_no_items() -> None:
-    """docs/traps.md #1: no item for nothing, no delta for a call that was never started."""
+    """docs/snags.md #1: no item for nothing, no delta for a call that was never started."""
     stream = encode(
         [
             MessageStart(id="m", model="x"),

@@ -41,9 +41,9 @@ from policies.gate import BLOCKED, ToolCallGate
 from translators import wire
 from translators.errors import ProxyError
 
-OPENAI_KEY = "sk-test-openai-0123456789"
-ANTHROPIC_KEY = "sk-ant-test-0123456789"
-GEMINI_KEY = "AIzaTestKey0123456789"
+OPENAI_KEY = "sk-fake-pipeline-openai"
+ANTHROPIC_KEY = "sk-ant-fake-pipeline"
+GEMINI_KEY = "AIza-fake-pipeline-gemini"
 MAX_REQUEST_BYTES = 64 * 1024
 
 CONFIG = f"""

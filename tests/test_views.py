@@ -3,7 +3,7 @@
 Each protocol's requests, answers and streams read as one conversation layout, whatever API carried
 them; bodies that are not LLM traffic are left to mitmproxy's own views; a body the canonical model
 cannot read is shown as it is, never as an error; KeepStreams keeps what the client received of a
-stream so that mitmweb can show it. The bodies are the SDK-verified examples of docs/protocols.md and
+stream so that mitmweb can show it. The bodies are the SDK-verified examples of docs/wire.md and
 real bytes recorded through the proxy.
 """
 
@@ -46,14 +46,14 @@ MESSAGES_PATH = "/v1/messages"
 GEMINI_PATH = "/v1beta/models/gemini-2.5-flash:generateContent"
 GEMINI_STREAM_PATH = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
 
-# -- docs/protocols.md examples (verified against the official SDKs) ------------------------------
+# -- docs/wire.md examples (verified against the official SDKs) ------------------------------
 
 
 def _text(example: str | bytes) -> str:
     return example.decode() if isinstance(example, bytes) else example
 
 
-# The docs/protocols.md stream examples, as the translator tests hold them (one copy of each).
+# The docs/wire.md stream examples, as the translator tests hold them (one copy of each).
 OPENAI_CHAT_TOOL_STREAM = test_openai_chat.STREAM_TOOL.decode()
 RESPONSES_REASONING_STREAM = _text(test_openai_responses.STREAM_REASONING)
 ANTHROPIC_THINKING_STREAM = _text(test_anthropic.STREAM_THINKING)
@@ -683,7 +683,7 @@ def test_damaged_json_array_stream_falls_back_to_text():
     ids=["codex-custom-tool-call", "gemini-cached-content"],
 )
 def test_same_protocol_body_the_canonical_model_refuses_is_pretty_json(path, protocol, body, reason):
-    """Pass-through routes carry what translation cannot (docs/traps.md #22); the view still shows it."""
+    """Pass-through routes carry what translation cannot (docs/snags.md #22); the view still shows it."""
     result = shown_request(path, json.dumps(body))
     first, _, rest = result.text.partition("\n")
     assert result.view_name == "LLM Conversation"

@@ -1,4 +1,4 @@
-"""Anthropic Messages API (docs/protocols.md §3) to and from the canonical model.
+"""Anthropic Messages API (docs/wire.md §3) to and from the canonical model.
 
 Anthropic differs from the canonical model in ways that decide most of this module: usage counts
 cache reads and writes *outside* ``input_tokens``, tool ids must match ``^[a-zA-Z0-9_-]+$``,
@@ -141,7 +141,7 @@ _INVALID_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 
 
 def tool_id(value: str) -> str:
-    """A tool-call id Anthropic accepts (docs/traps.md #9). Valid ids pass unchanged; any other id (also an
+    """A tool-call id Anthropic accepts (docs/snags.md #9). Valid ids pass unchanged; any other id (also an
     empty one) gets its invalid characters replaced and a short hash of the original appended, so
     the mapping is deterministic (tool_use and tool_result agree across turns) and two ids that
     differ only in invalid characters stay distinct."""
@@ -405,7 +405,7 @@ def render_request(request: ChatRequest) -> dict[str, Any]:
         body["tools"], body["tool_choice"] = called, {"type": "none"}
     if budget := _thinking_budget(request.reasoning, body):
         body["thinking"] = {"type": "enabled", "budget_tokens": budget}
-        if body["max_tokens"] <= budget:  # the budget is part of max_tokens (docs/traps.md #16)
+        if body["max_tokens"] <= budget:  # the budget is part of max_tokens (docs/snags.md #16)
             body["max_tokens"] += budget
     else:  # Anthropic rejects sampling parameters with thinking on
         sampling = {"temperature": request.temperature, "top_p": request.top_p, "top_k": request.top_k}
@@ -423,7 +423,7 @@ def render_request(request: ChatRequest) -> dict[str, Any]:
 
 def _render_system(parts: list[Text]) -> str | list[dict[str, Any]] | None:
     """A plain string when that loses nothing; blocks otherwise, so cache markers survive
-    (docs/traps.md #18)."""
+    (docs/snags.md #18)."""
     blocks = [block for part in parts if (block := _render_text(part, "system"))]
     if len(blocks) == 1 and "cache_control" not in blocks[0]:
         return blocks[0]["text"]
@@ -432,7 +432,7 @@ def _render_system(parts: list[Text]) -> str | list[dict[str, Any]] | None:
 
 def _render_messages(messages: list[Message]) -> list[dict[str, Any]]:
     """Anthropic rejects empty blocks and messages, merges same-role turns anyway, and wants the
-    tool results of a turn at the start of the next user message (docs/traps.md #10)."""
+    tool results of a turn at the start of the next user message (docs/snags.md #10)."""
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         blocks = [
@@ -495,7 +495,7 @@ def _render_tool_result(part: ToolResult, path: str) -> dict[str, Any]:
 
 
 def _render_reasoning(part: Reasoning, path: str) -> dict[str, Any] | None:
-    """Only Anthropic's own signed thinking goes back to Anthropic (docs/traps.md #13)."""
+    """Only Anthropic's own signed thinking goes back to Anthropic (docs/snags.md #13)."""
     if part.origin != NAME or not part.signature:
         return None
     if part.redacted:
@@ -522,8 +522,8 @@ def _render_tool(tool: Tool) -> dict[str, Any]:
 
 
 def _called_tools(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Anthropic rejects tool_use history without a ``tools`` array (docs/protocols.md §6,
-    docs/traps.md #4), which clients of other protocols may omit on a last turn: declare the tools
+    """Anthropic rejects tool_use history without a ``tools`` array (docs/wire.md §6,
+    docs/snags.md #4), which clients of other protocols may omit on a last turn: declare the tools
     the history called, and tool_choice ``none`` keeps the model from calling them again."""
     names = dict.fromkeys(
         block["name"] for message in messages for block in message["content"] if block["type"] == "tool_use"
@@ -532,7 +532,7 @@ def _called_tools(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _render_tool_choice(request: ChatRequest) -> dict[str, Any] | None:
-    """The choice, carrying ``disable_parallel_tool_use`` (which needs a choice object, docs/traps.md #20)."""
+    """The choice, carrying ``disable_parallel_tool_use`` (which needs a choice object, docs/snags.md #20)."""
     choice = request.tool_choice
     serial = request.parallel_tool_calls is False
     if choice is None and not serial:
@@ -572,8 +572,8 @@ def _tool_turn_lacks_thinking(messages: list[dict[str, Any]]) -> bool:
 
 
 def _render_format(fmt: ResponseFormat | None) -> dict[str, Any] | None:
-    """JSON schema output only; ``json_object`` has no Anthropic equivalent (docs/protocols.md §6,
-    docs/traps.md #18)."""
+    """JSON schema output only; ``json_object`` has no Anthropic equivalent (docs/wire.md §6,
+    docs/snags.md #18)."""
     if fmt is None or fmt.type != "json_schema" or fmt.json_schema is None:
         return None
     return {"type": "json_schema", "schema": dict(fmt.json_schema)}
@@ -652,7 +652,7 @@ def _wire_usage(usage: Usage, *, complete: bool) -> dict[str, Any]:
 
 
 def _wire_stop(reason: StopReason | None, has_calls: bool) -> str:
-    """A turn that called tools must say ``tool_use`` or agents stop after one turn (docs/traps.md #17)."""
+    """A turn that called tools must say ``tool_use`` or agents stop after one turn (docs/snags.md #17)."""
     if has_calls and reason in (None, "end_turn"):
         return "tool_use"
     return STOP_OUT[reason or "end_turn"]
@@ -830,8 +830,8 @@ class _QueuedCall:
 class StreamEncoder:
     """Canonical events → Anthropic SSE, one content block open at a time.
 
-    Blocks open only when content arrives (docs/traps.md #1) and every event carries its ``event:`` line.
-    ``message_delta`` is held until End so that late usage still makes it (docs/traps.md #4).
+    Blocks open only when content arrives (docs/snags.md #1) and every event carries its ``event:`` line.
+    ``message_delta`` is held until End so that late usage still makes it (docs/snags.md #4).
 
     Tool calls: Anthropic cannot interleave blocks, so a call that starts while another call's
     block is open is queued with its fragments and emitted, in order, when the open call ends.
@@ -889,7 +889,7 @@ class StreamEncoder:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": _wire_usage(self._usage, complete=True),  # real input when known (docs/traps.md #5)
+            "usage": _wire_usage(self._usage, complete=True),  # real input when known (docs/snags.md #5)
         }
         self._emit({"type": "message_start", "message": message})
 
@@ -942,7 +942,7 @@ class StreamEncoder:
             self._delta({"type": "text_delta", "text": event.text})
 
     def _on_reasoning(self, event: ReasoningDelta) -> None:
-        """Signatures and redacted data go out only when Anthropic made them (docs/traps.md #13). A thinking
+        """Signatures and redacted data go out only when Anthropic made them (docs/snags.md #13). A thinking
         block for foreign reasoning still starts with ``signature: ""`` to stay well-formed."""
         native = event.origin == NAME
         if event.redacted:

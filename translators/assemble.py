@@ -104,7 +104,7 @@ class Assembler:
 
 def response_from_events(events: list[Event]) -> ChatResponse:
     """Assemble a full response from a decoded stream; used to check that a stream and a
-    non-streamed answer agree (docs/traps.md #2), and by views and captures."""
+    non-streamed answer agree (docs/snags.md #2), and by views and captures."""
     assembler = Assembler()
     for event in events:
         assembler.add(event)

@@ -29,7 +29,7 @@ class _Model(BaseModel):
 class Text(_Model):
     type: Literal["text"] = "text"
     text: str
-    # Anthropic prompt-cache marker, kept on same-family routes (docs/traps.md #18).
+    # Anthropic prompt-cache marker, kept on same-family routes (docs/snags.md #18).
     cache_control: dict[str, Any] | None = None
 
 
@@ -48,7 +48,7 @@ class ToolCall(_Model):
     id: str
     name: str
     arguments: str = "{}"
-    # Gemini's thoughtSignature for this call, echoed on the next turn (docs/traps.md #14).
+    # Gemini's thoughtSignature for this call, echoed on the next turn (docs/snags.md #14).
     thought_signature: str | None = None
 
 

@@ -9,8 +9,8 @@ Gemini differs from the other protocols in ways that shape this module:
   through ``_get``; everything written is camelCase.
 - Function calls carry no ids but a ``thoughtSignature`` the next turn must echo. Clients of other
   protocols have no field for it, so the call id carries it (``gsig_<base64url>_<n>``,
-  docs/traps.md #14) and ``render_request`` recovers it from there.
-- Tool schemas must be cut down to the JSON-Schema subset Gemini accepts (docs/traps.md #11).
+  docs/snags.md #14) and ``render_request`` recovers it from there.
+- Tool schemas must be cut down to the JSON-Schema subset Gemini accepts (docs/snags.md #11).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ from translators.wire import (
 NAME = "gemini"
 STREAM_CONTENT_TYPE = "text/event-stream"
 
-# Google's documented placeholder for function calls Gemini did not produce (docs/protocols.md §6.9).
+# Google's documented placeholder for function calls Gemini did not produce (docs/wire.md §6.9).
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 
 # -- tables ---------------------------------------------------------------------------------------
@@ -254,7 +254,7 @@ def _snake(key: str) -> str:
 
 def _get(obj: dict[str, Any], key: str) -> Any:
     """``obj[key]`` under its camelCase or snake_case spelling: Google's parser accepts both and
-    the official SDK sends both (docs/traps.md #25)."""
+    the official SDK sends both (docs/snags.md #25)."""
     value = obj.get(key)
     return value if value is not None else obj.get(_snake(key))
 
@@ -301,7 +301,7 @@ def signature_from_id(call_id: str) -> str | None:
 
 
 class _CallIds:
-    """Ids for one response's function calls; Gemini rarely sends its own (docs/traps.md #14)."""
+    """Ids for one response's function calls; Gemini rarely sends its own (docs/snags.md #14)."""
 
     def __init__(self) -> None:
         self.nonce = secrets.token_hex(4)
@@ -738,7 +738,7 @@ def _render_contents(messages: list[Message]) -> list[dict[str, Any]]:
 class _PartWriter:
     """Collects one content's parts. A pending signature-only thought rides on the next part (or an
     empty text part at the end); toward a provider, the first function call of a turn that has no
-    signature gets Google's placeholder (docs/protocols.md §6.9)."""
+    signature gets Google's placeholder (docs/wire.md §6.9)."""
 
     def __init__(self, *, placeholder: bool) -> None:
         self.parts: list[dict[str, Any]] = []
@@ -917,7 +917,7 @@ def _render_thinking(reasoning: ReasoningConfig | None, model: str) -> dict[str,
 
 
 def sanitise_schema(schema: Any) -> Any:
-    """A JSON Schema cut down to the subset Gemini accepts (docs/traps.md #11): rejected keywords dropped or
+    """A JSON Schema cut down to the subset Gemini accepts (docs/snags.md #11): rejected keywords dropped or
     replaced by their nearest allowed one, recursively. Keys of ``properties`` and ``$defs`` are
     names, not keywords, and are kept whatever they are called."""
     if not isinstance(schema, dict):
@@ -1007,7 +1007,7 @@ def _blocked(body: dict[str, Any]) -> bool:
 
 
 def _stop_reason(finish: Any, has_calls: bool) -> str | None:
-    """Gemini says STOP after function calls: tool use is inferred from the calls (docs/traps.md #17)."""
+    """Gemini says STOP after function calls: tool use is inferred from the calls (docs/snags.md #17)."""
     if not finish:
         return None
     reason = STOP_IN.get(finish, "error") if isinstance(finish, str) else "error"
@@ -1037,7 +1037,7 @@ def _sum_known(*counts: int | None) -> int | None:
 
 def _coalesce(parts: list[Part]) -> list[Part]:
     """Join adjacent text, and a signature onto the thought before it, exactly as
-    ``Assembler`` does for a stream, so streamed and whole answers agree (docs/traps.md #2)."""
+    ``Assembler`` does for a stream, so streamed and whole answers agree (docs/snags.md #2)."""
     out: list[Part] = []
     for part in parts:
         last = out[-1] if out else None
@@ -1175,7 +1175,7 @@ class StreamDecoder(SSEDecoder):
                     self._call(self._ids.assign(part), events)
 
     def _call(self, call: ToolCall, events: list[Event]) -> None:
-        """A whole function call: start, one delta with all the arguments (docs/traps.md #2), end."""
+        """A whole function call: start, one delta with all the arguments (docs/snags.md #2), end."""
         index, self._calls, self._has_calls = self._calls, self._calls + 1, True
         events.append(
             ToolCallStart(index=index, id=call.id, name=call.name, thought_signature=call.thought_signature)

@@ -1,4 +1,4 @@
-"""Cross-protocol tables that are policy rather than wire fact (docs/protocols.md §5.5)."""
+"""Cross-protocol tables that are policy rather than wire fact (docs/wire.md §5.5)."""
 
 from __future__ import annotations
 

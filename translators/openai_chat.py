@@ -3,7 +3,7 @@
 Chat is also the dialect of most OpenAI-compatible servers (OpenRouter, vLLM, DeepSeek, …), so the
 parsers accept the non-standard bits those add (``reasoning_content`` / ``reasoning`` text, error
 chunks with empty ``choices``, numeric error codes, repeated tool-call indexes), while the
-renderers emit only what the official SDK types describe. Wire facts: docs/protocols.md §1.
+renderers emit only what the official SDK types describe. Wire facts: docs/wire.md §1.
 
 The OpenAI Responses module shares this module's conventions (content parts, tool choices, response
 formats, usage details, error codes); what it reuses is public here.
@@ -72,7 +72,7 @@ STREAM_CONTENT_TYPE = "text/event-stream"
 
 # -- tables ---------------------------------------------------------------------------------------
 
-# OpenAI rejects longer tool-call ids (400 string_above_max_length, docs/traps.md #7) and more
+# OpenAI rejects longer tool-call ids (400 string_above_max_length, docs/wire.md §6.7) and more
 # stop sequences.
 MAX_TOOL_CALL_ID = 40
 MAX_STOP = 4
@@ -159,8 +159,8 @@ def new_call_id() -> str:
 
 
 def short_call_id(call_id: str) -> str:
-    """A tool-call id OpenAI accepts: long foreign ids (Gemini signatures, docs/traps.md #9) become
-    a stable hash, so a call and its result still match across turns (docs/traps.md #7)."""
+    """A tool-call id OpenAI accepts: long foreign ids (Gemini signatures, docs/snags.md #9) become
+    a stable hash, so a call and its result still match across turns (docs/wire.md §6.7)."""
     if len(call_id) <= MAX_TOOL_CALL_ID:
         return call_id
     return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
@@ -173,7 +173,7 @@ ChoiceParser = Callable[[dict[str, Any], str], ToolChoice]
 
 
 def parse_text_part(part: dict[str, Any], where: str) -> Text:
-    # cache_control is not OpenAI's, but OpenRouter clients send it in Chat bodies (docs/traps.md #18).
+    # cache_control is not OpenAI's, but OpenRouter clients send it in Chat bodies (docs/snags.md #18).
     marker = part.get("cache_control")
     return Text(
         text=read(part, "text", where, "a string", required=True),
@@ -488,7 +488,7 @@ def _render_tool_result(result: ToolResult) -> dict[str, Any]:
 
 def _render_user(parts: list[Part]) -> list[dict[str, Any]]:
     """One ``tool`` message per result first; images the results carried (Chat tool messages are
-    text only, docs/traps.md #8) travel in the user message after them, ahead of the user's own
+    text only, docs/wire.md §6.8) travel in the user message after them, ahead of the user's own
     content."""
     results = [p for p in parts if isinstance(p, ToolResult)]
     carried = [image for r in results for image in r.content if isinstance(image, Image)]
@@ -621,7 +621,7 @@ def render_request(request: ChatRequest) -> dict[str, Any]:
 
 
 def _stop_reason(finish: Any, has_calls: bool, refused: bool) -> StopReason | None:
-    """Servers that answer ``stop`` while calling tools still called tools (docs/traps.md #17);
+    """Servers that answer ``stop`` while calling tools still called tools (docs/snags.md #17);
     unknown reasons read as a natural end."""
     if finish is None:
         return None
@@ -751,7 +751,7 @@ def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
 class StreamDecoder(SSEDecoder):
     """``chat.completion.chunk`` SSE → canonical events.
 
-    Each chunk splits into ordered events (docs/traps.md #3): reasoning, text, refusal, tool calls,
+    Each chunk splits into ordered events (docs/snags.md #3): reasoning, text, refusal, tool calls,
     finish, usage. Tool calls are keyed by the provider's ``index``; a new ``id`` on a known index
     starts a new call (servers that send every parallel call as index 0), and canonical indexes
     follow the order of first appearance.
@@ -778,7 +778,7 @@ class StreamDecoder(SSEDecoder):
             return
         if not isinstance(chunk, dict):
             return
-        if error := chunk.get("error"):  # OpenRouter: empty choices + error (docs/traps.md #6)
+        if error := chunk.get("error"):  # OpenRouter: empty choices + error (docs/snags.md #6)
             fields = error if isinstance(error, dict) else {"message": str(error)}
             self._fail(events, _error_from_object(fields, None))
             return

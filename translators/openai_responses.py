@@ -4,9 +4,9 @@ Responses is OpenAI's item-based API and the only one Codex speaks. The proxy is
 whatever needs the provider's server-side state (``previous_response_id``, ``store: true``,
 stored conversations and prompts, background runs) is refused rather than half-translated, and so
 are hosted tools and item types the canonical model cannot carry: a same-protocol route passes
-those through untouched (docs/traps.md #22). Requests rendered for a Responses backend are stateless too:
-``store: false``, with reasoning replayed as items carrying their ``encrypted_content`` (docs/traps.md #11).
-Errors use the Chat Completions envelope. Wire facts: docs/protocols.md §2.
+those through untouched (docs/snags.md #22). Requests rendered for a Responses backend are stateless too:
+``store: false``, with reasoning replayed as items carrying their ``encrypted_content`` (docs/wire.md §6.11).
+Errors use the Chat Completions envelope. Wire facts: docs/wire.md §2.
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def _refuse_state(body: dict[str, Any]) -> None:
 
 
 def _image_part(part: dict[str, Any], where: str) -> Image:
-    """``image_url`` is a plain string here (docs/traps.md #17); uploaded files live with the provider."""
+    """``image_url`` is a plain string here (docs/wire.md §6.17); uploaded files live with the provider."""
     if read(part, "file_id", where, "a string") is not None:
         raise refuse(key_path(where, "file_id"), "an uploaded file reference")
     url = read(part, "image_url", where, "a string", required=True)
@@ -363,7 +363,7 @@ def _reasoning(body: dict[str, Any]) -> ReasoningConfig | None:
 
 
 def _response_format(body: dict[str, Any]) -> ResponseFormat | None:
-    """``text.format`` is flat: no ``json_schema`` wrapper as in Chat (docs/traps.md #18)."""
+    """``text.format`` is flat: no ``json_schema`` wrapper as in Chat (docs/wire.md §6.18)."""
     text = read(body, "text", "", "an object") or {}
     return parse_format(read(text, "format", "text", "an object"), "text.format", nested=None)
 
@@ -428,7 +428,7 @@ def _render_result(result: ToolResult) -> dict[str, Any]:
 
 def _replayable(part: Reasoning | ReasoningDelta) -> str | None:
     """``encrypted_content`` is bound to OpenAI: only our own origin's signature goes back
-    (docs/traps.md #13)."""
+    (docs/snags.md #13)."""
     return part.signature if part.origin == NAME else None
 
 
@@ -438,7 +438,7 @@ def _summary(text: str) -> list[dict[str, Any]]:
 
 def _render_part(part: Part) -> list[dict[str, Any]]:
     """One non-content part as items: reasoning only with a signature to replay (its id is left
-    out, as Codex does), calls with ids OpenAI accepts (docs/traps.md #7)."""
+    out, as Codex does), calls with ids OpenAI accepts (docs/wire.md §6.7)."""
     if isinstance(part, ToolCall):
         call = {"type": "function_call", "call_id": short_call_id(part.id), "name": part.name}
         return [{**call, "arguments": part.arguments or "{}"}]
@@ -532,7 +532,7 @@ def render_request(request: ChatRequest) -> dict[str, Any]:
 
 
 def _stop_reason(status: Any, details: Any, has_calls: bool, refused: bool) -> StopReason | None:
-    """There is no finish reason (docs/traps.md #14): tool use is read from the calls, a refusal part or a
+    """There is no finish reason (docs/wire.md §6.14): tool use is read from the calls, a refusal part or a
     content filter means refusal, an unexplained ``incomplete`` an early end."""
     reason = STOP_IN.get(status) if isinstance(status, str) else None
     if reason == "max_tokens" and isinstance(details, dict):
@@ -906,12 +906,12 @@ class _OpenItem:
 
 
 class StreamEncoder(Encoder):
-    """Canonical events → the typed Responses event sequence (docs/protocols.md §2.4).
+    """Canonical events → the typed Responses event sequence (docs/wire.md §2.4).
 
     Every event has an ``event:`` line equal to its type and a ``sequence_number`` from 0. Text
     and reasoning each stay one item until another item starts; calls are items of their own and
     may overlap. ``response.completed`` (``.incomplete``/``.failed``) waits for End, so late usage
-    is in it (docs/traps.md #4), and comes only after every open item was closed: the SDK's accumulator
+    is in it (docs/snags.md #4), and comes only after every open item was closed: the SDK's accumulator
     refuses unfinished items, duplicate output indexes and changed ids.
     """
 
@@ -953,7 +953,7 @@ class StreamEncoder(Encoder):
                 self._finish(out)
             case StreamError():
                 self._finish(out, ProxyError.from_dict(event.error))
-            # Empty text deltas and orphan call deltas: nothing to send (docs/traps.md #1).
+            # Empty text deltas and orphan call deltas: nothing to send (docs/snags.md #1).
 
     # framing
 
@@ -1108,7 +1108,7 @@ class StreamEncoder(Encoder):
 
 # -- errors ---------------------------------------------------------------------------------------
 
-# Same envelope as Chat Completions (docs/protocols.md §2.1); render_error also turns 529 into 503.
+# Same envelope as Chat Completions (docs/wire.md §2.1); render_error also turns 529 into 503.
 parse_error = openai_chat.parse_error
 render_error = openai_chat.render_error
 

@@ -7,7 +7,7 @@ Contract details shared by all modules:
 
 - ``parse_request`` raises ``ProxyError("invalid_request", …)`` whose message names the offending
   key path (``messages[2].content[0].type: unknown part type 'foo'``) for a body of the wrong shape.
-  It accepts what the official SDKs really send (docs/protocols.md), ignores unknown keys, and never
+  It accepts what the official SDKs really send (docs/wire.md), ignores unknown keys, and never
   raises anything but ProxyError.
 - ``render_request`` produces the body for that protocol's provider, dropping what the target
   cannot express rather than sending something it rejects; it never mutates its input.

@@ -185,7 +185,7 @@ def dump_arguments(value: Any) -> str:
 
 
 def arguments_text(value: Any) -> str:
-    """Arguments as JSON text: a string as sent (empty → ``{}``, docs/traps.md #5), an object
+    """Arguments as JSON text: a string as sent (empty → ``{}``, docs/wire.md §6.5), an object
     serialised."""
     if isinstance(value, str):
         return value if value.strip() else "{}"

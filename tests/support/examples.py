@@ -1,6 +1,6 @@
 """The examples the translator tests share, keyed by protocol in ``EXAMPLES``.
 
-Bodies and streams are docs/protocols.md's examples, copied literally, plus streams built to reach
+Bodies and streams are docs/wire.md's examples, copied literally, plus streams built to reach
 the decoders' edge cases (comments, CRLF framing, parallel calls, multi-byte characters).
 tests/test_contract.py holds every protocol to the same contract over ``EXAMPLES``; each protocol's
 own test file imports the examples it also checks field by field.
@@ -77,7 +77,7 @@ def with_json_arguments(response: ChatResponse) -> ChatResponse:
     return response.model_copy(update={"content": content})
 
 
-# -- openai-chat: docs/protocols.md §1 ------------------------------------------------------------
+# -- openai-chat: docs/wire.md §1 ------------------------------------------------------------
 CHAT_EXAMPLE_RESPONSE: dict[str, Any] = {
     "id": "chatcmpl-abc",
     "object": "chat.completion",
@@ -153,7 +153,7 @@ CHAT_STREAM_MIXED = (
     "data: [DONE]\r\n\r\n"
 ).encode()
 
-# The non-streamed answer equal to CHAT_STREAM_MIXED (docs/traps.md #2).
+# The non-streamed answer equal to CHAT_STREAM_MIXED (docs/snags.md #2).
 CHAT_MIXED_RESPONSE: dict[str, Any] = {
     "id": "gen-7",
     "object": "chat.completion",
@@ -223,8 +223,8 @@ CHAT = ProtocolExamples(
     render_input=chat_render_input,
 )
 
-# -- openai-responses: docs/protocols.md §2 -------------------------------------------------------
-# docs/protocols.md §2.4 (a) plain text.
+# -- openai-responses: docs/wire.md §2 -------------------------------------------------------
+# docs/wire.md §2.4 (a) plain text.
 RESPONSES_STREAM_TEXT = rb"""event: response.created
 data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
 
@@ -254,7 +254,7 @@ data: {"type":"response.completed","sequence_number":8,"response":{"id":"resp_1"
 
 """
 
-# docs/protocols.md §2.4 (b) one function call.
+# docs/wire.md §2.4 (b) one function call.
 RESPONSES_STREAM_TOOL = rb"""event: response.created
 data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_2","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
 
@@ -281,7 +281,7 @@ data: {"type":"response.completed","sequence_number":7,"response":{"id":"resp_2"
 
 """
 
-# docs/protocols.md §2.4 (c) reasoning summary, then text.
+# docs/wire.md §2.4 (c) reasoning summary, then text.
 RESPONSES_STREAM_REASONING = r"""event: response.created
 data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_3","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
 
@@ -329,7 +329,7 @@ data: {"type":"response.completed","sequence_number":14,"response":{"id":"resp_3
 
 """.encode()
 
-# docs/protocols.md §2.4 failure at the end of a stream.
+# docs/wire.md §2.4 failure at the end of a stream.
 RESPONSES_STREAM_FAILED = rb"""event: response.created
 data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_4","object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null}}
 
@@ -398,7 +398,7 @@ RESPONSES_MIXED_USAGE: dict[str, Any] = {
     "total_tokens": 42,
 }
 
-# The non-streamed answer equal to RESPONSES_STREAM_MIXED (docs/traps.md #2).
+# The non-streamed answer equal to RESPONSES_STREAM_MIXED (docs/snags.md #2).
 RESPONSES_MIXED_RESPONSE: dict[str, Any] = {
     "id": "resp_m",
     "object": "response",
@@ -507,7 +507,7 @@ RESPONSES_COMPLETE_STREAMS = {
 }
 RESPONSES = ProtocolExamples(
     streams={**RESPONSES_COMPLETE_STREAMS, "failed": RESPONSES_STREAM_FAILED},
-    # docs/traps.md #2: the terminal event's response object is the non-streamed answer.
+    # docs/snags.md #2: the terminal event's response object is the non-streamed answer.
     answers={
         **{name: (stream, terminal_response(stream)) for name, stream in RESPONSES_COMPLETE_STREAMS.items()},
         "mixed twin": (RESPONSES_STREAM_MIXED, RESPONSES_MIXED_RESPONSE),
@@ -516,7 +516,7 @@ RESPONSES = ProtocolExamples(
     render_input=responses_render_input,
 )
 
-# -- anthropic: docs/protocols.md §3 --------------------------------------------------------------
+# -- anthropic: docs/wire.md §3 --------------------------------------------------------------
 ANTHROPIC_REQUEST_EXAMPLE: dict[str, Any] = {
     "model": "claude-sonnet-4-6",
     "max_tokens": 4096,
@@ -718,7 +718,7 @@ ANTHROPIC = ProtocolExamples(
     exact_arguments=False,
 )
 
-# -- gemini: docs/protocols.md §4 -----------------------------------------------------------------
+# -- gemini: docs/wire.md §4 -----------------------------------------------------------------
 GEMINI_SIG = "CiQBVKhcAbCdEfGh"
 
 # What google-genai 3.6.1 really sent for a similar request (captured from a loopback server):

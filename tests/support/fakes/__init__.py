@@ -1,7 +1,7 @@
 """Fake upstream LLM providers: real HTTP servers on 127.0.0.1, each speaking its protocols strictly.
 
 Why strict: a fake that accepts anything hides translation bugs. Each fake rejects, in its own error
-envelope and status, the request shapes the real provider rejects (docs/protocols.md §1, §3, §4), and
+envelope and status, the request shapes the real provider rejects (docs/wire.md §1, §3, §4), and
 cuts its streams into awkward pieces (7-byte writes, UTF-8 characters split) so that decoders meet
 every boundary. Behaviour is chosen from the request alone, so tests can drive it through the proxy:
 

@@ -1,4 +1,4 @@
-"""FakeAnthropic: Messages and count_tokens (docs/protocols.md §3)."""
+"""FakeAnthropic: Messages and count_tokens (docs/wire.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FakeGemini: generateContent, streamGenerateContent and countTokens (docs/protocols.md §4)."""
+"""FakeGemini: generateContent, streamGenerateContent and countTokens (docs/wire.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FakeOpenAI: Chat Completions (docs/protocols.md §1) and the Responses API (§2), stateless."""
+"""FakeOpenAI: Chat Completions (docs/wire.md §1) and the Responses API (§2), stateless."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from .common import (
 )
 
 # ================================================================================================
-# Chat Completions (docs/protocols.md §1)
+# Chat Completions (docs/wire.md §1)
 # ================================================================================================
 OPENAI_USAGE = {
     "prompt_tokens": 11,
@@ -404,7 +404,7 @@ class FakeOpenAI(FakeProvider):
 
 
 # ================================================================================================
-# Responses API (docs/protocols.md §2), served by FakeOpenAI
+# Responses API (docs/wire.md §2), served by FakeOpenAI
 # ================================================================================================
 RESPONSES_USAGE = {
     "input_tokens": 11,
@@ -434,7 +434,7 @@ RESPONSES_PARTS = {  # role -> content part types its message may carry
 RESPONSES_CHOICES = frozenset({"none", "auto", "required"})
 # Hosted and custom tools, and their items, which the real API knows: the fake takes them unchecked
 # and never acts on them, so that a same-protocol route can be seen carrying them
-# (docs/traps.md #22).
+# (docs/snags.md #22).
 RESPONSES_HOSTED_TOOLS = words(
     "file_search computer computer_use_preview web_search web_search_2025_08_26 web_search_preview"
     " web_search_preview_2025_03_11 mcp code_interpreter programmatic_tool_calling image_generation"
@@ -713,7 +713,7 @@ def response_content_events(answer: Answer) -> list[Json]:
 
 
 def responses_stream(model: str, answer: Answer, body: Json) -> Stream:
-    """The typed event sequence of docs/protocols.md §2.4; `event:` equals `type`, sequence numbers
+    """The typed event sequence of docs/wire.md §2.4; `event:` equals `type`, sequence numbers
     count from 0."""
     started = response_object(model, answer, body, done=False)
     events = [
