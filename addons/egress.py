@@ -99,6 +99,13 @@ def about_model(target: Target, error: ProxyError, content: bytes) -> bool:
     )
 
 
+def broke_off(fault: Exception, idle: float) -> ProxyError:
+    """An answer that stopped coming: silent for ``idle`` seconds, or its connection broke."""
+    if isinstance(fault, TimeoutError):
+        return ProxyError("timeout", f"upstream sent nothing for {idle:g} s")
+    return ProxyError("upstream_error", "upstream connection broke off mid-response")
+
+
 def error_reply(error: ProxyError) -> Reply:
     return Reply(
         error.status, {"content-type": "application/json", ERROR_HEADER: "1"}, wire.dumps(error.to_dict())
@@ -392,12 +399,8 @@ class Relay:
         try:
             async with asyncio.timeout(idle):
                 body = await upstream.read()
-        except TimeoutError:
-            return error_reply(ex.fail(ProxyError("timeout", f"upstream sent nothing for {idle:g} s")))
-        except aiohttp.ClientError:
-            return error_reply(
-                ex.fail(ProxyError("upstream_error", "upstream connection broke off mid-response"))
-            )
+        except (TimeoutError, aiohttp.ClientError) as e:
+            return error_reply(ex.fail(broke_off(e, idle)))
         return Reply(upstream.status, provider_headers(upstream), body)
 
     async def _relay_body(
@@ -425,14 +428,7 @@ class Relay:
                         break
                     await response.write(chunk)
         except (TimeoutError, aiohttp.ClientError) as e:
-            message = (
-                f"upstream sent nothing for {idle:g} s"
-                if isinstance(e, TimeoutError)
-                else "upstream connection broke off mid-response"
-            )
-            error = ex.fail(
-                ProxyError("timeout" if isinstance(e, TimeoutError) else "upstream_error", message)
-            )
+            error = ex.fail(broke_off(e, idle))
             if upstream.headers.get("content-type", "").startswith("text/event-stream"):
                 await response.write(in_band_error(ex.target.protocol, error))
         except ConnectionError:
