@@ -18,7 +18,9 @@ from mitmproxy import http
 import translators
 from addons.stages import EventStage
 from addons.upstream import Upstream
+from backends.access import ProxyKey
 from backends.routing import Target
+from backends.sessions import Session
 from policies.gate import Decision
 from translators.canonical import (
     ChatRequest,
@@ -102,6 +104,8 @@ class Exchange:
     client_content: bytes = b""
     gemini_sse: bool = True  # Gemini clients without ?alt=sse get a streamed JSON array
     host_family: str | None = None  # family of the host an intercepted client addressed
+    key: ProxyKey | None = None  # the proxy key that authenticated the request (addons/access.py)
+    session: Session | None = None  # the conversation this request continues (addons/sessions.py)
     # The canonical request: parsed on first use (``canonical``) and cached; a request stage that
     # changes it sets ``rewritten``, which takes the flow off the byte-for-byte fast path.
     request: ChatRequest | None = None

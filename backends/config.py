@@ -14,8 +14,17 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from backends.access import AccessConfig
 from backends.families import FAMILIES
 from policies.config import PoliciesConfig
+from policies.session_config import (
+    CommandsConfig,
+    EmptyAnswerConfig,
+    LoopDetectionConfig,
+    SessionsConfig,
+    ToolLoopConfig,
+    VerifierConfig,
+)
 
 ENV_KEYS = {
     "openai": "OPENAI_API_KEY",
@@ -128,6 +137,16 @@ class Config(BaseModel):
     failover: Failover = Field(default_factory=Failover)
     # What inspects and changes conversations (docs/architecture.md, README "Policies").
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
+    # Who may use the proxy, for which models, how much (README "Access").
+    access: AccessConfig = Field(default_factory=AccessConfig)
+    # Session control (README "Sessions", "Commands", "Loop protection", "Verifier").
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    loop_detection: LoopDetectionConfig = Field(default_factory=LoopDetectionConfig)
+    tool_loop: ToolLoopConfig = Field(default_factory=ToolLoopConfig)
+    reasoning_floor: dict[str, int] = Field(default_factory=dict)  # model glob -> minimum max_tokens
+    empty_answer: EmptyAnswerConfig = Field(default_factory=EmptyAnswerConfig)
+    verifier: VerifierConfig | None = None
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -142,6 +161,8 @@ class Config(BaseModel):
         for i, rule in enumerate(self.routes):
             if rule.target is not None:
                 self._check_target(rule.target, f"routes[{i}].target")
+        if self.verifier is not None:
+            self._check_target(self.verifier.model, "verifier.model")
         for pattern, targets in self.failover.fallbacks.items():
             for i, target in enumerate(targets):
                 self._check_target(target, f"failover.fallbacks[{pattern!r}][{i}]")
