@@ -33,9 +33,10 @@ class InstanceStats:
 
 
 class Diagnostics:
-    def __init__(self, settings: Settings, decisions: Callable[[], list[dict[str, Any]]] = list) -> None:
+    def __init__(self, settings: Settings, sections: dict[str, Callable[[], Any]] | None = None) -> None:
         self.settings = settings
-        self.decisions = decisions  # the policies' last decisions
+        # Other addons' parts of the report (policy decisions, sessions, …): name -> plain data.
+        self.sections = sections or {}
         self.stats: dict[str, InstanceStats] = {}
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -106,6 +107,6 @@ class Diagnostics:
             "backends": backends,
             "default_backend": config.default_backend,
             "models": dict(list(models.items())[:MAX_ENTRIES]),
-            "policy_decisions": self.decisions(),
+            **{name: section() for name, section in self.sections.items()},
             "truncated": {k: v - MAX_ENTRIES for k, v in counts.items() if v > MAX_ENTRIES} or None,
         }

@@ -43,7 +43,7 @@ policies = Policies(settings, egress.relay.fetch)
 addons = [
     settings,
     Listeners(),
-    Diagnostics(settings, policies.diagnostics),
+    Diagnostics(settings, {"policy_decisions": policies.diagnostics}),
     UsageEndpoint(usage),
     MetricsEndpoint(metrics),
     FrontDoor(settings),
