@@ -105,6 +105,9 @@ ERROR_TYPE_OUT: dict[str, str] = {
     "upstream_unreachable": "api_error",
     "overloaded": "overloaded_error",
     "timeout": "timeout_error",
+    "unauthenticated": "authentication_error",
+    "forbidden": "permission_error",
+    "limit_reached": "rate_limit_error",
 }
 
 IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})

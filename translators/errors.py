@@ -22,6 +22,11 @@ ErrorCode = Literal[
     "upstream_unreachable",
     "timeout",
     "internal",
+    # The proxy's own access control (README "Access"): a missing or wrong proxy key, a key not
+    # allowed the model it asked for, a key over one of its usage limits.
+    "unauthenticated",
+    "forbidden",
+    "limit_reached",
 ]
 
 # code -> (default HTTP status, does retrying help?)
@@ -38,6 +43,9 @@ CODES: dict[str, tuple[int, bool]] = {
     "upstream_unreachable": (502, True),
     "overloaded": (503, True),
     "timeout": (504, True),
+    "unauthenticated": (401, False),
+    "forbidden": (403, False),
+    "limit_reached": (429, False),  # retrying before Retry-After cannot help
 }
 
 STATUS_CODES: dict[int, str] = {

@@ -158,6 +158,9 @@ RPC_STATUS_OUT: dict[str, str] = {
     "overloaded": "UNAVAILABLE",
     "upstream_error": "UNAVAILABLE",
     "upstream_unreachable": "UNAVAILABLE",
+    "unauthenticated": "UNAUTHENTICATED",
+    "forbidden": "PERMISSION_DENIED",
+    "limit_reached": "RESOURCE_EXHAUSTED",
     "timeout": "DEADLINE_EXCEEDED",
 }
 RPC_STATUS_IN: dict[str, str] = {

@@ -140,6 +140,9 @@ ERROR_TYPE_OUT: dict[str, str] = {
     "upstream_unreachable": "server_error",
     "timeout": "server_error",
     "internal": "server_error",
+    "unauthenticated": "authentication_error",
+    "forbidden": "permission_error",
+    "limit_reached": "rate_limit_error",
 }
 # OpenAI has no 529; its SDK retries every 5xx alike.
 STATUS_OUT: dict[int, int] = {529: 503}
