@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from mitmproxy import http
 
-from addons import exchange, listeners, models
+from addons import access, exchange, listeners, models
 from addons.replies import error_response
 from addons.settings import Settings
 from backends.families import family_for_host
@@ -179,4 +179,5 @@ class FrontDoor:
             client_url=client_url(flow, where),
             client_headers=dict(flow.request.headers.items()),
             client_content=content,
+            key=access.key_of(flow),
         )
