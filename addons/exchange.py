@@ -9,6 +9,7 @@ survives that: ``flow.metadata["llm"]`` holds a plain summary of the exchange in
 from __future__ import annotations
 
 import time
+import uuid
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,8 @@ class Attempt:
     url: str
     status: int | None = None
     error: str | None = None
+    # The proxy's own id of this upstream leg (B2BUA: one per attempt, never the client's ids).
+    leg: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
 
 @dataclass

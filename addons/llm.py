@@ -28,6 +28,7 @@ from addons.metrics import Metrics, MetricsEndpoint  # noqa: E402
 from addons.models import ModelCatalog  # noqa: E402
 from addons.policies import Policies  # noqa: E402
 from addons.router import RouteRequests  # noqa: E402
+from addons.sessions import Sessions  # noqa: E402
 from addons.settings import Settings  # noqa: E402
 from addons.translate import TranslateResponses  # noqa: E402
 from addons.usage import UsageEndpoint, UsageLog  # noqa: E402
@@ -39,15 +40,17 @@ egress = Egress(settings)
 metrics = Metrics()
 usage = UsageLog(settings, on_row=metrics.count_tokens)
 policies = Policies(settings, egress.relay.fetch)
+sessions = Sessions(settings)
 
 addons = [
     settings,
     Listeners(),
-    Diagnostics(settings, {"policy_decisions": policies.diagnostics}),
+    Diagnostics(settings, {"policy_decisions": policies.diagnostics, "sessions": sessions.diagnostics}),
     UsageEndpoint(usage),
     MetricsEndpoint(metrics),
     FrontDoor(settings),
     ModelCatalog(settings, egress.relay.fetch_json),
+    sessions,
     RouteRequests(settings),
     policies,
     CountTokens(settings),

@@ -44,6 +44,7 @@ from addons.metrics import Metrics, MetricsEndpoint
 from addons.models import ModelCatalog
 from addons.policies import Policies
 from addons.router import RouteRequests
+from addons.sessions import Sessions
 from addons.settings import Settings
 from addons.translate import StreamTranslator, TranslateResponses
 from addons.usage import UsageEndpoint, UsageLog
@@ -62,6 +63,7 @@ CORE = (
     MetricsEndpoint,
     FrontDoor,
     ModelCatalog,
+    Sessions,
     RouteRequests,
     Policies,
     CountTokens,
@@ -155,6 +157,14 @@ def test_the_front_door_opens_the_exchange_before_anything_reads_it(entry):
     every later request stage starts from ``exchange.get(flow)`` and steps aside without it."""
     for reader in (ModelCatalog, RouteRequests, Policies, CountTokens, Egress):
         assert_before(entry, FrontDoor, reader, f"{reader.__name__} reads the Exchange the front door opens")
+
+
+def test_sessions_come_after_the_front_door_and_before_routing(entry):
+    """Sessions reads the Exchange the front door opens, answers command-only messages itself,
+    and hands the session's model and parameters to routing as the Exchange's selector."""
+    assert_before(entry, FrontDoor, Sessions, "the session is found from the Exchange")
+    assert_before(entry, Sessions, RouteRequests, "routing reads the selector the session sets")
+    assert_before(entry, Sessions, Fallback, "a command-only answer is a handled flow")
 
 
 def test_routing_comes_before_the_policies(entry):
