@@ -30,6 +30,7 @@ from mitmproxy import http
 
 from addons import exchange
 from addons.replies import proxy_answer
+from addons.router import ROUTE_HEADER
 from addons.settings import Settings
 from addons.usage import client_identity
 from backends.sessions import Session, SessionTable
@@ -240,13 +241,22 @@ class Sessions:
         if self.settings.config.commands.enabled and self._has_prefix(flow, ex):
             if self._commands(flow, ex, session):
                 return
-        asked = ex.selector
-        ex.selector = selector(session, asked)
-        session.oneoff = None
+        self._route(flow, ex, session)
         session.turns += 1
         session.user_turn = USER_TURN[ex.client_protocol](ex.body)
         session.user_turns += session.user_turn
         self.table.changed(session)
+
+    def _route(self, flow: http.HTTPFlow, ex: exchange.Exchange, session: Session) -> None:
+        """Hand the session's choice to routing. A model the user chose in the chat (``!/model``,
+        ``!/oneoff``) is an explicit choice for this request, as ``x-llm-route`` is: route rules
+        do not re-route it. Parameters alone ride on the selector and leave the rules their say."""
+        if not (session.oneoff or session.model or session.settings):
+            return  # the fast path: nothing of the session's own
+        chosen = selector(session, ex.selector)
+        if session.oneoff or session.model:
+            flow.request.headers[ROUTE_HEADER] = chosen
+        ex.selector, session.oneoff = chosen, None
 
     def _has_prefix(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> bool:
         """Does the decoded body hold the prefix anywhere? A byte search, no parse."""

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.sessions import Session
-from translators.canonical import ChatRequest, Message, Text
+from translators.canonical import ChatRequest, Message, Part, Text
 
 MARK = "[llm-proxy]"  # every answer of the proxy's own begins with it
+# How agents begin the blocks they add to the user's message (Claude Code: its reminders); a
+# message of commands and such blocks is still a command-only message.
+CONTEXT_BLOCKS = ("<system-reminder>",)
 
 # The commands, what their argument is and what they do (the help text and error answers list them).
 COMMANDS: dict[str, str] = {
@@ -158,44 +161,50 @@ class Commands:
 
     def strip_request(self, request: ChatRequest) -> tuple[ChatRequest, list[Command], bool]:
         """The request without command text, the last user message's commands, and whether that
-        message was nothing but commands. A history message that held only commands goes, with
-        the proxy's answer to it."""
+        message was nothing but commands (and the agent's context blocks). A history message that
+        held only commands goes, with the proxy's answer to it; its context blocks move on to the
+        next user message, so the conversation keeps its turns in order."""
         messages: list[Message] = []
-        dropped = False
-        last = len(request.messages) - 1
-        found: list[Command] = []
-        only = False
+        carry: list[Part] = []  # context blocks of a dropped command-only message
+        last, found, only, skip_answer = len(request.messages) - 1, [], False, False
         for i, message in enumerate(request.messages):
-            if dropped and message.role == "assistant" and _is_proxy_answer(message):
-                dropped = False
+            if skip_answer and message.role == "assistant" and _is_proxy_answer(message):
+                skip_answer = False
                 continue  # the proxy's own answer to a command-only message
-            dropped = False
-            if message.role != "user" or not any(isinstance(p, Text) for p in message.content):
+            skip_answer = False
+            if message.role != "user":
                 messages.append(message)
                 continue
-            text = "".join(p.text for p in message.content if isinstance(p, Text))
-            commands = self.find(text)
-            if i == last:
-                found = commands
-            if not commands:
-                messages.append(message)
+            content, commands = self._strip_content(message.content)
+            found = commands if i == last else found
+            if commands and all(_is_context(p) for p in content):
+                if i == last:
+                    only = True
+                    messages.append(message)
+                else:
+                    carry, skip_answer = carry + content, True
                 continue
-            content = [
-                p.model_copy(update={"text": self.strip(p.text)}) if isinstance(p, Text) else p
-                for p in message.content
-            ]
-            content = [p for p in content if not (isinstance(p, Text) and not p.text)]
-            if content:
-                messages.append(message.model_copy(update={"content": content}))
-            elif i == last:
-                only = True
-                messages.append(message)
-            else:
-                dropped = True
+            if carry or commands:
+                message = message.model_copy(update={"content": carry + content})
+                carry = []
+            messages.append(message)
         changed = len(messages) != len(request.messages) or any(
             a is not b for a, b in zip(messages, request.messages, strict=False)
         )
         return (request.model_copy(update={"messages": messages}) if changed else request), found, only
+
+    def _strip_content(self, content: list[Part]) -> tuple[list[Part], list[Command]]:
+        """The parts without command text (a part left empty goes) and the commands found."""
+        commands = [c for p in content if isinstance(p, Text) for c in self.find(p.text)]
+        if not commands:
+            return content, []
+        stripped = [
+            p.model_copy(update={"text": self.strip(p.text)})
+            if isinstance(p, Text) and self.pattern.search(p.text)
+            else p
+            for p in content
+        ]
+        return [p for p in stripped if not (isinstance(p, Text) and not p.text)], commands
 
 
 def status(session: Session) -> str:
@@ -239,6 +248,11 @@ def _assign(session: Session, key: str, value: Any) -> None:
 
 def _show(value: Any) -> str:
     return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+
+
+def _is_context(part: Part) -> bool:
+    """A block the agent adds to what the user typed (not the user's words)."""
+    return isinstance(part, Text) and part.text.lstrip().startswith(CONTEXT_BLOCKS)
 
 
 def _is_proxy_answer(message: Message) -> bool:
