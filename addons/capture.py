@@ -158,6 +158,15 @@ def _exchange_outcome(ex: exchange.Exchange) -> Record:
         "upstream_status": ex.upstream_status,
         "upstream_body": ex.upstream_content,
         "decisions": [dataclasses.asdict(d) for d in ex.decisions],
+        # The verifier's calls for this flow: what it was asked and what it answered.
+        "side_calls": [
+            {
+                **side.summary(),
+                "request_body": side.upstream.body if side.upstream else None,
+                "upstream_body": side.upstream_content,
+            }
+            for side in ex.side_calls
+        ],
     }
 
 
@@ -171,6 +180,7 @@ def _front_door_outcome(flow: http.HTTPFlow) -> Record:
         "upstream_status": None,
         "upstream_body": None,
         "decisions": [],
+        "side_calls": [],
     }
 
 

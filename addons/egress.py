@@ -177,6 +177,8 @@ class Relay:
             reply = error_reply(ProxyError("internal", "egress relay: unknown or expired flow"))
         else:
             outcome = await self.dispatch(ex)
+            if outcome.response is not None and ex.review is not None:
+                outcome = await ex.review(outcome)  # the verifier holds this stream (addons/verifier.py)
             if outcome.response is not None:
                 try:
                     return await self._relay_body(request, ex, outcome.response, outcome.head)
@@ -391,6 +393,26 @@ class Relay:
         except (TimeoutError, aiohttp.ClientError):
             pass  # the relay loop meets the same fault and reports it in-band
         return head, None
+
+    async def read_ahead(self, ex: exchange.Exchange, outcome: Outcome, limit: int) -> bool:
+        """Read a stream's answer on into ``outcome.head`` (which the relay sends first), up to
+        ``limit`` bytes: True when the stream ended within them. A fault ends the reading; the
+        relay meets it again and reports it in-band."""
+        response = outcome.response
+        assert response is not None and ex.target is not None
+        idle, loop = ex.target.backend.timeouts.idle, asyncio.get_running_loop()
+        size = sum(map(len, outcome.head))
+        try:
+            async with asyncio.timeout(None) as deadline:
+                while size < limit:
+                    deadline.reschedule(loop.time() + idle)
+                    if not (chunk := await response.content.readany()):
+                        return True
+                    outcome.head.append(chunk)
+                    size += len(chunk)
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        return False
 
     async def _read_body(self, ex: exchange.Exchange, upstream: aiohttp.ClientResponse) -> Reply:
         """A whole answer, read within the backend's idle timeout."""

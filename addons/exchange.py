@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +122,12 @@ class Exchange:
     event_stages: list[EventStage] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)  # policy verdicts other than allow
+    # Calls the proxy made for this flow beside the answer itself (the verifier's): recorded in
+    # usage and capture, never answered to the client.
+    side_calls: list[Exchange] = field(default_factory=list)
+    # Set by the verifier when this turn is checked: the egress relay hands it a stream's outcome
+    # before relaying it, and sends on the outcome it returns (addons/verifier.py).
+    review: Callable[[Any], Awaitable[Any]] | None = None
     usage: Usage | None = None  # as the provider reported it (None: not reported)
     # The provider's answer before translation (non-streamed bodies only).
     upstream_status: int | None = None

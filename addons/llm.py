@@ -32,6 +32,7 @@ from addons.sessions import Sessions  # noqa: E402
 from addons.settings import Settings  # noqa: E402
 from addons.translate import TranslateResponses  # noqa: E402
 from addons.usage import UsageEndpoint, UsageLog  # noqa: E402
+from addons.verifier import Verifier  # noqa: E402
 from addons.views import KeepStreams, register  # noqa: E402
 
 register()  # the LLM contentviews for mitmweb and mitmdump's flow detail
@@ -40,12 +41,20 @@ egress = Egress(settings)
 metrics = Metrics()
 usage = UsageLog(settings, on_row=metrics.count_tokens)
 policies = Policies(settings, egress.relay.fetch)
+verifier = Verifier(settings, egress.relay, policies.record)
 sessions = Sessions(settings)
 
 addons = [
     settings,
     Listeners(),
-    Diagnostics(settings, {"policy_decisions": policies.diagnostics, "sessions": sessions.diagnostics}),
+    Diagnostics(
+        settings,
+        {
+            "policy_decisions": policies.diagnostics,
+            "verifier": verifier.diagnostics,
+            "sessions": sessions.diagnostics,
+        },
+    ),
     UsageEndpoint(usage),
     MetricsEndpoint(metrics),
     FrontDoor(settings),
@@ -53,6 +62,7 @@ addons = [
     sessions,
     RouteRequests(settings),
     policies,
+    verifier,
     CountTokens(settings),
     egress,
     Fallback(),

@@ -85,6 +85,15 @@ def outcome(flow: http.HTTPFlow, ex: exchange.Exchange) -> Outcome:
     return Outcome(status, code_for_status(status) if status >= 400 else None, latency, ttft)
 
 
+def side_outcome(side: exchange.Exchange) -> Outcome:
+    """How a side call (``Exchange.side_calls``) ended: it has no flow of its own."""
+    latency = (side.ended or time.time()) - side.started
+    if side.error is not None:
+        return Outcome(side.upstream_status, side.error.code, latency, None)
+    status = side.upstream_status
+    return Outcome(status, code_for_status(status) if status and status >= 400 else None, latency, None)
+
+
 @dataclass(frozen=True)
 class Finished:
     """What the event loop hands the worker: the exchange is no longer written to."""
@@ -341,6 +350,9 @@ class UsageLog:
             return
         address = flow.client_conn.peername[0] if flow.client_conn.peername else ""
         self.worker.submit(partial(self._store, Finished(ex, outcome(flow, ex), address)))
+        for side in ex.side_calls:  # the verifier's calls: a row each
+            if side.target is not None:
+                self.worker.submit(partial(self._store, Finished(side, side_outcome(side), address)))
 
     def _store(self, finished: Finished, conn: sqlite3.Connection) -> None:
         row = usage_row(finished)

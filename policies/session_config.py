@@ -38,3 +38,4 @@ class VerifierConfig(BaseModel):
     model: str  # backend:model (checked against the configured backends)
     every: int = Field(10, ge=1)  # every Nth turn of a session
     timeout: float = Field(30.0, gt=0)  # seconds; the verifier fails open
+    hold_kb: int = Field(512, gt=0)  # a stream longer than this passes through live, unchecked

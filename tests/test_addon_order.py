@@ -48,6 +48,7 @@ from addons.sessions import Sessions
 from addons.settings import Settings
 from addons.translate import StreamTranslator, TranslateResponses
 from addons.usage import UsageEndpoint, UsageLog
+from addons.verifier import Verifier
 from addons.views import KeepStreams, StreamTee
 from policies.gate import BLOCKED, ToolCallGate
 from translators import wire
@@ -66,6 +67,7 @@ CORE = (
     Sessions,
     RouteRequests,
     Policies,
+    Verifier,
     CountTokens,
     Egress,
     Fallback,
