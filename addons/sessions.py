@@ -70,10 +70,11 @@ def _field(name: str) -> Callable[[dict[str, Any]], str | None]:
 
 
 # Where clients say which conversation a request belongs to, in order of trust (docs/wire.md).
-HEADER_IDS = ("x-session-id", "session_id")  # any client; Codex sends session_id
+# any client; Claude Code (also in metadata.user_id); older Codex releases
+HEADER_IDS = ("x-session-id", "x-claude-code-session-id", "session_id")
 BODY_IDS: dict[str, tuple[Callable[[dict[str, Any]], str | None], ...]] = {
     "anthropic": (_claude_code,),
-    "openai-responses": (_field("prompt_cache_key"),),  # Codex: its conversation id
+    "openai-responses": (_field("prompt_cache_key"),),  # Codex: its thread id
     "openai-chat": (_field("prompt_cache_key"),),
     "gemini": (),  # Gemini CLI sends no session field to the Gemini API
 }
