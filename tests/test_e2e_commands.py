@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 from google import genai
@@ -253,3 +254,16 @@ def test_a_relayed_answer_carries_the_session_header_and_diagnostics_list_it(pro
     mine = [s for s in report["sessions"] if s["id"] == first.session]
     assert mine and mine[0]["turns"] == 2 and mine[0]["user_turns"] == 2
     assert "Hi" not in json.dumps(mine)
+
+
+def test_a_gemini_stream_without_sse_gets_the_answer_as_a_json_array(proxy, fakes):
+    """Gemini clients that omit ?alt=sse read a streamed JSON array; the proxy's own answer too."""
+    url = f"{proxy.front_url}/v1beta/models/gemini:{MODEL}:streamGenerateContent"
+    body = {"contents": [{"role": "user", "parts": [{"text": "!/help"}]}]}
+    response = httpx.post(url, json=body, headers={"x-goog-api-key": f"k-{uuid.uuid4().hex}"}, timeout=10)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    chunks = response.json()
+    text = "".join(p.get("text", "") for c in chunks for p in c["candidates"][0]["content"]["parts"])
+    assert text.startswith(MARK) and chunks[-1]["candidates"][0]["finishReason"] == "STOP"
+    assert chunks[-1]["usageMetadata"]["totalTokenCount"] == 0 and response.headers[SESSION_HEADER]
+    assert generations(fakes) == []
