@@ -81,10 +81,16 @@ BODY_IDS: dict[str, tuple[Callable[[dict[str, Any]], str | None], ...]] = {
 
 
 def _start_openai_chat(body: dict[str, Any]) -> tuple[Any, Any]:
-    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
-    system = [m for m in messages if isinstance(m, dict) and m.get("role") in ("system", "developer")][:1]
-    user = next((m for m in messages if isinstance(m, dict) and m.get("role") == "user"), None)
-    return system, user
+    """The first system (or developer) message and the first user message, read from the front:
+    a long conversation is never walked."""
+    system = None
+    for message in body.get("messages") if isinstance(body.get("messages"), list) else []:
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "user":
+            return system, message
+        if role in ("system", "developer") and system is None:
+            system = message
+    return system, None
 
 
 def _start_responses(body: dict[str, Any]) -> tuple[Any, Any]:
@@ -263,7 +269,7 @@ class Sessions:
         """Does the decoded body hold the prefix anywhere? A byte search, no parse."""
         encoded = "content-encoding" in flow.request.headers
         content = (flow.request.get_content(strict=False) or b"") if encoded else ex.client_content
-        return any(needle in content for needle in self.needles)
+        return any(contains(content, needle) for needle in self.needles)
 
     def _commands(self, flow: http.HTTPFlow, ex: exchange.Exchange, session: Session) -> bool:
         """Run the last user message's commands and take command text out of the request; True
@@ -299,6 +305,17 @@ class Sessions:
         ex = exchange.get(flow)
         if ex is not None and ex.session is not None and flow.response is not None:
             flow.response.headers[SESSION_HEADER] = ex.session.id
+
+
+def contains(content: bytes, needle: bytes) -> bool:
+    """``needle in content``, found by its first byte (memchr): CPython's general search of a
+    two-byte needle in a large body costs about 25 times a scan for one byte."""
+    first, start = needle[:1], content.find(needle[:1])
+    while start != -1:
+        if content.startswith(needle, start):
+            return True
+        start = content.find(first, start + 1)
+    return False
 
 
 def _delete(session_id: str, conn: sqlite3.Connection) -> None:
