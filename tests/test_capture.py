@@ -515,6 +515,7 @@ def test_the_outcome_is_recorded_with_status_usage_attempts_and_timings(run: Run
     assert end["status"] == 200 and end["error"] is None and end["flow_error"] is None
     usage = USAGE[case.backend]
     assert (end["usage"]["input_tokens"], end["usage"]["output_tokens"]) == usage
+    assert all(len(attempt.pop("leg")) == 16 for attempt in end["attempts"])  # the proxy's leg id
     assert end["attempts"] == [
         {
             "instance": case.backend,
