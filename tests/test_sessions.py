@@ -173,3 +173,16 @@ def test_diagnostics_show_ids_and_counters_never_content(chain):
         "last_seen",
     }
     assert "secret" not in json.dumps(report)
+
+
+def test_with_commands_disabled_command_text_is_plain_text(tmp_path):
+    config = tmp_path / "llm.yaml"
+    config.write_text(CONFIG + "commands: {enabled: false}\n")
+    settings = Settings()
+    made = Chain(settings, FrontDoor(settings), Sessions(settings), RouteRequests(settings))
+    with taddons.context(settings, Listeners(), made.frontdoor, made.sessions, made.router) as tctx:
+        tctx.configure(settings, confdir=str(tmp_path / "confdir"), llm_config=str(config))
+        tctx.configure(made.sessions)
+        ex = made.send("/v1/chat/completions", chat("!/model(anthropic:claude-x)"))
+        assert made.flow.response is None and ex.request is None and ex.target.instance == "openai"
+        made.sessions.done()
