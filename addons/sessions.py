@@ -29,7 +29,7 @@ from typing import Any
 from mitmproxy import http
 
 from addons import exchange
-from addons.replies import proxy_answer
+from addons.replies import error_response, proxy_answer
 from addons.router import ROUTE_HEADER
 from addons.settings import Settings
 from addons.usage import client_identity
@@ -37,6 +37,7 @@ from backends.sessions import Session, SessionTable
 from backends.store import Worker, ensure_schema, open_database
 from policies.commands import MARK, CommandError, Commands, selector, status
 from translators import wire
+from translators.errors import ProxyError
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +275,11 @@ class Sessions:
     def _commands(self, flow: http.HTTPFlow, ex: exchange.Exchange, session: Session) -> bool:
         """Run the last user message's commands and take command text out of the request; True
         when the proxy answered the request itself."""
-        request, found, only = self.commands.strip_request(ex.canonical())
+        try:
+            request, found, only = self.commands.strip_request(ex.canonical())
+        except ProxyError as e:  # a body the client's protocol cannot carry: said in that protocol
+            flow.response = error_response(ex.client_protocol, ex.fail(e))
+            return True
         try:
             lines = self.commands.run(found, session)
         except CommandError as e:

@@ -186,3 +186,16 @@ def test_with_commands_disabled_command_text_is_plain_text(tmp_path):
         ex = made.send("/v1/chat/completions", chat("!/model(anthropic:claude-x)"))
         assert made.flow.response is None and ex.request is None and ex.target.instance == "openai"
         made.sessions.done()
+
+
+def test_a_malformed_body_with_a_command_gets_an_error_in_the_clients_protocol(chain):
+    body = {
+        "model": "claude-x",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": [{"type": "nope"}]}],
+    }
+    body["messages"].append({"role": "user", "content": "!/status"})
+    chain.send("/v1/messages", body)
+    response = chain.flow.response
+    assert response is not None and response.status_code == 400
+    assert json.loads(response.content)["type"] == "error"
