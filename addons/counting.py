@@ -37,7 +37,9 @@ class CountTokens:
             target = self.settings.router.resolve(ex.selector, ex.host_family, ex.client_protocol)
             ex.target, ex.candidates = target, [target]
             url = target.family.count_tokens_url(target.backend.base_url, target.model)
-            if url and target.protocol == ex.client_protocol:
+            # A request a stage rewrote (the sessions' command text removed) is estimated here:
+            # forwarding sends the client's own bytes.
+            if url and target.protocol == ex.client_protocol and not ex.rewritten:
                 upstream = prepare(ex, target)
                 upstream.url = url
                 ex.commit(upstream)

@@ -241,12 +241,17 @@ class Sessions:
 
     def request(self, flow: http.HTTPFlow) -> None:
         ex = exchange.get(flow)
-        if ex is None or flow.response or ex.operation != "generate":
+        if ex is None or flow.response:
+            return
+        commands = self.settings.config.commands.enabled and self._has_prefix(flow, ex)
+        if ex.operation != "generate":
+            if commands:  # a count call: command text goes, nothing runs
+                self._strip_only(flow, ex)
             return
         client = scope(ex, flow.client_conn.peername[0] if flow.client_conn.peername else "unknown")
         session = self.table.find(client, lookup_key(ex, client)).session
         ex.session = session
-        if self.settings.config.commands.enabled and self._has_prefix(flow, ex):
+        if commands:
             if self._commands(flow, ex, session):
                 return
         self._route(flow, ex, session)
@@ -292,6 +297,12 @@ class Sessions:
             return True
         ex.rewrite(request)
         return False
+
+    def _strip_only(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
+        try:
+            ex.rewrite(self.commands.strip_request(ex.canonical())[0])
+        except ProxyError as e:
+            flow.response = error_response(ex.client_protocol, ex.fail(e))
 
     def _answer(self, ex: exchange.Exchange, session: Session, text: str) -> http.Response:
         response = proxy_answer(ex, text)

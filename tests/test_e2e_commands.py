@@ -267,3 +267,20 @@ def test_a_gemini_stream_without_sse_gets_the_answer_as_a_json_array(proxy, fake
     assert text.startswith(MARK) and chunks[-1]["candidates"][0]["finishReason"] == "STOP"
     assert chunks[-1]["usageMetadata"]["totalTokenCount"] == 0 and response.headers[SESSION_HEADER]
     assert generations(fakes) == []
+
+
+def test_a_count_call_holding_command_text_is_estimated_by_the_proxy_not_forwarded(proxy, fakes):
+    client = anthropic.Anthropic(base_url=proxy.front_url + "/anthropic", api_key="k-count", max_retries=0)
+    history = [
+        {"role": "user", "content": "!/set(temperature=0.5)"},
+        {"role": "assistant", "content": f"{MARK} set temperature=0.5"},
+        {"role": "user", "content": "How many tokens is this?"},
+    ]
+    raw = client.messages.with_raw_response.count_tokens(model=f"anthropic:{MODEL}", messages=history)
+    assert raw.parse().input_tokens > 0 and raw.headers["x-llm-token-count"].startswith("estimated")
+    plain = client.messages.with_raw_response.count_tokens(
+        model=f"anthropic:{MODEL}", messages=[{"role": "user", "content": "Plain"}]
+    )
+    assert "x-llm-token-count" not in plain.headers  # forwarded as before
+    assert [r.path for _, r in generations(fakes)] == ["/v1/messages/count_tokens"]
+    assert_no_command_text(fakes)
