@@ -23,6 +23,7 @@ from addons.diagnostics import Diagnostics  # noqa: E402
 from addons.egress import Egress  # noqa: E402
 from addons.fallback import Fallback  # noqa: E402
 from addons.frontdoor import FrontDoor  # noqa: E402
+from addons.limits import KeyLimits  # noqa: E402
 from addons.listeners import Listeners  # noqa: E402
 from addons.metrics import Metrics, MetricsEndpoint  # noqa: E402
 from addons.models import ModelCatalog  # noqa: E402
@@ -39,7 +40,16 @@ register()  # the LLM contentviews for mitmweb and mitmdump's flow detail
 settings = Settings()
 egress = Egress(settings)
 metrics = Metrics()
-usage = UsageLog(settings, on_row=metrics.count_tokens)
+limits = KeyLimits(settings)
+
+
+def counted(row) -> None:
+    """Each usage row feeds the metrics' token counters and the keys' limit windows."""
+    metrics.count_tokens(row)
+    limits.count(row)
+
+
+usage = UsageLog(settings, on_row=counted)
 policies = Policies(settings, egress.relay.fetch)
 verifier = Verifier(settings, egress.relay, policies.record)
 sessions = Sessions(settings)
@@ -53,6 +63,7 @@ addons = [
             "policy_decisions": policies.diagnostics,
             "verifier": verifier.diagnostics,
             "sessions": sessions.diagnostics,
+            "keys": limits.diagnostics,
         },
     ),
     UsageEndpoint(usage),
@@ -61,6 +72,7 @@ addons = [
     ModelCatalog(settings, egress.relay.fetch_json),
     sessions,
     RouteRequests(settings),
+    limits,
     policies,
     verifier,
     CountTokens(settings),

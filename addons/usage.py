@@ -168,6 +168,11 @@ def client_identity(headers: dict[str, str], user: Callable[[], str | None], add
     return address
 
 
+def client_of(ex: exchange.Exchange, address: str) -> str:
+    """A proxy key's name wins: ``x-llm-client`` cannot pass one key's use off as another's."""
+    return ex.key.name if ex.key else client_identity(ex.client_headers, ex.client_user, address)
+
+
 def usage_row(finished: Finished) -> UsageRow:
     ex, result = finished.exchange, finished.outcome
     assert ex.target is not None
@@ -179,7 +184,7 @@ def usage_row(finished: Finished) -> UsageRow:
         client_protocol=ex.client_protocol,
         backend=ex.target.instance,
         model=ex.target.model,
-        client=client_identity(ex.client_headers, ex.client_user, finished.address),
+        client=client_of(ex, finished.address),
         status=result.status,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,

@@ -39,6 +39,7 @@ from addons.diagnostics import Diagnostics
 from addons.egress import Egress, Outcome, Reply
 from addons.fallback import Fallback
 from addons.frontdoor import FrontDoor
+from addons.limits import KeyLimits
 from addons.listeners import Listeners
 from addons.metrics import Metrics, MetricsEndpoint
 from addons.models import ModelCatalog
@@ -66,6 +67,7 @@ CORE = (
     ModelCatalog,
     Sessions,
     RouteRequests,
+    KeyLimits,
     Policies,
     Verifier,
     CountTokens,
@@ -173,6 +175,13 @@ def test_routing_comes_before_the_policies(entry):
     """Tool rules match the chosen backend:model, and Policies.request steps aside while the
     Exchange has no target."""
     assert_before(entry, RouteRequests, Policies, "policies judge for the backend:model routing chose")
+
+
+def test_key_limits_judge_the_routed_candidates_before_any_stage_or_provider(entry):
+    """Model rights match the resolved backend:model of each candidate, so KeyLimits needs the
+    route; a 403 or 429 must be answered before policies, the verifier or the egress act."""
+    assert position(entry, KeyLimits) == position(entry, RouteRequests) + 1, "KeyLimits follows routing"
+    assert_before(entry, KeyLimits, Policies, "a refused request reaches no policy")
 
 
 def test_the_request_stages_come_before_the_egress(entry):
