@@ -32,6 +32,7 @@ from mitmproxy.test import taddons, tflow
 from support.builders import anthropic_message, anthropic_stream
 
 from addons import exchange
+from addons.access import Access
 from addons.capture import Capture, ChunkRecorder
 from addons.capture_format import capture_files, read_file
 from addons.counting import CountTokens
@@ -60,6 +61,7 @@ FRONT_DOOR = ProxyMode.parse("reverse:http://127.0.0.1:9@127.0.0.1:8000")
 CORE = (
     Settings,
     Listeners,
+    Access,
     Diagnostics,
     UsageEndpoint,
     MetricsEndpoint,
@@ -154,6 +156,15 @@ def test_the_local_endpoints_answer_before_the_front_door(entry):
     /v1/diagnostics, /v1/usage and /metrics would never reach their endpoints after it."""
     for endpoint in (Diagnostics, UsageEndpoint, MetricsEndpoint):
         assert_before(entry, endpoint, FrontDoor, "it 404s every front-door path that is not an LLM endpoint")
+
+
+def test_access_checks_the_key_before_any_endpoint_answers(entry):
+    """Access refuses a missing or wrong proxy key and keeps the admin endpoints to admins: an
+    endpoint or the front door before it would answer unauthenticated clients. Its ``running``
+    checks the listeners Listeners.running has just chosen."""
+    for endpoint in (Diagnostics, UsageEndpoint, MetricsEndpoint, FrontDoor):
+        assert_before(entry, Access, endpoint, "an unauthenticated request would be answered")
+    assert_before(entry, Listeners, Access, "the listeners must be chosen before they are checked")
 
 
 def test_the_front_door_opens_the_exchange_before_anything_reads_it(entry):
