@@ -443,12 +443,14 @@ class Relay:
             for chunk in head:
                 await response.write(chunk)
             async with asyncio.timeout(None) as deadline:
-                while True:
+                while not ex.cut:
                     deadline.reschedule(loop.time() + idle)
                     chunk = await upstream.content.readany()
                     if not chunk:
                         break
                     await response.write(chunk)
+            if ex.cut:  # a stage ended the answer (addons/stages.py): the provider stops generating
+                upstream.close()
         except (TimeoutError, aiohttp.ClientError) as e:
             error = ex.fail(broke_off(e, idle))
             if upstream.headers.get("content-type", "").startswith("text/event-stream"):

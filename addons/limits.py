@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
+import time
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import http
+from mitmproxy import ctx, http
 
 from addons import exchange
 from addons.replies import error_response
@@ -35,10 +36,11 @@ from translators.errors import ProxyError
 
 logger = logging.getLogger(__name__)
 
+CLOCK_OFFSET = "llm_clock_offset"
 NEAR = 0.8  # diagnostics list a key whose use of some limit is at least this share of it
 
 MONTH_ROWS = """
-SELECT client, time + latency_ms / 1000.0, backend, model,
+SELECT client, time, time + latency_ms / 1000.0, backend, model,
     COALESCE(input_tokens, 0), COALESCE(output_tokens, 0), COALESCE(cache_read_tokens, 0)
 FROM usage WHERE day >= :first
 """
@@ -64,12 +66,24 @@ class KeyLimits:
 
     def __init__(self, settings: Settings, counters: Counters | None = None) -> None:
         self.settings = settings
-        self.counters = counters or Counters()
+        self.offset = 0.0
+        self.counters = counters or Counters(lambda: time.time() + self.offset)
         self._loaded: Path | None = None
 
     # -- configuration -----------------------------------------------------------------------
 
+    def load(self, loader) -> None:
+        loader.add_option(
+            CLOCK_OFFSET,
+            float,
+            0.0,
+            "Seconds added to the clock of the proxy keys' usage limits (a test aid: moves the "
+            "rolling minutes and the UTC days and months without waiting). Default 0.",
+        )
+
     def configure(self, updated: set[str]) -> None:
+        if CLOCK_OFFSET in updated:
+            self.offset = getattr(ctx.options, CLOCK_OFFSET)
         path = self.settings.database_path
         if path is None or path == self._loaded:
             return
@@ -91,8 +105,9 @@ class KeyLimits:
         finally:
             conn.close()
         costs = self.settings.config.costs
-        for client, ended, backend, model, inp, out, cached in rows:
+        for client, started, ended, backend, model, inp, out, cached in sorted(rows, key=lambda r: r[1]):
             if client in names:
+                self.counters.admitted(client, started)
                 self.counters.record(
                     client, inp + out, row_cost(costs, backend, model, inp, out, cached), ended
                 )

@@ -17,7 +17,6 @@ ROOT = str(Path(__file__).resolve().parents[1])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from addons.access import Access  # noqa: E402
 from addons.capture import Capture  # noqa: E402
 from addons.counting import CountTokens  # noqa: E402
 from addons.diagnostics import Diagnostics  # noqa: E402
@@ -58,7 +57,6 @@ sessions = Sessions(settings)
 addons = [
     settings,
     Listeners(),
-    Access(settings),
     Diagnostics(
         settings,
         {
@@ -68,7 +66,7 @@ addons = [
             "keys": limits.diagnostics,
         },
     ),
-    UsageEndpoint(usage),
+    UsageEndpoint(usage, limits.use),
     MetricsEndpoint(metrics),
     FrontDoor(settings),
     ModelCatalog(settings, egress.relay.fetch_json),

@@ -49,6 +49,10 @@ class Metrics:
             "llm_policy_actions", "Policy decisions other than allow, by policy and action.",
             ["policy", "action"], registry=self.registry,
         )  # fmt: skip
+        self.loops = Counter(
+            "llm_loops", "Answers the proxy ended because they repeated themselves (policies/loops.py).",
+            [*by_model, "kind"], registry=self.registry,
+        )  # fmt: skip
         self.tokens = Counter(
             "llm_tokens", "Tokens as the provider reported them, else estimated.",
             [*by_model, "direction"], registry=self.registry,
@@ -66,6 +70,8 @@ class Metrics:
             return
         for decision in ex.decisions:
             self.policy_actions.labels(decision.policy, decision.action).inc()
+            if decision.policy == "loop_detection":
+                self.loops.labels(ex.target.instance, ex.target.model, decision.rule.split()[0]).inc()
         result = outcome(flow, ex)
         backend, model = ex.target.instance, ex.target.model
         status = ABORTED if result.status is None else str(result.status)

@@ -2,8 +2,10 @@
 
 - The request stage: after routing (tool rules match the chosen ``backend:model``), before the
   request is rendered. Request rewriting and tool access change the canonical request there.
-- The event stages: a tool-call gate when the request offers a tool some reactor watches, and the
-  answer rewriter when answer rules exist, appended to the exchange's ``event_stages``.
+- The event stages: a tool-call gate when the request offers a tool some reactor watches, the
+  answer rewriter when answer rules exist, and loop detection (``loop_detection``, on unless the
+  session says ``loop-detection=off``), appended to the exchange's ``event_stages`` in that order.
+  Loop detection only observes until it ends an answer, so it keeps the fast path.
 
 Whether a policy applies is decided from the client's decoded body (the names of the tools it
 offers), so a request no policy applies to is never parsed and keeps the byte-for-byte fast path.
@@ -32,6 +34,7 @@ from policies.base import Context, Reactor
 from policies.config import PoliciesConfig
 from policies.dangerous_commands import DangerousCommands
 from policies.gate import Decision, ToolCallGate
+from policies.loops import LoopStage
 from policies.rewrite import Rewriter, RewriteStage
 from policies.sandbox import Sandbox
 from policies.tools import ToolAccess
@@ -153,6 +156,11 @@ class Policies:
             ex.event_stages.append(ToolCallGate(watching, context, lambda d: self.record(flow_ref(), d)))
         if suite.rewriter.active_for_answers:
             ex.event_stages.append(RewriteStage(suite.rewriter))
+        loops = self.settings.config.loop_detection
+        session = ex.session
+        if loops.enabled and not (session and session.settings.get("loop-detection") == "off"):
+            flow_ref = weakref.ref(flow)
+            ex.event_stages.append(LoopStage(loops, lambda d: self.record(flow_ref(), d)))  # last: it ends
 
     def _context(
         self, flow: http.HTTPFlow, ex: exchange.Exchange, offered: tuple[str, ...], cwd: bool

@@ -9,6 +9,11 @@ stream on the fast path, or a whole (non-streamed) body. So every answer becomes
 A stage that only observes (``changes_answer = False``) leaves the fast path's bytes untouched: the
 events are decoded alongside and the client's bytes are the provider's. As soon as one stage may
 change the answer, the flow is re-encoded from the stages' output, even on a same-protocol route.
+
+A stage may end the answer early (loop detection): it sets ``ending`` to the events that close it
+(a note, the stop reason, ``End``), and the chain is ``ended``. Its users then stop decoding, send
+the client those events in its protocol (the fast path encodes just them, after the provider's
+bytes so far) and close the provider's response (``Exchange.cut``), so the provider stops too.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class EventStage(Protocol):
     them); ``close`` returns what it still holds when the answer is over. State is per answer."""
 
     changes_answer: bool
+    ending: list[Event] | None  # optional: set when the stage ends the answer with these events
 
     def feed(self, events: list[Event]) -> list[Event]: ...
     def close(self) -> list[Event]: ...
@@ -53,15 +59,29 @@ class StageChain:
     def __init__(self, stages: Sequence[EventStage]) -> None:
         self.stages = list(stages)
         self.changes_answer = any(stage.changes_answer for stage in self.stages)
+        self.ending: list[Event] | None = None  # the closing events once a stage ended the answer
+
+    @property
+    def ended(self) -> bool:
+        return self.ending is not None
 
     def feed(self, events: list[Event]) -> list[Event]:
+        """What passes, plus the closing events if a stage ended the answer here."""
+        if self.ending is not None:
+            return []
         for stage in self.stages:
             if not events:
                 break
             events = stage.feed(events)
+            ending = getattr(stage, "ending", None)
+            if ending is not None:
+                self.ending = ending
+                return events + ending
         return events
 
     def close(self) -> list[Event]:
+        if self.ending is not None:
+            return []
         events: list[Event] = []
         for stage in self.stages:
             events = (stage.feed(events) if events else []) + stage.close()

@@ -23,7 +23,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from addons import exchange, listeners
+from addons import access, exchange, listeners
 from addons.replies import error_response, json_response
 from addons.settings import Settings
 from backends.config import ModelCost
@@ -207,6 +207,7 @@ SELECT day, backend, model, client, COUNT(*), COUNT(error),
     TOTAL(latency_ms), COUNT(latency_ms), TOTAL(ttft_ms), COUNT(ttft_ms)
 FROM usage
 WHERE (:since IS NULL OR day >= :since) AND (:until IS NULL OR day <= :until)
+    AND (:client IS NULL OR client = :client)
 GROUP BY day, backend, model, client
 """
 
@@ -288,14 +289,18 @@ def report(
     since: str | None,
     until: str | None,
     group_by: Sequence[str],
+    client: str | None = None,
 ) -> dict[str, Any]:
-    """Totals per group; cost is priced per backend and model, then summed into the groups."""
+    """Totals per group (of ``client``'s rows only, when given); cost is priced per backend and
+    model, then summed into the groups."""
     groups: dict[tuple[str, ...], Totals] = {}
     everything = Totals()
-    for day, backend, model, client, *counts in conn.execute(REPORT, {"since": since, "until": until}):
+    for day, backend, model, who, *counts in conn.execute(
+        REPORT, {"since": since, "until": until, "client": client}
+    ):
         totals = Totals(*counts[:7], 0.0, *counts[7:])  # REPORT's columns in Totals' order, cost aside
         totals.cost_usd = cost_usd(price(costs, backend, model), totals)
-        keys = {"day": day, "backend": backend, "model": model, "client": client}
+        keys = {"day": day, "backend": backend, "model": model, "client": who}
         groups.setdefault(tuple(keys[g] for g in group_by), Totals()).add(totals)
         everything.add(totals)
     rows = [{**dict(zip(group_by, key)), **totals.as_dict()} for key, totals in sorted(groups.items())]
@@ -365,11 +370,14 @@ class UsageLog:
         if self.on_row is not None:
             self.on_row(row)
 
-    async def report(self, since: str | None, until: str | None, group_by: Sequence[str]) -> dict[str, Any]:
+    async def report(
+        self, since: str | None, until: str | None, group_by: Sequence[str], client: str | None = None
+    ) -> dict[str, Any]:
         """Totals read on the worker thread, after every row queued before the call."""
         if self.worker is None:
             raise ProxyError("internal", "the usage database is not open; see the proxy log")
-        job = partial(report, costs=self.settings.config.costs, since=since, until=until, group_by=group_by)
+        costs = self.settings.config.costs
+        job = partial(report, costs=costs, since=since, until=until, group_by=group_by, client=client)
         try:
             return await asyncio.wrap_future(self.worker.call(job))
         except sqlite3.Error as e:
@@ -377,10 +385,14 @@ class UsageLog:
 
 
 class UsageEndpoint:
-    """``GET /v1/usage`` at the front door and the Anthropic port. Place it before FrontDoor."""
+    """``GET /v1/usage`` at the front door and the Anthropic port. Place it before FrontDoor.
 
-    def __init__(self, usage: UsageLog) -> None:
+    A non-admin proxy key sees its own rows only; ``keys`` (the limits' report) adds each key's
+    use against its limits, for the one key or for all."""
+
+    def __init__(self, usage: UsageLog, keys: Callable[[str | None], Any] | None = None) -> None:
         self.usage = usage
+        self.keys = keys
 
     async def request(self, flow: http.HTTPFlow) -> None:
         request = flow.request
@@ -398,7 +410,13 @@ class UsageEndpoint:
         except ValueError as e:
             flow.response = error_response(protocol, ProxyError("invalid_request", str(e)))
             return
+        key = access.key_of(flow)
+        client = key.name if key is not None and not key.admin else None
         try:
-            flow.response = json_response(200, await self.usage.report(since, until, group_by))
+            payload = await self.usage.report(since, until, group_by, client)
         except ProxyError as e:
             flow.response = error_response(protocol, e)
+            return
+        if self.keys is not None:
+            payload["keys"] = self.keys(client)
+        flow.response = json_response(200, payload)

@@ -4,8 +4,9 @@ Why in memory: the limits are checked before every call, on mitmproxy's event lo
 never wait for the disk. So the counters are windows kept in memory, loaded once from the usage
 table of the state database (``addons/limits.py`` reads the current month's rows at start-up) and
 updated as each usage row is written (from the database's worker thread, hence the lock). The
-narrow interface (``admit``, ``record``, ``refusal``, ``use``) is all the rest of the suite sees,
-so a shared store (several proxy processes) can replace this class without touching its callers.
+narrow interface (``admit``, ``admitted``, ``record``, ``refusal``, ``use``) is all the rest of
+the suite sees, so a shared store (several proxy processes) can replace this class without
+touching its callers.
 
 Windows (the vocabulary of ``Limits``):
 - ``requests_per_minute``: requests admitted in the last 60 s, counted when they are admitted
@@ -165,6 +166,13 @@ class Counters:
             if (refused := counter.refusal(limits, now)) is None:
                 counter.requests.append(now)
             return refused
+
+    def admitted(self, name: str, at: float) -> None:
+        """A request admitted at ``at`` (loading history): it counts while it is in the minute."""
+        now = self.clock()
+        with self._lock:
+            if at > now - MINUTE:
+                self._counter(name, now).requests.append(at)
 
     def record(self, name: str, tokens: int, cost: float = 0.0, at: float | None = None) -> None:
         """A finished call's tokens and cost; ``at`` (the end, else now) decides its windows."""

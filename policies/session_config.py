@@ -19,8 +19,16 @@ class CommandsConfig(BaseModel):
 
 
 class LoopDetectionConfig(BaseModel):
+    """Thresholds of ``policies.loops.LoopDetector`` (README "Loop protection")."""
+
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
+    long_unit: int = Field(100, ge=8)  # a repeated unit this many characters or longer is "long"
+    short_repeats: int = Field(30, ge=3)  # back-to-back copies of a short unit that make a loop
+    long_repeats: int = Field(5, ge=2)  # back-to-back copies of a long unit that make a loop
+    min_chars: int = Field(1500, ge=64)  # a loop covers at least this many characters
+    window: int = Field(16_384, ge=1024)  # characters kept per stream; longer units are not seen
+    check_every: int = Field(128, ge=1)  # characters between two checks (the detection lag)
 
 
 class ToolLoopConfig(BaseModel):
