@@ -138,6 +138,7 @@ class Exchange:
     started: float = field(default_factory=time.time)
     first_byte: float | None = None
     ended: float | None = None
+    cut: bool = False  # a stage ended the answer early: the relay closes the provider's response
 
     @property
     def backend_protocol(self) -> str:

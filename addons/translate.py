@@ -23,10 +23,12 @@ from addons.stages import StageChain, answer_events, answer_from_events
 from translators import wire
 from translators.canonical import (
     Event,
+    MessageStart,
     ReasoningDelta,
     StreamError,
     TextDelta,
     ToolCallDelta,
+    ToolCallEnd,
     ToolCallStart,
     UsageUpdate,
 )
@@ -52,6 +54,13 @@ def observe(ex: exchange.Exchange, events: list[Event]) -> None:
             ex.fail(ProxyError.from_dict(event.error))
 
 
+def complete_events(chunk: bytes) -> bytes:
+    """The chunk up to its last complete SSE event: the rest (an event the decoder has not read
+    yet) is dropped where a stage ends the answer, so the closing events start on a boundary."""
+    ends = [i + len(sep) for sep in (b"\n\n", b"\r\n\r\n") if (i := chunk.rfind(sep)) >= 0]
+    return chunk[: max(ends, default=0)]
+
+
 class StreamObserver:
     """Same protocol on both sides, no stage changes answers: the bytes pass untouched while a
     decoder reads alongside and the stages watch."""
@@ -63,19 +72,73 @@ class StreamObserver:
         self.chain = chain or StageChain(ex.event_stages)
         self.exchange = ex
         self.failed = False
+        # What shapes the client's framing (blocks opened), kept only if a stage may end the answer.
+        self.shape: list[Event | tuple[type, int]] | None = (
+            [] if any(hasattr(stage, "ending") for stage in self.chain.stages) else None
+        )
 
     def __call__(self, chunk: bytes) -> list[bytes]:
+        if self.exchange.cut:
+            return []  # a stage ended the answer: what the provider still sends is dropped
         if not self.failed:
             try:
-                if chunk:
-                    events = self.chain.feed(self.decoder.feed(chunk))
-                else:
-                    events = self.chain.feed(self.decoder.close()) + self.chain.close()
+                decoded = self.decoder.feed(chunk) if chunk else self.decoder.close()
+                events = self.chain.feed(decoded) + (self.chain.close() if not chunk else [])
+                if self.chain.ending is not None:
+                    return [complete_events(chunk) + self._ending(decoded)]
+                if self.shape is not None:
+                    self._shape(events)
                 observe(self.exchange, events)
             except Exception:
                 self.failed = True
                 logger.exception("LLM stream observation failed; the stream itself is unaffected")
         return [chunk] if chunk else []
+
+    def _shape(self, events: list[Event]) -> None:
+        """Note the blocks as they open: a call's start and end, and where in the exchange's
+        output (``Exchange.output``, which keeps the text anyway) each text or reasoning block starts."""
+        shape, output = self.shape, self.exchange.output
+        assert shape is not None
+        seen = {TextDelta: len(output.text), ReasoningDelta: len(output.reasoning)}
+        for event in events:
+            kind = type(event)
+            if kind in seen:
+                if not shape or not (isinstance(shape[-1], tuple) and shape[-1][0] is kind):
+                    shape.append((kind, seen[kind]))
+                seen[kind] += 1
+            elif kind in (ToolCallStart, ToolCallEnd):
+                shape.append(event)
+
+    def _primer(self) -> list[Event]:
+        """The events so far as the client's encoder needs them: each block once, with its text."""
+        output = self.exchange.output
+        said = {TextDelta: output.text, ReasoningDelta: output.reasoning}
+        starts = [entry for entry in self.shape or [] if isinstance(entry, tuple)]
+        primer: list[Event] = []
+        for entry in self.shape or []:
+            if not isinstance(entry, tuple):
+                primer.append(entry)
+                continue
+            kind, start = entry
+            later = [s for k, s in starts if k is kind and s > start]
+            primer.append(kind(text="".join(said[kind][start : later[0] if later else None])))
+        return primer
+
+    def _ending(self, decoded: list[Event]) -> bytes:
+        """The closing events in the client's protocol, after the provider's bytes so far (all
+        of this chunk's, ``decoded``): only they are encoded, by an encoder primed (its output
+        discarded) with the blocks the provider sent, so that indices, framing and final
+        summaries continue the provider's."""
+        ex, ending = self.exchange, self.chain.ending or []
+        self._shape(decoded)
+        observe(ex, decoded)
+        options = {"sse": ex.gemini_sse} if ex.client_protocol == "gemini" else {}
+        encoder = translators.get(ex.client_protocol).StreamEncoder(ex.canonical(), **options)
+        encoder.encode([MessageStart(id="", model=ex.selector), *self._primer()])
+        observe(ex, ending)
+        closing = encoder.encode(ending) + encoder.close()
+        ex.cut = True  # only now: a request the proxy cannot encode for passes on unchanged
+        return closing
 
 
 class StreamTranslator:
@@ -107,6 +170,7 @@ class StreamTranslator:
             if not chunk:
                 out += self.encoder.close()
             observe(self.exchange, events)
+            self.exchange.cut |= self.chain.ended
         except Exception:
             out = self._fail()
         return [out] if out else []
@@ -199,9 +263,9 @@ class TranslateResponses:
         chain = StageChain(ex.event_stages)
         events = chain.feed(answer_events(answer)) + chain.close()
         observe(ex, events)
-        if ex.passthrough and not chain.changes_answer:
+        if ex.passthrough and not (chain.changes_answer or chain.ended):
             return
-        if chain.changes_answer:
+        if chain.changes_answer or chain.ended:
             answer = answer_from_events(events, answer)
         rendered = translators.get(ex.client_protocol).render_response(answer, ex.canonical())
         flow.response.content = wire.dumps(rendered)

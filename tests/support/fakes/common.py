@@ -82,6 +82,7 @@ STREAM_FAILED = "stream failed"
 MIDSTREAM_MODELS = ("fail-midstream", "drop-midstream", "fail-first-event")
 SCRIPT_PREFIX = "scripted-"  # model scripted-<base64url JSON>: answer what the test dictates (Script)
 SCRIPT_PIECE = 4  # characters per streamed delta of a scripted answer's text and arguments
+LOOP_BATCH = 40  # frames per write of a looping model's stream
 STEERING_MARK = "[llm-proxy]"  # how the proxy's own notes to the model begin
 
 
@@ -156,12 +157,15 @@ class Script:
     calls: tuple[tuple[str, str], ...] = ()
     pause: float = 0.0
     steered: str | None = None
+    repeat: int = 1  # a looping model: the text is said this many times over, sent in batches
 
     @property
     def model(self) -> str:
         payload = {"text": self.text, "calls": [list(c) for c in self.calls], "pause": self.pause}
         if self.steered is not None:
             payload["steered"] = self.steered
+        if self.repeat != 1:
+            payload["repeat"] = self.repeat
         encoded = base64.urlsafe_b64encode(compact(payload).encode()).decode().rstrip("=")
         return SCRIPT_PREFIX + encoded
 
@@ -176,16 +180,22 @@ class Script:
         except (ValueError, binascii.Error):
             return None
         calls = tuple((str(name), str(arguments)) for name, arguments in payload.get("calls", []))
-        return cls(payload.get("text", ""), calls, float(payload.get("pause", 0)), payload.get("steered"))
+        repeat = int(payload.get("repeat", 1))
+        text = payload.get("text", "") * repeat
+        return cls(text, calls, float(payload.get("pause", 0)), payload.get("steered"), repeat)
 
 
 def scripted_model(
-    text: str = "", calls: Sequence[tuple[str, Any]] = (), pause: float = 0.0, steered: str | None = None
+    text: str = "",
+    calls: Sequence[tuple[str, Any]] = (),
+    pause: float = 0.0,
+    steered: str | None = None,
+    repeat: int = 1,
 ) -> str:
-    """The model name that makes every fake answer ``text`` and then ``calls`` (name, arguments as
-    a dict or as JSON text); see ``Script``."""
+    """The model name that makes every fake answer ``text`` (``repeat`` times over: a model stuck
+    in a loop) and then ``calls`` (name, arguments as a dict or as JSON text); see ``Script``."""
     encoded = tuple((name, args if isinstance(args, str) else compact(args)) for name, args in calls)
-    return Script(text, encoded, pause, steered).model
+    return Script(text, encoded, pause, steered, repeat).model
 
 
 def script_pieces(text: str) -> list[str]:
@@ -227,6 +237,7 @@ class FakeProvider:
     def __init__(self, api_key: str) -> None:
         self.api_key = api_key
         self.extra_keys: set[str] = set()  # more keys this fake accepts (rotation tests)
+        self.hung_up = 0  # looping streams whose client closed the connection before their end
         # key -> status (or (status, headers)) the fake answers every request made with that key
         self.key_failures: dict[str, int | tuple[int, dict[str, str]]] = {}
         self.requests: list[RecordedRequest] = []
@@ -259,6 +270,7 @@ class FakeProvider:
         self.requests.clear()
         self.extra_keys.clear()
         self.key_failures.clear()
+        self.hung_up = 0
 
     def accepts(self, key: str | None) -> bool:
         return key is not None and (key == self.api_key or key in self.extra_keys)
@@ -387,7 +399,26 @@ class FakeProvider:
             return json_response(self.script_message(model, script, request), self.response_headers())
         stream = self.script_stream(model, script, request)
         frames, kind, at = stream.frames, stream.content_type, stream.pause_at
+        if script.repeat > 1:
+            return await self._send_loop(request, frames, kind)
         return await self._send(request, frames, kind, cut=False, pause_at=at, pause=stream.pause)
+
+    async def _send_loop(
+        self, request: web.Request, frames: list[bytes], content_type: str
+    ) -> web.StreamResponse:
+        """A looping model's long stream, LOOP_BATCH frames at a time with a short pause between,
+        as a model generates; a client that hangs up before the end is counted in ``hung_up``."""
+        headers = {"Content-Type": content_type, "Cache-Control": "no-cache", **self.response_headers()}
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        try:
+            for start in range(0, len(frames), LOOP_BATCH):
+                await response.write(b"".join(frames[start : start + LOOP_BATCH]))
+                await asyncio.sleep(0.002)
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            self.hung_up += 1
+        return response
 
     async def _send(
         self,
