@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from mitmproxy import http
+from mitmproxy import ctx, hooks, http
 
 import translators
 from addons import exchange
@@ -22,6 +22,7 @@ from addons.settings import Settings
 from addons.stages import StageChain, answer_events, answer_from_events
 from translators import wire
 from translators.canonical import (
+    End,
     Event,
     MessageStart,
     ReasoningDelta,
@@ -36,6 +37,7 @@ from translators.errors import ProxyError
 from translators.protocol import StreamDecoder, StreamEncoder
 
 logger = logging.getLogger(__name__)
+WARNING_HEADER = "x-llm-warning"  # what a translation removed from the request, "; "-joined
 
 
 CONTENT_EVENTS = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta)
@@ -89,6 +91,7 @@ class StreamObserver:
                 if self.shape is not None:
                     self._shape(events)
                 observe(self.exchange, events)
+                self.exchange.delivered |= any(isinstance(e, End) for e in events)
             except Exception:
                 self.failed = True
                 logger.exception("LLM stream observation failed; the stream itself is unaffected")
@@ -136,13 +139,20 @@ class StreamObserver:
         encoder = translators.get(ex.client_protocol).StreamEncoder(ex.canonical(), **options)
         encoder.encode([MessageStart(id="", model=ex.selector), *self._primer()])
         observe(ex, ending)
+        ex.delivered = True
         closing = encoder.encode(ending) + encoder.close()
         ex.cut = True  # only now: a request the proxy cannot encode for passes on unchanged
         return closing
 
 
 class StreamTranslator:
-    """A ``flow.response.stream`` callable: provider bytes in, client bytes out."""
+    """A ``flow.response.stream`` callable: provider bytes in, client bytes out.
+
+    The client's last event (``[DONE]``, ``message_stop``, …) is held until the provider's stream
+    has ended: SDKs hang up right after it, and a hang-up while the provider still sends would
+    break the flow off as an abort. Only the bytes encoded from the provider's terminal event are
+    held (nothing is encoded after it); a terminal event a stage makes on its own (the proxy ending
+    the answer) is sent at once."""
 
     def __init__(
         self,
@@ -156,23 +166,36 @@ class StreamTranslator:
         self.encoder = encoder
         self.exchange = ex
         self.failed = False
+        self.held: bytes | None = None  # the client's last event, from the provider's terminal one
+        self.ended = False  # an End was encoded for the client
 
     def __call__(self, chunk: bytes) -> list[bytes]:
         # mitmproxy sends an empty chunk as the end of a chunked body: never return one mid-stream.
         if self.failed:
-            return []
+            return self._release(chunk, b"")
         try:
-            if chunk:
-                events = self.chain.feed(self.decoder.feed(chunk))
-            else:
-                events = self.chain.feed(self.decoder.close()) + self.chain.close()
+            decoded = self.decoder.feed(chunk) if chunk else self.decoder.close()
+            events = self.chain.feed(decoded) + (self.chain.close() if not chunk else [])
             out = self.encoder.encode(events) if events else b""
             if not chunk:
                 out += self.encoder.close()
             observe(self.exchange, events)
+            self.ended |= any(isinstance(e, End) for e in events)
             self.exchange.cut |= self.chain.ended
+            if chunk and any(isinstance(e, (End, StreamError)) for e in decoded):
+                self.held = b""
         except Exception:
             out = self._fail()
+        return self._release(chunk, out)
+
+    def _release(self, chunk: bytes, out: bytes) -> list[bytes]:
+        """Hold ``out`` after the provider's terminal event until its stream ends."""
+        if self.held is not None:
+            self.held += out
+            if chunk:
+                return []
+            out, self.held = self.held, None
+        self.exchange.delivered |= self.ended and bool(out)
         return [out] if out else []
 
     def _fail(self) -> bytes:
@@ -197,6 +220,10 @@ class TranslateResponses:
         if ex is None or ex.target is None or response is None:
             return
         exchange.publish(flow)  # the egress chose the answering target: saved flows say which
+        if ex.request is not None and ex.request.warnings and not ex.passthrough:
+            # What the translation removed (hosted tools): one log line, told to the client too.
+            logger.warning("%r: %s", ex, "; ".join(ex.request.warnings))
+            response.headers[WARNING_HEADER] = "; ".join(ex.request.warnings)
         if not ex.stream:
             return
         if response.status_code >= 400 or ERROR_HEADER in response.headers:
@@ -233,6 +260,13 @@ class TranslateResponses:
         exchange.publish(flow)  # saved flows keep the usage, the decisions and the final error
 
     def error(self, flow: http.HTTPFlow) -> None:
+        ex = exchange.get(flow)
+        if ex is not None and ex.delivered and ex.error is None and flow.response is not None:
+            # The client hung up after the protocol's final event (the OpenAI SDK does after
+            # [DONE]): a finished answer, for the flow list and every observer after this one.
+            flow.error = None
+            ex.ended = flow.response.timestamp_end = time.time()
+            ctx.master.addons.trigger(hooks.UpdateHook([flow]))
         exchange.publish(flow)
 
     def _upstream_error(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> None:

@@ -298,14 +298,6 @@ def test_custom_tool_items_survive_the_openai_passthrough(proxy, fakes):
     assert (sent["input"], sent["tools"]) == (CODEX_HISTORY, tools)
 
 
-def test_custom_tool_items_on_a_translated_route_are_refused_by_name(proxy, fakes):
-    with pytest.raises(openai.BadRequestError) as raised:
-        front_client(proxy).responses.create(model="anthropic:x", input=CODEX_HISTORY, tools=TOOLS)
-    message = raised.value.response.json()["error"]["message"]
-    assert "custom_tool_call" in message and "cannot be translated" in message
-    assert fakes.anthropic.requests == []
-
-
 # -- HTTPS-proxy mode -----------------------------------------------------------------------------
 
 

@@ -581,11 +581,6 @@ def test_store_false_or_absent_and_null_state_fields_are_fine() -> None:
     ("value", "path"),
     [
         (body(input=[{"type": "item_reference", "id": "msg_1"}]), "input[0].type"),
-        (
-            body(input=[{"type": "custom_tool_call", "call_id": "c", "name": "x", "input": "y"}]),
-            "input[0].type",
-        ),
-        (body(input=[{"type": "custom_tool_call_output", "call_id": "c", "output": "y"}]), "input[0].type"),
         (body(input=[{"type": "mcp_call", "id": "m", "name": "x", "arguments": "{}"}]), "input[0].type"),
         (body(input=[{"type": "shell_call", "call_id": "c", "action": {"commands": []}}]), "input[0].type"),
         (body(input=[{"type": "web_search_call", "id": "ws", "status": "completed"}]), "input[0].type"),
@@ -627,10 +622,11 @@ def test_store_false_or_absent_and_null_state_fields_are_fine() -> None:
             ),
             "input[0].output[0].type",
         ),
-        (body(tools=[{"type": "web_search"}]), "tools[0].type"),
-        (body(tools=[{"type": "file_search", "vector_store_ids": ["vs"]}]), "tools[0].type"),
-        (body(tools=[{"type": "custom", "name": "grammar"}]), "tools[0].type"),
-        (body(tool_choice={"type": "custom", "name": "grammar"}), "tool_choice"),
+        (body(tools=[{"type": "local_shell"}]), "tools[0].type"),
+        (
+            body(tools=[{"type": "namespace", "name": "a", "tools": [{"type": "namespace", "name": "b"}]}]),
+            "tools[0].tools[0].type",
+        ),
         (body(tool_choice={"type": "web_search_preview"}), "tool_choice"),
     ],
 )

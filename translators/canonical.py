@@ -88,12 +88,25 @@ class Message(_Model):
 # -- request --------------------------------------------------------------------------------------
 
 
+class ToolOrigin(_Model):
+    """The client's own declaration of a tool the proxy reshaped for providers
+    (``translators/toolnames.py``): ``function`` (a name a provider refuses, or a function inside a
+    ``namespace``) or ``custom`` (a freeform tool taking one string, rendered as a function with
+    one ``input`` parameter). Answers map calls back through it, so the client sees its own shape."""
+
+    kind: Literal["function", "custom"] = "function"
+    name: str
+    namespace: str | None = None
+
+
 class Tool(_Model):
+    # The name providers see; ``origin`` holds the client's when the two differ.
     name: str
     description: str | None = None
     # JSON Schema of the arguments object; {"type": "object", "properties": {}} when absent.
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool | None = None
+    origin: ToolOrigin | None = None
 
 
 class ToolChoice(_Model):
@@ -144,6 +157,9 @@ class ChatRequest(_Model):
     stream_usage: bool = False
     user: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # What the parser removed because no translated route can run it (hosted tools), one line
+    # each; the client sees them in the ``x-llm-warning`` response header.
+    warnings: list[str] = Field(default_factory=list)
 
 
 # -- response -------------------------------------------------------------------------------------

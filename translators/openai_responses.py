@@ -45,6 +45,7 @@ from translators.canonical import (
     ToolCallEnd,
     ToolCallStart,
     ToolChoice,
+    ToolOrigin,
     ToolResult,
     Usage,
     UsageUpdate,
@@ -64,7 +65,7 @@ from translators.openai_chat import (
     parse_function,
     parse_refusal_part,
     parse_text_part,
-    parse_tools,
+    parse_tool_choice,
     parse_usage,
     render_effort,
     render_tools,
@@ -74,6 +75,7 @@ from translators.openai_chat import (
 )
 from translators.sse import SSEEvent
 from translators.streams import Encoder, SSEDecoder
+from translators.toolnames import Names, origins
 from translators.wire import (
     arguments_text,
     as_list,
@@ -114,6 +116,27 @@ _STATEFUL_FLAGS: dict[str, str] = {
 }
 
 
+# A custom (freeform) tool becomes a function taking its text in this one parameter.
+CUSTOM_INPUT = "input"
+CUSTOM_INPUT_NOTE = "The tool's whole input as raw text (not JSON-encoded)."
+CUSTOM_GRAMMAR = "The input must match this {syntax} grammar:\n{definition}"
+
+# Hosted tools run at OpenAI; on a translated route they are removed from the request with a
+# warning (x-llm-warning), never refused. type -> what the tool did.
+HOSTED_TOOLS: dict[str, str] = {
+    "web_search": "OpenAI's web search",
+    "web_search_preview": "OpenAI's web search",
+    "web_search_2025_08_26": "OpenAI's web search",
+    "web_search_preview_2025_03_11": "OpenAI's web search",
+    "tool_search": "OpenAI's search over deferred tools",
+    "file_search": "OpenAI's vector-store search",
+    "code_interpreter": "OpenAI's code sandbox",
+    "image_generation": "OpenAI's image generation",
+    "computer_use_preview": "OpenAI's computer use",
+    "mcp": "MCP servers called by OpenAI",
+}
+
+
 STOP_IN: dict[str, StopReason] = {
     "completed": "end_turn",
     "incomplete": "max_tokens",
@@ -138,7 +161,12 @@ FIELD_OUT: dict[str, str] = {
     "user": "user",
 }
 
-ITEM_PREFIXES: dict[str, str] = {"message": "msg", "function_call": "fc", "reasoning": "rs"}
+ITEM_PREFIXES: dict[str, str] = {
+    "message": "msg",
+    "function_call": "fc",
+    "custom_tool_call": "ctc",
+    "reasoning": "rs",
+}
 CONTENT_KEYS: dict[str, str] = {"output_text": "text", "refusal": "refusal"}
 
 IMAGE_ERRORS = (
@@ -246,26 +274,59 @@ _ROLE_PARTS: dict[str, dict[str, PartParser]] = {
 
 # -- request parsing: input items -----------------------------------------------------------------
 
-ItemParser = Callable[[dict[str, Any], str], tuple[str, list[Part]]]
+
+@dataclass
+class _Tools:
+    """The request's tools as they are read: ``tools`` first, then each ``additional_tools`` item
+    (Codex's code mode declares tools mid-conversation); calls in history use their flat names."""
+
+    names: Names = field(default_factory=Names)
+    tools: list[Tool] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
-def _message_item(item: dict[str, Any], where: str) -> tuple[str, list[Part]]:
+ItemParser = Callable[[dict[str, Any], str, _Tools], tuple[str, list[Part]]]
+
+
+def _message_item(item: dict[str, Any], where: str, _tools: _Tools) -> tuple[str, list[Part]]:
     role = read(item, "role", where, "a string", required=True)
     if role not in _ROLE_PARTS:
         raise invalid(key_path(where, "role"), f"unknown role {role!r}")
     return role, parse_content(item.get("content"), key_path(where, "content"), _ROLE_PARTS[role])
 
 
-def _call_item(item: dict[str, Any], where: str) -> tuple[str, list[Part]]:
+def _flat_name(item: dict[str, Any], where: str, tools: _Tools) -> str:
+    name = read(item, "name", where, "a string", required=True)
+    return tools.names.of(name, read(item, "namespace", where, "a string"))
+
+
+def _call_item(item: dict[str, Any], where: str, tools: _Tools) -> tuple[str, list[Part]]:
     call = ToolCall(
         id=read(item, "call_id", where, "a string", required=True),
-        name=read(item, "name", where, "a string", required=True),
+        name=_flat_name(item, where, tools),
         arguments=arguments_text(item.get("arguments")),
     )
     return "assistant", [call]
 
 
-def _call_output_item(item: dict[str, Any], where: str) -> tuple[str, list[Part]]:
+def _custom_call_item(item: dict[str, Any], where: str, tools: _Tools) -> tuple[str, list[Part]]:
+    """A freeform call replays as a call of its function with the text as ``input``."""
+    text = read(item, "input", where, "a string", required=True)
+    call = ToolCall(
+        id=read(item, "call_id", where, "a string", required=True),
+        name=_flat_name(item, where, tools),
+        arguments=dumps_text({CUSTOM_INPUT: text}),
+    )
+    return "assistant", [call]
+
+
+def _additional_tools_item(item: dict[str, Any], where: str, tools: _Tools) -> tuple[str, list[Part]]:
+    for at, tool in objects(item, "tools", where):
+        tools.tools += _declare(tool, at, None, tools)
+    return "developer", []
+
+
+def _call_output_item(item: dict[str, Any], where: str, _tools: _Tools) -> tuple[str, list[Part]]:
     """The SDK marks ``call_id`` optional, but without it the result matches no call."""
     if item.get("output") is None:
         raise invalid(key_path(where, "output"), "required, expected a string or an array")
@@ -277,7 +338,7 @@ def _call_output_item(item: dict[str, Any], where: str) -> tuple[str, list[Part]
     return "user", [result]
 
 
-def _reasoning_item(item: dict[str, Any], where: str) -> tuple[str, list[Part]]:
+def _reasoning_item(item: dict[str, Any], where: str, _tools: _Tools) -> tuple[str, list[Part]]:
     summary = [read(s, "text", at, "a string", required=True) for at, s in objects(item, "summary", where)]
     signature = read(item, "encrypted_content", where, "a string")
     reasoning = Reasoning(text="\n\n".join(summary), signature=signature, origin=NAME)
@@ -288,17 +349,21 @@ _ITEM_PARSERS: dict[str, ItemParser] = {
     "message": _message_item,
     "function_call": _call_item,
     "function_call_output": _call_output_item,
+    "custom_tool_call": _custom_call_item,
+    "custom_tool_call_output": _call_output_item,
+    "additional_tools": _additional_tools_item,
     "reasoning": _reasoning_item,
 }
+_RESULT_ITEMS = frozenset({"function_call_output", "custom_tool_call_output"})
 
 
 def _joins(role: str, kind: str, previous: str) -> bool:
     """Items of one assistant turn (reasoning, text, calls) form one message, and a run of
     results one user message (all results of a turn together, as Anthropic and Gemini need)."""
-    return role == "assistant" or kind == previous == "function_call_output"
+    return role == "assistant" or (kind in _RESULT_ITEMS and previous in _RESULT_ITEMS)
 
 
-def _conversation(body: dict[str, Any]) -> tuple[list[Text], list[Message]]:
+def _conversation(body: dict[str, Any], tools: _Tools) -> tuple[list[Text], list[Message]]:
     """``instructions`` first, then system/developer messages hoisted in order."""
     instructions = read(body, "instructions", "", "a string")
     system = [Text(text=instructions)] if instructions else []
@@ -310,7 +375,7 @@ def _conversation(body: dict[str, Any]) -> tuple[list[Text], list[Message]]:
         kind = read(item, "type", where, "a string") or "message"
         if kind not in _ITEM_PARSERS:
             raise refuse(key_path(where, "type"), f"a {kind!r} item")
-        role, parts = _ITEM_PARSERS[kind](item, where)
+        role, parts = _ITEM_PARSERS[kind](item, where, tools)
         if role in SYSTEM_ROLES:
             system += [p for p in parts if isinstance(p, Text)]
             continue
@@ -325,12 +390,55 @@ def _conversation(body: dict[str, Any]) -> tuple[list[Text], list[Message]]:
 # -- request parsing: tools and options -----------------------------------------------------------
 
 
-def _tool(tool: dict[str, Any], where: str) -> Tool:
-    """Function tools are flat here; hosted and custom tools run at OpenAI (or need grammars)."""
+def _custom(tool: dict[str, Any], where: str, namespace: str | None) -> tuple[Tool, ToolOrigin]:
+    """A freeform tool as a function of one string; its grammar is told in the description."""
+    name = read(tool, "name", where, "a string", required=True)
+    notes = [read(tool, "description", where, "a string") or ""]
+    fmt = read(tool, "format", where, "an object") or {}
+    if fmt.get("type") == "grammar":
+        syntax = read(fmt, "syntax", key_path(where, "format"), "a string") or "lark"
+        definition = read(fmt, "definition", key_path(where, "format"), "a string") or ""
+        notes.append(CUSTOM_GRAMMAR.format(syntax=syntax, definition=definition))
+    description = "\n\n".join(note for note in notes if note) or None
+    parameters = {
+        "type": "object",
+        "properties": {CUSTOM_INPUT: {"type": "string", "description": CUSTOM_INPUT_NOTE}},
+        "required": [CUSTOM_INPUT],
+    }
+    tool_ = Tool(name=name, description=description, parameters=parameters)
+    return tool_, ToolOrigin(kind="custom", name=name, namespace=namespace)
+
+
+def _declare(tool: dict[str, Any], where: str, namespace: str | None, tools: _Tools) -> list[Tool]:
+    """A declared tool as the flat functions providers accept (none for a hosted tool, which is
+    removed with a warning; docs/wire.md §2.6)."""
     kind = read(tool, "type", where, "a string") or "function"
-    if kind != "function":
-        raise refuse(key_path(where, "type"), f"a {kind!r} tool")
-    return parse_function(tool, where)
+    if kind == "function":
+        function = parse_function(tool, where)
+        origin = ToolOrigin(name=function.name, namespace=namespace) if namespace else None
+        return [tools.names.declare(function, origin)]
+    if kind == "custom":
+        return [tools.names.declare(*_custom(tool, where, namespace))]
+    if kind == "namespace" and namespace is None:
+        inner = read(tool, "name", where, "a string", required=True)
+        return [t for at, value in objects(tool, "tools", where) for t in _declare(value, at, inner, tools)]
+    if kind in HOSTED_TOOLS:
+        tools.warnings.append(f"{where}: removed the hosted tool {kind!r} ({HOSTED_TOOLS[kind]})")
+        return []
+    raise refuse(key_path(where, "type"), f"a {kind!r} tool")
+
+
+def _tools(body: dict[str, Any], tools: _Tools) -> None:
+    for where, value in objects(body, "tools", ""):
+        tools.tools += _declare(value, where, None, tools)
+
+
+def _choice(body: dict[str, Any], tools: _Tools) -> ToolChoice | None:
+    """A named choice names the client's tool; providers know it by its flat name."""
+    choice = parse_tool_choice(body, _CHOICE_OBJECTS, _unknown_choice)
+    if choice is not None and choice.mode == "tool" and choice.name:
+        choice = choice.model_copy(update={"name": tools.names.of(choice.name)})
+    return choice
 
 
 def _named_choice(value: dict[str, Any], where: str) -> ToolChoice:
@@ -340,6 +448,7 @@ def _named_choice(value: dict[str, Any], where: str) -> ToolChoice:
 # ``allowed_tools`` keeps its mode; the subset itself has no canonical field and is dropped.
 _CHOICE_OBJECTS: dict[str, ChoiceParser] = {
     "function": _named_choice,
+    "custom": _named_choice,
     "allowed_tools": allowed_mode,
 }
 
@@ -373,12 +482,17 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
     if not isinstance(body, dict):
         raise invalid("body", f"expected a JSON object, got {json_type(body)}")
     _refuse_state(body)
-    system, messages = _conversation(body)
+    tools = _Tools()
+    _tools(body, tools)
+    system, messages = _conversation(body, tools)
     return ChatRequest(
         model=model if model is not None else read(body, "model", "", "a string", required=True),
         system=system,
         messages=messages,
-        **parse_tools(body, _tool, _CHOICE_OBJECTS, _unknown_choice),
+        tools=tools.tools,
+        tool_choice=_choice(body, tools),
+        parallel_tool_calls=read(body, "parallel_tool_calls", "", "a boolean"),
+        warnings=tools.warnings,
         max_tokens=read(body, "max_output_tokens", "", "an integer"),
         temperature=read(body, "temperature", "", "a number"),
         top_p=read(body, "top_p", "", "a number"),
@@ -606,15 +720,31 @@ def _message_output(item_id: str, text: str) -> dict[str, Any]:
     return {"type": "message", "id": item_id, "role": "assistant", "status": "completed", "content": content}
 
 
-def _call_output(item_id: str, call: ToolCall) -> dict[str, Any]:
-    return {
-        "type": "function_call",
-        "id": item_id,
-        "call_id": call.id or new_call_id(),
-        "name": call.name,
-        "arguments": call.arguments or "{}",
-        "status": "completed",
-    }
+def custom_input(arguments: str) -> str:
+    """A freeform call's text from its function arguments (the raw text if they are not ours)."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return arguments
+    text = value.get(CUSTOM_INPUT) if isinstance(value, dict) else None
+    return text if isinstance(text, str) else arguments
+
+
+def _call_fields(name: str, origin: ToolOrigin | None) -> dict[str, Any]:
+    """A call's type and the names the client declared (``namespace`` when it had one)."""
+    if origin is None:
+        return {"type": "function_call", "name": name}
+    kind = "custom_tool_call" if origin.kind == "custom" else "function_call"
+    namespace = {"namespace": origin.namespace} if origin.namespace else {}
+    return {"type": kind, "name": origin.name, **namespace}
+
+
+def _call_output(item_id: str, call: ToolCall, known: dict[str, ToolOrigin]) -> dict[str, Any]:
+    fields = _call_fields(call.name, known.get(call.name))
+    item = {**fields, "id": item_id, "call_id": call.id or new_call_id()}
+    if fields["type"] == "custom_tool_call":
+        return {**item, "input": custom_input(call.arguments)}
+    return {**item, "arguments": call.arguments or "{}", "status": "completed"}
 
 
 def _reasoning_output(item_id: str, text: str, signature: str | None) -> dict[str, Any]:
@@ -632,14 +762,14 @@ def _shows(part: Part) -> bool:
     )
 
 
-def _output_item(part: Part, base: str, index: int) -> dict[str, Any]:
+def _output_item(part: Part, base: str, index: int, known: dict[str, ToolOrigin]) -> dict[str, Any]:
     if isinstance(part, ToolCall):
-        return _call_output(_item_id("function_call", base, index), part)
+        return _call_output(_item_id("function_call", base, index), part, known)
     assert isinstance(part, Reasoning)
     return _reasoning_output(_item_id("reasoning", base, index), part.text, _replayable(part))
 
 
-def _output_items(content: list[Part], base: str) -> list[dict[str, Any]]:
+def _output_items(content: list[Part], base: str, known: dict[str, ToolOrigin]) -> list[dict[str, Any]]:
     """A run of text is one message item, as a stream renders it (parts that show nothing do not
     split it); foreign reasoning shows its text without a signature."""
     items: list[dict[str, Any]] = []
@@ -648,7 +778,7 @@ def _output_items(content: list[Part], base: str) -> list[dict[str, Any]]:
             text = "".join(p.text for p in run if isinstance(p, Text))
             items.append(_message_output(_item_id("message", base, len(items)), text))
         else:
-            items += [_output_item(part, base, len(items) + i) for i, part in enumerate(run)]
+            items += [_output_item(part, base, len(items) + i, known) for i, part in enumerate(run)]
     return items
 
 
@@ -719,7 +849,7 @@ def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
         _head(response_id, response.model or request.model),
         _echo(request),
         status,
-        _output_items(response.content, _id_base(response_id)),
+        _output_items(response.content, _id_base(response_id), origins(request.tools)),
         _render_usage(response.usage),
         incomplete,
         error,
@@ -918,6 +1048,8 @@ class StreamEncoder(Encoder):
     def __init__(self, request: ChatRequest) -> None:
         super().__init__()
         self._request = request
+        self._known = origins(request.tools)
+        self._custom: set[int] = set()  # canonical indexes of freeform calls (held to their end)
         self._echo = _echo(request)
         self._head: dict[str, Any] | None = None
         self._base = ""
@@ -941,6 +1073,8 @@ class StreamEncoder(Encoder):
                 self._on_reasoning(event, out)
             case ToolCallStart():
                 self._on_call_start(event, out)
+            case ToolCallDelta() if event.arguments and event.index in self._custom:
+                self._calls[event.index].chunks.append(event.arguments)
             case ToolCallDelta() if event.arguments and event.index in self._calls:
                 self._delta(out, self._calls[event.index], event.arguments)
             case ToolCallEnd():
@@ -1088,22 +1222,38 @@ class StreamEncoder(Encoder):
         self._seen_calls.add(event.index)
         self._close_text(out)
         self._close_reasoning(out)
-        fields = {
-            "call_id": event.id or new_call_id(),
-            "name": event.name,
-            "arguments": "",
-            "status": "in_progress",
-        }
-        delta = "response.function_call_arguments.delta"
-        self._calls[event.index] = self._open(out, "function_call", fields, delta, {})
+        fields = _call_fields(event.name, self._known.get(event.name))
+        kind = fields.pop("type")
+        fields["call_id"] = event.id or new_call_id()
+        if kind == "custom_tool_call":
+            self._custom.add(event.index)
+            fields["input"] = ""
+            delta = "response.custom_tool_call_input.delta"
+        else:
+            fields |= {"arguments": "", "status": "in_progress"}
+            delta = "response.function_call_arguments.delta"
+        self._calls[event.index] = self._open(out, kind, fields, delta, {})
 
     def _close_call(self, index: int, out: list[bytes]) -> None:
         if (open_ := self._calls.pop(index, None)) is None:
+            return
+        if index in self._custom:
+            self._close_custom(open_, out)
             return
         arguments = "".join(open_.chunks) or "{}"
         self._emit(out, "response.function_call_arguments.done", {**open_.where, "arguments": arguments})
         item = {**open_.item, "arguments": arguments, "status": "completed"}
         self._close(out, item, open_.index)
+
+    def _close_custom(self, open_: _OpenItem, out: list[bytes]) -> None:
+        """The freeform text is inside the function's JSON arguments, so it is read out once the
+        call is complete (one call's arguments held, then sent as one delta)."""
+        text = custom_input("".join(open_.chunks))
+        open_.chunks = []
+        if text:
+            self._delta(out, open_, text)
+        self._emit(out, "response.custom_tool_call_input.done", {**open_.where, "input": text})
+        self._close(out, {**open_.item, "input": text}, open_.index)
 
 
 # -- errors ---------------------------------------------------------------------------------------
