@@ -1262,6 +1262,52 @@ def stream_translation_us(events: int, repeats: int) -> float:
     return spent / (events * repeats) * 1e6
 
 
+def loop_detection_figures(events: int, repeats: int) -> dict[str, float]:
+    """What loop detection (``policies/loops.py``, on by default) costs per streamed event: its
+    stage alone over 4-character text deltas of an ordinary answer, and the same-protocol fast
+    path's observer (Anthropic → Anthropic, bytes untouched) with and without it, one SSE event per
+    chunk. The two observer figures are measured alternately so machine noise weighs on both."""
+    import translators
+    from addons.exchange import Exchange
+    from addons.translate import StreamObserver
+    from policies.loops import LoopStage
+    from policies.session_config import LoopDetectionConfig
+    from translators.canonical import TextDelta
+
+    config = LoopDetectionConfig()
+    text = "".join(file_text(n, 400) for n in range(events // 100 + 1))
+    deltas = [[TextDelta(text=text[i : i + 4])] for i in range(0, min(len(text), events * 4), 4)]
+    stage_spent = 0.0
+    for _ in range(repeats):
+        stage = LoopStage(config, lambda decision: None)
+        started = time.process_time()
+        for batch in deltas:
+            stage.feed(batch)
+        stage_spent += time.process_time() - started
+        assert stage.ending is None, "ordinary text must not trigger"
+    model = f"bench-n{events}"
+    head, rest = fakeprovider.anthropic_frames(model, events)
+    body = anthropic_body(agent_body(SIZES["2k"], model, stream=True))
+    observed = {"without": 0.0, "with": 0.0}
+    for _ in range(repeats):
+        for kind in ("without", "with"):
+            ex = Exchange(
+                client_protocol="anthropic", surface="front_door", body=body, stream=True, selector=model
+            )
+            ex.event_stages = [LoopStage(config, lambda decision: None)] if kind == "with" else []
+            observer = StreamObserver(translators.get("anthropic").StreamDecoder(), ex)
+            started = time.process_time()
+            for frame in (*head, *rest, b""):
+                observer(frame)
+            observed[kind] += time.process_time() - started
+    per = 1e6 / (events * repeats)
+    return {
+        "loop_stage_us_per_event": stage_spent / (len(deltas) * repeats) * 1e6,
+        "fast_path_us_per_event": observed["without"] * per,
+        "fast_path_with_loops_us_per_event": observed["with"] * per,
+    }
+
+
 def request_translation(repeats: int) -> dict[str, float]:
     """CPU per MB of the request translation (parse the 2 MB Chat body, render and serialise it as
     Anthropic Messages), and the rendered size against the same conversation built as Anthropic."""
@@ -1289,6 +1335,7 @@ def in_process(plan: Plan, quick: bool, say: Progress) -> dict[str, Any]:
         figures: dict[str, Any] = {
             "translation_us_per_event": stream_translation_us(plan.stream_events, 5 if quick else 40)
         }
+        figures |= loop_detection_figures(plan.stream_events, 5 if quick else 40)
         return figures | request_translation(1 if quick else 5)
     except Exception as e:  # noqa: BLE001 - reported as n/a with the reason
         say.warn(f"in-process translation could not be measured: {type(e).__name__}: {e}")
@@ -1430,14 +1477,26 @@ def warnings_after(paths: dict[str, PathResult], pin: bool, extra: dict[str, Any
         )
 
 
+def loops_text(extra: dict[str, Any]) -> str:
+    return (
+        f"loop detection, in-process: {extra['loop_stage_us_per_event']:.2f} µs per text delta (target < 5);"
+        f" fast-path observer {extra['fast_path_us_per_event']:.2f} µs per event without it,"
+        f" {extra['fast_path_with_loops_us_per_event']:.2f} µs with it"
+    )
+
+
 def in_process_text(extra: dict[str, Any]) -> str:
     if extra.get("translation_us_per_event") is None:
         return f"translation alone, in-process: n/a ({extra.get('error', 'not measured')})"
     return (
-        f"translation alone, in-process: {extra['translation_us_per_event']:.1f} µs per stream event "
-        f"(Anthropic → OpenAI Chat); {extra['request_translation_ms_per_mb']:.1f} ms per MB of request "
-        f"(2 MB Chat → Anthropic, {extra['rendered_bytes']:,} bytes; the same conversation built as "
-        f"Anthropic: {extra['anthropic_bytes']:,})"
+        loops_text(extra)
+        + "\n"
+        + (
+            f"translation alone, in-process: {extra['translation_us_per_event']:.1f} µs per stream event "
+            f"(Anthropic → OpenAI Chat); {extra['request_translation_ms_per_mb']:.1f} ms per MB of request "
+            f"(2 MB Chat → Anthropic, {extra['rendered_bytes']:,} bytes; the same conversation built as "
+            f"Anthropic: {extra['anthropic_bytes']:,})"
+        )
     )
 
 
@@ -1467,6 +1526,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--open-streams", type=int, help=f"streams held open at once (default {defaults.open_streams})"
+    )
+    parser.add_argument(
+        "--loops-only", action="store_true", help="only loop detection's cost per streamed event (in-process)"
     )
     args = parser.parse_args(argv)
     given = [p.strip() for p in args.paths.split(",") if p.strip()]
@@ -1513,6 +1575,9 @@ def measure(args: argparse.Namespace, plan: Plan, pin: bool, say: Progress) -> d
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     plan = make_plan(args)
+    if args.loops_only:  # loop detection's cost alone, in-process, no servers
+        print(loops_text(loop_detection_figures(plan.stream_events, 5 if args.quick else 40)))
+        return 0
     signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))  # run the clean-ups
     pin = args.pin and len(os.sched_getaffinity(0)) >= 2 and {PROXY_CPU, LOAD_CPU} <= os.sched_getaffinity(0)
     if pin:
