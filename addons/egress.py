@@ -32,7 +32,7 @@ from mitmproxy import http
 from mitmproxy.utils import asyncio_utils
 
 import translators
-from addons import exchange
+from addons import exchange, listeners
 from addons.replies import error_response
 from addons.settings import Settings
 from addons.upstream import Upstream, prepare
@@ -115,6 +115,28 @@ def error_reply(error: ProxyError) -> Reply:
 def in_band_error(protocol: str, error: ProxyError) -> bytes:
     encoder = translators.get(protocol).StreamEncoder(ChatRequest(model=""))
     return encoder.encode([StreamError(error=error.to_dict())])
+
+
+def show_destination(flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
+    """The flow list and mitmdump's lines name where the call went: the answering attempt's URL
+    becomes the request's (once the upstream call is made, so the relay's loopback address or the
+    front door's placeholder never shows), ``backend:model`` and the route join the comment (after
+    any policy's note) and a log line says the same."""
+    if ex.target is None or not ex.attempts:
+        return
+    if url := ex.attempts[-1].url:
+        flow.request.url = url
+    route = "passthrough" if ex.passthrough else f"translated {ex.client_protocol} → {ex.backend_protocol}"
+    note = f"{ex.target.instance}:{ex.target.model} · {route}"
+    flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
+    logger.info(f"LLM {ex.client_protocol} call → {note} · {flow.request.url}")
+
+
+def show_own_path(flow: http.HTTPFlow) -> None:
+    """An answer of the proxy's own (models, usage, metrics, errors) shows the listener's address,
+    not the reverse mode's placeholder upstream."""
+    if listeners.surface(flow) != "proxy" and flow.client_conn.sockname:
+        flow.request.host, flow.request.port = flow.client_conn.sockname[:2]
 
 
 def provider_headers(response: aiohttp.ClientResponse) -> dict[str, str]:
@@ -475,14 +497,17 @@ class Egress:
     async def request(self, flow: http.HTTPFlow) -> None:
         ex = exchange.get(flow)
         if ex is None or not ex.candidates or flow.response:
+            if flow.response is not None and (ex is None or not ex.attempts):
+                show_own_path(flow)
             return
         if ex.upstream is None and not self._prepare_first(flow, ex):
+            show_own_path(flow)
             return
         upstream = ex.upstream
         assert upstream is not None
-        flow.comment = f"{upstream.target.instance}:{upstream.target.model} → {upstream.url}"
         if not ex.stream:
             flow.response = await self.relay.fetch(ex)
+            show_destination(flow, ex)
             return
         await self.relay.ready.wait()
         self.relay.pending[flow.id] = ex
@@ -510,6 +535,10 @@ class Egress:
             flow.request.content = upstream.body
         exchange.publish(flow)
         return True
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if (ex := exchange.get(flow)) is not None and ex.stream and RELAY_HEADER in flow.request.headers:
+            show_destination(flow, ex)  # the relay is connected: the request may name the provider now
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.relay.pending.pop(flow.id, None)

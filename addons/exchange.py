@@ -138,6 +138,9 @@ class Exchange:
     started: float = field(default_factory=time.time)
     first_byte: float | None = None
     ended: float | None = None
+    # The client was sent the protocol's final event ([DONE], message_stop, …): hanging up after
+    # it is how SDKs end a stream, not an abort (addons/translate.py).
+    delivered: bool = False
     cut: bool = False  # a stage ended the answer early: the relay closes the provider's response
 
     @property

@@ -30,6 +30,7 @@ TOOL_ARGS = '{"city":"Paris"}'
 DEGREES_MODEL = "degrees"
 DEGREES_TEXT = "It is 18 °C in Paris."
 SLOW_PREFIX = "slow-first-byte-"
+LINGER_PREFIX = "linger-"  # linger-<s>: the stream ends s seconds after its last event
 AGENT_MODEL = "agent-shell"
 AGENT_COMMAND = "echo proxied-ok > marker.txt && cat marker.txt"
 AGENT_OUTPUT = "proxied-ok"
@@ -357,7 +358,8 @@ class FakeProvider:
         fail-<status> -> that status in the provider's envelope (429 with retry-after: 1);
         hang -> never answers; slow-first-byte-<s> -> waits s seconds first;
         fail-midstream -> first text event, then the in-band error (non-streaming: a 500);
-        drop-midstream -> first text event, then the connection is cut (non-streaming: half a body).
+        drop-midstream -> first text event, then the connection is cut (non-streaming: half a body);
+        linger-<s> -> the stream's body ends s seconds after its last event.
         scripted-… -> the script (``Script``), never a failure.
         """
         if answer.script is not None:
@@ -376,7 +378,10 @@ class FakeProvider:
             "fail-midstream": [*stream.frames[: stream.head], stream.error],
             "drop-midstream": stream.frames[: stream.head],
         }.get(model, stream.frames)
-        return await self._send(request, frames, stream.content_type, cut=model == "drop-midstream")
+        linger = float(model.removeprefix(LINGER_PREFIX)) if model.startswith(LINGER_PREFIX) else 0.0
+        return await self._send(
+            request, frames, stream.content_type, cut=model == "drop-midstream", linger=linger
+        )
 
     async def _respond_json(self, request: web.Request, model: str, answer: Answer) -> web.StreamResponse:
         if model == "fail-midstream":
@@ -428,9 +433,11 @@ class FakeProvider:
         cut: bool,
         pause_at: int = 0,
         pause: float = 0.0,
+        linger: float = 0.0,
     ) -> web.StreamResponse:
         """Write the stream in awkward pieces, yielding after each so they leave as separate segments
-        (and, given a pause, waiting that long once the frames before ``pause_at`` are out)."""
+        (and, given a pause, waiting that long once the frames before ``pause_at`` are out; given a
+        linger, ending the body that long after the last frame)."""
         headers = {"Content-Type": content_type, "Cache-Control": "no-cache", **self.response_headers()}
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
@@ -443,6 +450,7 @@ class FakeProvider:
                 await asyncio.sleep(0)
         if cut:
             return self._cut(request, response)
+        await asyncio.sleep(linger)
         await response.write_eof()
         return response
 
