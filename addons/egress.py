@@ -122,9 +122,9 @@ def show_destination(flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
     becomes the request's (once the upstream call is made, so the relay's loopback address or the
     front door's placeholder never shows), ``backend:model`` and the route join the comment (after
     any policy's note) and a log line says the same."""
-    if ex.target is None or not ex.attempts:
+    if ex.target is None:
         return
-    if url := ex.attempts[-1].url:
+    if url := ex.attempts[-1].url if ex.attempts else ex.upstream.url if ex.upstream else "":
         flow.request.url = url
     route = "passthrough" if ex.passthrough else f"translated {ex.client_protocol} → {ex.backend_protocol}"
     note = f"{ex.target.instance}:{ex.target.model} · {route}"

@@ -58,8 +58,9 @@ class BackendConfig(BaseModel):
     # round_robin spreads requests over the keys; fill_first uses the first key until it is
     # rate limited (free tiers first).
     key_policy: Literal["round_robin", "fill_first"] = "round_robin"
-    # Also list the models the provider's own models endpoint reports (cached).
-    discover_models: bool = False
+    # Also list the models the provider's own models endpoint reports (cached; a failure is
+    # reported in the listing, which keeps the configured literal names).
+    discover_models: bool = True
 
     @field_validator("type")
     @classmethod

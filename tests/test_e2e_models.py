@@ -105,3 +105,33 @@ def test_reactivating_an_unknown_instance_is_a_404(catalog_proxy):
     response = httpx.post(f"{catalog_proxy.front_url}/v1/diagnostics/backends/nope/reactivate", timeout=10)
     assert response.status_code == 404
     assert "no backend instance 'nope'" in response.json()["error"]["message"]
+
+
+GLOB_ONLY = """
+backends:
+  openai: {{type: openai, base_url: "{openai}", api_keys: ["{key}"], models: ["gpt-*"]}}
+  gone: {{type: openai-compatible, base_url: "http://127.0.0.1:{port}/v1", models: ["local-literal", "l-*"],
+         timeouts: {{connect: 1, first_byte: 1}}{extra}}}
+default_backend: openai
+"""
+
+
+def test_glob_only_backends_list_the_providers_models_by_default(fakes, start_proxy):
+    """The common configuration (globs, no discover_models): a model picker still gets names."""
+    config = GLOB_ONLY.format(openai=f"{fakes.openai.base_url}/v1", key=KEYS[0], port=free_port(), extra="")
+    proxy = start_proxy(config)
+    client = openai.OpenAI(base_url=proxy.front_url + "/v1", api_key="unused", max_retries=0)
+    ids = {m.id for m in client.models.list()}
+    assert {"openai:gpt-fake-1-mini", "gone:local-literal"} <= ids
+    listing = httpx.get(proxy.front_url + "/v1/models", timeout=10).json()
+    assert set(listing["errors"]) == {"gone"}, "the failing discovery is reported, the listing still made"
+
+
+def test_offline_backends_list_their_configured_literal_names(fakes, start_proxy):
+    config = GLOB_ONLY.format(
+        openai=f"{fakes.openai.base_url}/v1", key=KEYS[0], port=free_port(), extra=", discover_models: false"
+    )
+    listing = httpx.get(start_proxy(config).front_url + "/v1/models", timeout=10).json()
+    ids = {m["id"] for m in listing["data"]}
+    assert "gone:local-literal" in ids and not any(i.startswith("gone:l-") for i in ids)
+    assert "gone" not in listing.get("errors", {})

@@ -1206,7 +1206,8 @@ async def test_the_egress_fetches_a_whole_answer_itself_and_the_translation_rend
     await pipe.egress.request(flow)
     ex = exchange.get(flow)
     assert fetched == [ex] and ex.upstream is not None
-    assert flow.comment == "anthropic:claude-sonnet-4-5 → http://127.0.0.1:9/v1/messages"
+    assert flow.comment == "anthropic:claude-sonnet-4-5 · translated openai-chat → anthropic"
+    assert flow.request.url == "http://127.0.0.1:9/v1/messages"  # the provider's URL
     pipe.translate.responseheaders(flow)
     pipe.translate.response(flow)
     assert json.loads(flow.response.content)["choices"][0]["message"]["content"] == "Hello"
