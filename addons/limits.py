@@ -66,7 +66,7 @@ class KeyLimits:
 
     def __init__(self, settings: Settings, counters: Counters | None = None) -> None:
         self.settings = settings
-        self.offset = 0.0
+        self.offset = 0
         self.counters = counters or Counters(lambda: time.time() + self.offset)
         self._loaded: Path | None = None
 
@@ -75,8 +75,8 @@ class KeyLimits:
     def load(self, loader) -> None:
         loader.add_option(
             CLOCK_OFFSET,
-            float,
-            0.0,
+            int,
+            0,
             "Seconds added to the clock of the proxy keys' usage limits (a test aid: moves the "
             "rolling minutes and the UTC days and months without waiting). Default 0.",
         )
@@ -131,6 +131,9 @@ class KeyLimits:
         error = self._rights(ex) or self._limit(ex.key)
         if error is not None:
             flow.response = error_response(ex.client_protocol, ex.fail(error))
+            # No backend was called: without a target the answer stages leave this reply as it is
+            # (they would read it as a provider's error) and no usage row counts it.
+            ex.target, ex.candidates = None, []
 
     def _rights(self, ex: exchange.Exchange) -> ProxyError | None:
         assert ex.key is not None and ex.target is not None
