@@ -34,6 +34,7 @@ from policies.base import Context, Reactor
 from policies.config import PoliciesConfig
 from policies.dangerous_commands import DangerousCommands
 from policies.gate import Decision, ToolCallGate
+from policies.guards import ReasoningFloor
 from policies.loops import LoopStage
 from policies.rewrite import Rewriter, RewriteStage
 from policies.sandbox import Sandbox
@@ -46,6 +47,10 @@ from translators.errors import ProxyError
 logger = logging.getLogger(__name__)
 
 RECENT = 50  # decisions kept for /v1/diagnostics
+# Where each protocol's client puts its output limit (Gemini inside generationConfig).
+LIMIT_KEYS = frozenset(
+    {"max_tokens", "max_completion_tokens", "max_output_tokens", "generationConfig", "generation_config"}
+)
 
 
 def _function_names(tools: list) -> list[str]:
@@ -139,6 +144,7 @@ class Policies:
 
     def _apply(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
         suite = self.suite
+        self._reasoning_floor(flow, ex)
         if suite.rewriter.active_for_requests:
             ex.rewrite(suite.rewriter.rewrite_request(ex.canonical()))
         offered = offered_tools(ex)
@@ -161,6 +167,22 @@ class Policies:
         if loops.enabled and not (session and session.settings.get("loop-detection") == "off"):
             flow_ref = weakref.ref(flow)
             ex.event_stages.append(LoopStage(loops, lambda d: self.record(flow_ref(), d)))  # last: it ends
+
+    def _reasoning_floor(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
+        """Raise a too small ``max_tokens`` for models listed in ``reasoning_floor``; the request is
+        parsed only when the routed model matches a glob and the client sent a limit at all."""
+        assert ex.target is not None
+        guard = ReasoningFloor(self.settings.config.reasoning_floor)
+        floor = guard.floor(ex.target.instance, ex.target.model) if guard.floors else None
+        if floor is None or not isinstance(ex.body, dict) or not (ex.body.keys() & LIMIT_KEYS):
+            return
+        raised = guard.apply(ex.canonical(), floor)
+        if raised is not None:
+            sent = ex.canonical().max_tokens
+            ex.rewrite(raised)
+            self.record(
+                flow, Decision(guard.name, "raise", "", ex.target.model, f"max_tokens {sent} → {floor}")
+            )
 
     def _context(
         self, flow: http.HTTPFlow, ex: exchange.Exchange, offered: tuple[str, ...], cwd: bool

@@ -1,0 +1,56 @@
+"""End to end: the reasoning token floor through a real `mitmdump -s addons/llm.py`, with the
+official SDKs: a request to a model the floor lists, with a smaller ``max_tokens``, reaches the
+provider with the floor; other models and larger limits reach it as sent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anthropic
+import openai
+import pytest
+from support.builders import CLIENT_KEY
+from support.fakes import Fakes
+from support.proxy import Proxy
+
+FLOOR = 'reasoning_floor: {"o*": 1024, "anthropic:claude-opus*": 2048}\n'
+
+
+@pytest.fixture(scope="module")
+def proxy(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    running = Proxy(tmp_path_factory.mktemp("guards"), fakes.llm_yaml() + FLOOR).start()
+    yield running
+    running.stop()
+
+
+def limit(fakes: Fakes, backend: str) -> int:
+    body = [r for r in getattr(fakes, backend).requests if r.method == "POST"][-1].body
+    return body.get("max_completion_tokens") or body.get("max_tokens")
+
+
+def chat(proxy: Proxy, model: str, max_tokens: int) -> str:
+    client = openai.OpenAI(base_url=proxy.front_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    messages = [{"role": "user", "content": "Hi"}]
+    reply = client.chat.completions.create(model=model, messages=messages, max_completion_tokens=max_tokens)
+    return reply.choices[0].message.content or ""
+
+
+def test_a_limit_below_the_floor_reaches_the_provider_raised(proxy, fakes):
+    assert chat(proxy, "openai:o3-mini", 100)
+    assert limit(fakes, "openai") == 1024
+
+
+def test_a_limit_above_the_floor_and_other_models_are_left_alone(proxy, fakes):
+    chat(proxy, "openai:o3-mini", 5000)
+    assert limit(fakes, "openai") == 5000
+    chat(proxy, "openai:gpt-4o", 100)
+    assert limit(fakes, "openai") == 100
+
+
+def test_the_floor_applies_on_a_translated_route_and_in_every_protocol(proxy, fakes):
+    chat(proxy, "anthropic:claude-opus-4-5", 300)
+    assert limit(fakes, "anthropic") == 2048
+    client = anthropic.Anthropic(base_url=proxy.front_url + "/anthropic", api_key=CLIENT_KEY, max_retries=0)
+    messages = [{"role": "user", "content": "Hi"}]
+    client.messages.create(model="anthropic:claude-opus-4-5", max_tokens=50, messages=messages)
+    assert limit(fakes, "anthropic") == 2048
