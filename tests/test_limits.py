@@ -271,6 +271,8 @@ def test_the_limit_reached_is_a_429_with_retry_after_and_frees_when_the_clock_mo
     body = error_of(flow)
     assert body["llm_error"]["code"] == "limit_reached"
     assert "requests_per_minute: 2" in body["error"]["message"]
+    ex = exchange.get(flow)
+    assert ex is not None and ex.target is None, "a refused call keeps no target for the answer stages"
     clock.now += 50
     assert chain.send("alice-proxy-key-1", chat("gpt-4o")).response is None
 
