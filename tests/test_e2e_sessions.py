@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import anthropic
+import httpx
 import openai
 import pytest
 from support.agents import AGENT_TIMEOUT, FENCE, Task, run_agent
@@ -133,3 +134,23 @@ def test_claude_code_is_switched_to_another_backend_by_a_command_in_its_prompt(p
     assert [r for r in fakes.anthropic.requests if r.method == "POST" and "count" not in r.path] == []
     for request in served + fakes.anthropic.requests:
         assert b"!/model" not in request.raw and MARK.encode() not in request.raw
+
+
+def test_with_proxy_keys_sessions_are_scoped_by_the_key_name(fakes, start_proxy):
+    keys = {"alice": "alice-sessions-proxy-key-1", "bob": "bob-sessions-proxy-key-22"}
+    admin = "ops-sessions-proxy-key-333"
+    access = "access:\n  mode: multi-user\n  keys:\n" + "".join(
+        f'    - {{name: {name}, key: "{key}"}}\n' for name, key in keys.items()
+    )
+    guarded = start_proxy(fakes.llm_yaml() + access + f'    - {{name: ops, key: "{admin}", admin: true}}\n')
+    seen = {}
+    for name, key in keys.items():
+        client = openai.OpenAI(base_url=guarded.front_url + "/v1", api_key=key, max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model=f"openai:{MODEL}", messages=[{"role": "user", "content": "!/status"}]
+        )
+        seen[name] = raw.headers[SESSION_HEADER]
+    assert seen["alice"] != seen["bob"] and posts(fakes) == []
+    report = httpx.get(guarded.front_url + "/v1/diagnostics", headers={"authorization": f"Bearer {admin}"})
+    clients = {s["id"]: s["client"] for s in report.json()["sessions"]["sessions"]}
+    assert clients == {seen["alice"]: "key:alice", seen["bob"]: "key:bob"}
