@@ -41,7 +41,7 @@ from policies.sandbox import Sandbox
 from policies.tools import ToolAccess
 from policies.workdir import working_directory
 from translators import wire
-from translators.canonical import Text
+from translators.canonical import ChatResponse, Text, ToolCall
 from translators.errors import ProxyError
 
 logger = logging.getLogger(__name__)
@@ -108,6 +108,13 @@ STEERING = (
     "[llm-proxy] Your previous answer called the {tool} tool, which the proxy blocked ({rule}): {reason}. "
     "Do not call it again. Choose a safe alternative, "
     "or tell the user to run it themselves if it is intended."
+)
+
+
+EMPTY_BODY = 8 * 1024  # bytes: no empty answer's body is larger (ids, usage, an empty block)
+EMPTY_NOTE = (
+    "[llm-proxy] Your previous answer was empty: no text and no tool call. "
+    "Answer the user now, or call a tool if one is needed."
 )
 
 
@@ -197,8 +204,9 @@ class Policies:
         )
 
     async def response(self, flow: http.HTTPFlow) -> None:
-        """A whole answer with a blocked call, before the client saw anything of it: ask the
-        model again (``policies.retries`` times) with a note saying what was blocked and why."""
+        """A whole answer, before the client saw anything of it, that is empty or has a blocked
+        call: ask the model again (``empty_answer.retries``, ``policies.retries`` times) with a
+        note saying what was wrong."""
         ex = exchange.get(flow)
         if (
             ex is None
@@ -208,6 +216,7 @@ class Policies:
             or flow.response is None
         ):
             return
+        await self._retry_empty(flow, ex)
         gates = [stage for stage in ex.event_stages if isinstance(stage, ToolCallGate)]
         for _ in range(self.suite.config.retries if gates else 0):
             blocked = self._blocked(flow, ex, gates[0])
@@ -217,22 +226,53 @@ class Policies:
             note = STEERING.format(
                 tool=blocked.tool, rule=f"{blocked.policy}: {blocked.rule}", reason=blocked.reason
             )
-            request = ex.canonical()
-            ex.rewrite(request.model_copy(update={"system": [*request.system, Text(text=note)]}))
-            try:
-                ex.upstream = prepare(ex, ex.candidates[0])
-            except ProxyError:
+            if not await self._ask_again(flow, ex, note):
                 return
-            flow.response = await self.fetch(ex)
 
-    def _blocked(self, flow: http.HTTPFlow, ex: exchange.Exchange, gate: ToolCallGate) -> Decision | None:
-        """The first call a fresh copy of ``gate`` would block in the provider's whole answer."""
+    async def _retry_empty(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
+        """A whole answer with no text and no tool call is asked again (``empty_answer.retries``
+        times) with a note; nothing of it reached the client yet."""
+        for _ in range(self.settings.config.empty_answer.retries):
+            if flow.response is None or len(flow.response.raw_content or b"") > EMPTY_BODY:
+                return  # an empty answer's body is small: larger ones are never parsed for this
+            answer = self._answer(flow, ex)
+            if answer is None or any(
+                isinstance(part, ToolCall) or (isinstance(part, Text) and part.text.strip())
+                for part in answer.content
+            ):
+                return
+            self.record(
+                flow, Decision("empty_answer", "retry", "", "empty answer", f"stop {answer.stop_reason}")
+            )
+            if not await self._ask_again(flow, ex, EMPTY_NOTE):
+                return
+
+    async def _ask_again(self, flow: http.HTTPFlow, ex: exchange.Exchange, note: str) -> bool:
+        """The request again with ``note`` as a private system instruction; the new whole answer
+        replaces the flow's response."""
+        request = ex.canonical()
+        ex.rewrite(request.model_copy(update={"system": [*request.system, Text(text=note)]}))
+        try:
+            ex.upstream = prepare(ex, ex.candidates[0])
+        except ProxyError:
+            return False
+        flow.response = await self.fetch(ex)
+        return True
+
+    def _answer(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> ChatResponse | None:
+        """The provider's whole answer, parsed, unless it is an error or unreadable."""
         response = flow.response
         if response is None or response.status_code >= 400 or ERROR_HEADER in response.headers:
             return None
         try:
-            answer = translators.get(ex.backend_protocol).parse_response(wire.loads(response.content or b""))
+            return translators.get(ex.backend_protocol).parse_response(wire.loads(response.content or b""))
         except (ValueError, ProxyError):
+            return None
+
+    def _blocked(self, flow: http.HTTPFlow, ex: exchange.Exchange, gate: ToolCallGate) -> Decision | None:
+        """The first call a fresh copy of ``gate`` would block in the provider's whole answer."""
+        answer = self._answer(flow, ex)
+        if answer is None:
             return None
         found: list[Decision] = []
         trial = ToolCallGate(gate.reactors, gate.context, found.append)

@@ -1,6 +1,8 @@
-"""End to end: the reasoning token floor through a real `mitmdump -s addons/llm.py`, with the
-official SDKs: a request to a model the floor lists, with a smaller ``max_tokens``, reaches the
-provider with the floor; other models and larger limits reach it as sent."""
+"""End to end: the small guards through a real `mitmdump -s addons/llm.py`, with the official
+SDKs. The reasoning token floor: a request to a model the floor lists, with a smaller
+``max_tokens``, reaches the provider with the floor; other models and larger limits as sent. The
+empty-answer retry: an empty whole answer is asked again with a note (the scripted fake answers
+its ``steered`` text to a request carrying one), in every protocol, same and translated."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import anthropic
 import openai
 import pytest
 from support.builders import CLIENT_KEY
-from support.fakes import Fakes
+from support.fakes import Fakes, scripted_model
 from support.proxy import Proxy
+from test_e2e_policies import PROTOCOLS, ROUTES, Ask, ask
 
 FLOOR = 'reasoning_floor: {"o*": 1024, "anthropic:claude-opus*": 2048}\n'
 
@@ -54,3 +57,36 @@ def test_the_floor_applies_on_a_translated_route_and_in_every_protocol(proxy, fa
     messages = [{"role": "user", "content": "Hi"}]
     client.messages.create(model="anthropic:claude-opus-4-5", max_tokens=50, messages=messages)
     assert limit(fakes, "anthropic") == 2048
+
+
+EMPTY_NOTE = "[llm-proxy] Your previous answer was empty"
+
+
+def generations(fakes: Fakes, backend: str) -> list:
+    return [r for r in getattr(fakes, backend).requests if r.method == "POST"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_an_empty_whole_answer_is_asked_again_with_a_note(proxy, fakes, protocol, route):
+    backend = ROUTES[route][protocol]
+    before = len(generations(fakes, backend))
+    model = scripted_model("", steered="Here is the answer after all.")
+    reply = ask(proxy, protocol, Ask(f"{backend}:{model}", False, tools=()))
+    assert reply.text == "Here is the answer after all."
+    sent = generations(fakes, backend)[before:]
+    assert len(sent) == 2
+    assert EMPTY_NOTE not in sent[0].raw.decode() and EMPTY_NOTE in sent[1].raw.decode()
+
+
+def test_an_answer_that_stays_empty_is_retried_once_and_then_passed_on(proxy, fakes):
+    before = len(generations(fakes, "openai"))
+    reply = ask(proxy, "openai-chat", Ask(f"openai:{scripted_model('')}", False, tools=()))
+    assert reply.text == "" and reply.stop == "stop"
+    assert len(generations(fakes, "openai")) - before == 2
+
+
+def test_an_answer_with_text_is_not_retried(proxy, fakes):
+    before = len(generations(fakes, "anthropic"))
+    reply = ask(proxy, "anthropic", Ask(f"anthropic:{scripted_model('Fine.')}", False, tools=()))
+    assert reply.text == "Fine." and len(generations(fakes, "anthropic")) - before == 1

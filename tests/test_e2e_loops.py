@@ -5,7 +5,8 @@ said hundreds of times, streamed as a model generates). In every client protocol
 same-protocol route (the fast path, whose bytes pass untouched until the cut) and on a translated
 one, streamed and whole, the client gets the answer's start, the ``[llm-proxy] loop detected``
 note and a normal end, well before the loop's end; a streamed answer's provider connection is
-closed by the proxy. The clients are the policy tests' (``test_e2e_policies``).
+closed by the proxy. The clients are the policy tests' (``test_e2e_policies``). Last, Claude Code
+through the HTTPS proxy, whose model loops, ends its turn with the note.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from support.agents import FENCE, Task, agents_config, run_agent
 from support.fakes import Fakes, scripted_model
 from support.proxy import Proxy
 from test_e2e_policies import NORMAL_END, PROTOCOLS, ROUTES, Ask, ask
@@ -74,3 +76,23 @@ def test_ordinary_repetition_passes_whole(proxy, fakes, protocol):
     backend = ROUTES["same"][protocol]
     reply = ask(proxy, protocol, Ask(f"{backend}:{scripted_model(text)}", True, tools=()))
     assert reply.text == text
+
+
+def test_claude_code_whose_model_loops_is_stopped_with_the_note_in_its_output(
+    fakes: Fakes, tmp_path_factory: pytest.TempPathFactory
+):
+    """A real agent through the HTTPS proxy: its provider streams a loop, the proxy cuts it, and
+    Claude Code ends its turn normally with the note as the last of its answer."""
+    confdir = tmp_path_factory.mktemp("loops-agent")
+    agent_proxy = Proxy(confdir, agents_config(fakes, None), ["--set", f"block_list={FENCE}"]).start()
+    try:
+        model = f"anthropic:{scripted_model(UNIT, repeat=REPEATS)}"
+        home = tmp_path_factory.mktemp("claude-loop") / "home"
+        task = Task(model=model, prompt="Check the configuration.")
+        before = fakes.anthropic.hung_up
+        run = run_agent("claude", "anthropic", "https-proxy", lambda _: agent_proxy, fakes, home, task)
+    finally:
+        agent_proxy.stop()
+    assert NOTE in run.answer, run.output
+    assert run.answer.index(NOTE) < BOUND
+    assert wait_for(lambda: fakes.anthropic.hung_up > before), "the provider's connection was not closed"
