@@ -81,6 +81,12 @@ def test_additional_tools_item_declares_tools_and_leaves_no_message():
     assert [m.role for m in request.messages] == ["user"]
 
 
+def test_a_tool_declared_again_in_additional_tools_is_sent_once():
+    item = {"type": "additional_tools", "role": "developer", "tools": [SHELL]}
+    request = parse(tools=[SHELL], input=[item, {"role": "user", "content": "go"}])
+    assert [t.name for t in request.tools] == ["shell"]
+
+
 @pytest.mark.parametrize("kind", sorted(openai_responses.HOSTED_TOOLS))
 def test_hosted_tools_are_removed_with_a_warning_not_refused(kind):
     request = parse(tools=[SHELL, {"type": kind}])

@@ -284,6 +284,12 @@ class _Tools:
     tools: list[Tool] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    def add(self, tools: list[Tool]) -> None:
+        """A tool declared again (in ``tools`` and an ``additional_tools`` item) is sent once:
+        providers refuse duplicate names."""
+        known = {tool.name for tool in self.tools}
+        self.tools += [tool for tool in tools if tool.name not in known]
+
 
 ItemParser = Callable[[dict[str, Any], str, _Tools], tuple[str, list[Part]]]
 
@@ -322,7 +328,7 @@ def _custom_call_item(item: dict[str, Any], where: str, tools: _Tools) -> tuple[
 
 def _additional_tools_item(item: dict[str, Any], where: str, tools: _Tools) -> tuple[str, list[Part]]:
     for at, tool in objects(item, "tools", where):
-        tools.tools += _declare(tool, at, None, tools)
+        tools.add(_declare(tool, at, None, tools))
     return "developer", []
 
 
@@ -430,7 +436,7 @@ def _declare(tool: dict[str, Any], where: str, namespace: str | None, tools: _To
 
 def _tools(body: dict[str, Any], tools: _Tools) -> None:
     for where, value in objects(body, "tools", ""):
-        tools.tools += _declare(value, where, None, tools)
+        tools.add(_declare(value, where, None, tools))
 
 
 def _choice(body: dict[str, Any], tools: _Tools) -> ToolChoice | None:
