@@ -903,6 +903,9 @@ GEMINI_RPC_STATUSES: list[tuple[str, int, str]] = [
     ("upstream_unreachable", 502, "UNAVAILABLE"),
     ("overloaded", 503, "UNAVAILABLE"),
     ("timeout", 504, "DEADLINE_EXCEEDED"),
+    ("unauthenticated", 401, "UNAUTHENTICATED"),
+    ("forbidden", 403, "PERMISSION_DENIED"),
+    ("limit_reached", 429, "RESOURCE_EXHAUSTED"),
 ]
 
 
