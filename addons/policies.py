@@ -26,6 +26,7 @@ from mitmproxy import http
 import translators
 from addons import exchange
 from addons.egress import ERROR_HEADER
+from addons.replies import proxy_answer
 from addons.settings import Settings
 from addons.stages import answer_events
 from addons.upstream import prepare
@@ -38,6 +39,7 @@ from policies.guards import ReasoningFloor
 from policies.loops import LoopStage
 from policies.rewrite import Rewriter, RewriteStage
 from policies.sandbox import Sandbox
+from policies.tool_loop import ToolLoopGuard
 from policies.tools import ToolAccess
 from policies.workdir import working_directory
 from translators import wire
@@ -111,6 +113,13 @@ STEERING = (
 )
 
 
+# How a tool result shows in each protocol's raw body (counted before anything is parsed).
+RESULT_MARKS: dict[str, tuple[bytes, ...]] = {
+    "openai-chat": (b'"tool"',),
+    "openai-responses": (b'"function_call_output"', b'"custom_tool_call_output"'),
+    "anthropic": (b'"tool_result"',),
+    "gemini": (b'"functionResponse"', b'"function_response"'),
+}
 EMPTY_BODY = 8 * 1024  # bytes: no empty answer's body is larger (ids, usage, an empty block)
 EMPTY_NOTE = (
     "[llm-proxy] Your previous answer was empty: no text and no tool call. "
@@ -152,6 +161,8 @@ class Policies:
     def _apply(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
         suite = self.suite
         self._reasoning_floor(flow, ex)
+        if self._tool_loop(flow, ex):
+            return
         if suite.rewriter.active_for_requests:
             ex.rewrite(suite.rewriter.rewrite_request(ex.canonical()))
         offered = offered_tools(ex)
@@ -174,6 +185,31 @@ class Policies:
         if loops.enabled and not (session and session.settings.get("loop-detection") == "off"):
             flow_ref = weakref.ref(flow)
             ex.event_stages.append(LoopStage(loops, lambda d: self.record(flow_ref(), d)))  # last: it ends
+
+    def _tool_loop(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> bool:
+        """Steer or stop a session's tool loop; True when the proxy answered itself. Only a
+        request of a session that offers tools and carries at least ``max_repeats`` tool results
+        (counted in the raw body, no parse) is parsed for it."""
+        session, guard = ex.session, ToolLoopGuard(self.settings.config.tool_loop)
+        if session is None or not offered_tools(ex):
+            return False
+        marks = sum(ex.client_content.count(m) for m in RESULT_MARKS[ex.client_protocol])
+        state = session.state.setdefault(guard.name, {})
+        if marks < guard.max_repeats:
+            state.clear()
+            return False
+        verdict = guard.judge(ex.canonical(), state)
+        if verdict is None:
+            return False
+        action, repeat = verdict
+        detail = f"{repeat.count}× same call and result"
+        self.record(flow, Decision(guard.name, action, repeat.tool, detail, repeat.arguments[:80]))
+        if action == "stop":
+            flow.response = proxy_answer(ex, guard.answer(repeat))
+            return True
+        request = ex.canonical()
+        ex.rewrite(request.model_copy(update={"system": [*request.system, Text(text=guard.note(repeat))]}))
+        return False
 
     def _reasoning_floor(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
         """Raise a too small ``max_tokens`` for models listed in ``reasoning_floor``; the request is

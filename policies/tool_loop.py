@@ -1,0 +1,113 @@
+"""The tool-loop guard: stops an agent calling the same tool with the same result over and over
+(README "Loop protection").
+
+An agent stuck in a tool loop never repeats text, so loop detection cannot see it: each turn is
+one call, the client runs it, sends the result back, and the model calls it again. The requests
+carry the evidence: since the last real user message (one with text, not only tool results),
+each tool call with its result. A call is fingerprinted by its name and its arguments normalised
+(parsed JSON, keys sorted; the raw text when it is not JSON) together with its result's text.
+
+- When one fingerprint has come back ``max_repeats`` times, the request gets a short steering note
+  (``STEER``) as a private system instruction, and the session remembers how often it had come.
+- When the next request shows the same call with the same result once more (the model ignored the
+  note), the proxy answers itself with ``[llm-proxy] stopped a tool loop: …`` and a normal stop
+  reason, so the agent ends its turn and the user sees why; no provider is called.
+
+A new user message starts the count from zero (the window begins after it). The memory is the
+session's (``Session.state["tool_loop"]``); a request without a session is never judged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from policies.session_config import ToolLoopConfig
+from translators.canonical import ChatRequest, Message, Text, ToolCall, ToolResult
+
+STEER = (
+    "[llm-proxy] You have called {tool} with the same arguments {count} times and got the same "
+    "result each time. Repeating it will not change the result: change your approach, or stop and "
+    "ask the user."
+)
+STOPPED = (
+    "[llm-proxy] stopped a tool loop: {tool} was called {count} times with the same arguments "
+    "({arguments}) and returned the same result each time."
+)
+SHOWN = 80  # characters of the arguments quoted to the user
+
+Action = Literal["steer", "stop"]  # steer: add the note and go on; stop: the proxy answers itself
+
+
+@dataclass(frozen=True)
+class Repeat:
+    tool: str
+    arguments: str  # normalised
+    count: int
+    fingerprint: str
+
+
+def normalised(arguments: str) -> str:
+    try:
+        value: Any = json.loads(arguments or "{}")
+    except ValueError:
+        return arguments.strip()
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def since_last_user_text(messages: list[Message]) -> list[Message]:
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if message.role == "user" and any(isinstance(p, Text) and p.text.strip() for p in message.content):
+            return messages[i + 1 :]
+    return messages
+
+
+def most_repeated(request: ChatRequest) -> Repeat | None:
+    """The call and result that came back most often since the last user message."""
+    calls: dict[str, tuple[str, str]] = {}
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for message in since_last_user_text(request.messages):
+        for part in message.content:
+            if isinstance(part, ToolCall):
+                calls[part.id] = (part.name, normalised(part.arguments))
+            elif isinstance(part, ToolResult) and part.tool_call_id in calls:
+                result = "".join(p.text for p in part.content if isinstance(p, Text))
+                counts[(*calls[part.tool_call_id], f"{part.is_error}:{result}")] += 1
+    if not counts:
+        return None
+    (tool, arguments, result), count = counts.most_common(1)[0]
+    return Repeat(tool, arguments, count, f"{tool}\0{arguments}\0{hash(result)}")
+
+
+class ToolLoopGuard:
+    """Judges a request of a session by the tool calls and results it carries (see the module)."""
+
+    name = "tool_loop"
+
+    def __init__(self, config: ToolLoopConfig) -> None:
+        self.max_repeats = config.max_repeats
+
+    def judge(self, request: ChatRequest, state: dict[str, Any]) -> tuple[Action, Repeat] | None:
+        """``state`` is the session's memory of this guard, updated here."""
+        repeat = most_repeated(request)
+        if repeat is None or repeat.count < self.max_repeats:
+            state.clear()
+            return None
+        steered = state.get("fingerprint") == repeat.fingerprint
+        if steered and repeat.count > state.get("count", 0):
+            state.clear()
+            return "stop", repeat
+        state.update(fingerprint=repeat.fingerprint, count=repeat.count)
+        return "steer", repeat
+
+    @staticmethod
+    def note(repeat: Repeat) -> str:
+        return STEER.format(tool=repeat.tool, count=repeat.count)
+
+    @staticmethod
+    def answer(repeat: Repeat) -> str:
+        shown = repeat.arguments if len(repeat.arguments) <= SHOWN else repeat.arguments[:SHOWN] + "…"
+        return STOPPED.format(tool=repeat.tool, count=repeat.count, arguments=shown)
