@@ -53,6 +53,7 @@ from addons.usage import UsageEndpoint, UsageLog
 from addons.verifier import Verifier
 from addons.views import KeepStreams, StreamTee
 from policies.gate import BLOCKED, ToolCallGate
+from policies.loops import LoopStage
 from translators import wire
 
 LLM_PY = Path(__file__).resolve().parents[1] / "addons" / "llm.py"
@@ -398,7 +399,7 @@ async def test_in_entry_order_a_stream_request_is_checked_then_rendered_then_red
     assert [t["name"] for t in json.loads(flow.request.content)["tools"]] == ["Bash"], (
         "the tool rule for anthropic:* (routing before policies) removed WebFetch before the egress rendered"
     )
-    assert [type(s) for s in ex.event_stages] == [ToolCallGate]
+    assert [type(s) for s in ex.event_stages] == [ToolCallGate, LoopStage]  # loop detection is on by default
     assert ex.event_stages[0].context.model == "anthropic:claude-sonnet-4-5"
 
 
