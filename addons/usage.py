@@ -295,11 +295,14 @@ def report(
     model, then summed into the groups."""
     groups: dict[tuple[str, ...], Totals] = {}
     everything = Totals()
+    unpriced: set[str] = set()  # backend:model without a price: their cost counts as 0
     for day, backend, model, who, *counts in conn.execute(
         REPORT, {"since": since, "until": until, "client": client}
     ):
         totals = Totals(*counts[:7], 0.0, *counts[7:])  # REPORT's columns in Totals' order, cost aside
-        totals.cost_usd = cost_usd(price(costs, backend, model), totals)
+        if (cost := price(costs, backend, model)) is None:
+            unpriced.add(f"{backend}:{model}")
+        totals.cost_usd = cost_usd(cost, totals)
         keys = {"day": day, "backend": backend, "model": model, "client": who}
         groups.setdefault(tuple(keys[g] for g in group_by), Totals()).add(totals)
         everything.add(totals)
@@ -310,6 +313,7 @@ def report(
         "group_by": list(group_by),
         "rows": rows,
         "totals": everything.as_dict(),
+        "unpriced": sorted(unpriced),
     }
 
 

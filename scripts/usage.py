@@ -63,6 +63,14 @@ def prices_and_database(config_path: str | None) -> Config:
         raise UsageError(f"{path}: {e}") from None
 
 
+def config_place(config_path: str | None, config: Config) -> str:
+    """Where the prices were looked for, for the note on unknown costs."""
+    path = Path(config_path or DEFAULT_CONFIG)
+    if not path.is_file():
+        return f"{path.resolve()} (not found; pass --config FILE)"
+    return str(path) + ("" if config.costs else " (it has no `costs:` table)")
+
+
 def from_database(
     path: Path, config: Config, query: tuple[str | None, str | None, list[str]]
 ) -> dict[str, Any]:
@@ -115,25 +123,62 @@ def cell(key: str, value: Any) -> str:
     return str(value)
 
 
-def plot(per_day: dict[str, Any], path: Path) -> None:
-    """Input and output tokens per day above, cost per day below, on a date axis (idle days show as gaps)."""
+def cost_note(result: dict[str, Any], where: str) -> str | None:
+    """Says when costs are unknown: their models count as 0 in ``cost US$``."""
+    unpriced = result.get("unpriced") or []
+    if not unpriced:
+        return None
+    return f"cost unknown (counted as 0) for {', '.join(unpriced)}: no `costs:` entry in {where}"
+
+
+def day_range(rows: list[dict[str, Any]]) -> list[date]:
+    """Every day from the first to the last with data: idle days show as gaps."""
+    days = sorted({date.fromisoformat(row["day"]) for row in rows})
+    if not days:
+        return []
+    return [date.fromordinal(n) for n in range(days[0].toordinal(), days[-1].toordinal() + 1)]
+
+
+def plot(result: dict[str, Any], path: Path, note: str | None) -> None:
+    """Input (solid) and output (hatched) tokens per day side by side above, cost per day below,
+    each stacked by the groups other than ``day``; one bar group per day, labelled once."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
-    from matplotlib import dates, pyplot
+    from matplotlib import pyplot
 
-    rows = per_day["rows"]
-    days = dates.date2num([date.fromisoformat(row["day"]) for row in rows])
+    groups = [g for g in result["group_by"] if g != "day"]
+    rows, days = result["rows"], day_range(result["rows"])
+    position = {day.isoformat(): i for i, day in enumerate(days)}
+    series = sorted({" · ".join(str(row[g]) for g in groups) or "all" for row in rows})
+    values = {(name, field): [0.0] * len(days) for name in series for field in COLUMNS}
+    for row in rows:
+        name = " · ".join(str(row[g]) for g in groups) or "all"
+        for field in ("input_tokens", "output_tokens", "cost_usd"):
+            values[(name, field)][position[row["day"]]] += row[field] or 0
     figure, (tokens, cost) = pyplot.subplots(2, 1, sharex=True, figsize=(8, 6))
-    tokens.bar(days - 0.2, [r["input_tokens"] for r in rows], width=0.4, label="input")
-    tokens.bar(days + 0.2, [r["output_tokens"] for r in rows], width=0.4, label="output")
-    tokens.set_ylabel("tokens")
-    tokens.legend()
-    tokens.set_title("LLM usage per day (UTC)")
-    cost.bar(days, [r["cost_usd"] for r in rows], width=0.6, color="tab:green")
+    x = list(range(len(days)))
+    bottoms = {field: [0.0] * len(days) for field in ("input_tokens", "output_tokens", "cost_usd")}
+    colours = pyplot.get_cmap("tab10")
+    for n, name in enumerate(series):
+        colour = colours(n % 10)
+        for field, offset, hatch in (("input_tokens", -0.2, None), ("output_tokens", 0.2, "//")):
+            heights, bottom = values[(name, field)], bottoms[field]
+            tokens.bar([i + offset for i in x], heights, 0.4, bottom=bottom, color=colour, hatch=hatch)
+            bottoms[field] = [b + h for b, h in zip(bottom, heights)]
+        heights = values[(name, "cost_usd")]
+        cost.bar(x, heights, 0.6, bottom=bottoms["cost_usd"], color=colour, label=name)
+        bottoms["cost_usd"] = [b + h for b, h in zip(bottoms["cost_usd"], heights)]
+    tokens.set_ylabel("tokens (input | output, hatched)")
+    tokens.set_title("LLM usage per day (UTC)" + (f" by {', '.join(groups)}" if groups else ""))
     cost.set_ylabel("cost (US$)")
-    cost.xaxis_date()
-    cost.xaxis.set_major_formatter(dates.DateFormatter("%Y-%m-%d"))
+    if note:
+        cost.set_title("cost unknown for some models (no costs: entry)", fontsize=9)
+    if len(series) > 1 or groups:
+        cost.legend(fontsize=8)
+    step = max(1, len(days) // 12)  # at most about a dozen date labels
+    cost.set_xticks(x[::step], [day.isoformat() for day in days][::step])
+    cost.set_xlim(-0.6, len(days) - 0.4)
     figure.autofmt_xdate()
     figure.tight_layout()
     figure.savefig(path, format="png")
@@ -161,16 +206,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = arguments(argv)
     try:
         query = parse_query(args.since, args.until, args.group_by)
-        per_day = (query[0], query[1], ["day"])
+        per_day = (query[0], query[1], ["day", *(g for g in query[2] if g != "day")])
         if args.url:
-            fetch = partial(from_proxy, args.url)
+            fetch, where = partial(from_proxy, args.url), f"the configuration of {args.url}"
         else:
             config = prices_and_database(args.config)
             path = Path(args.db).expanduser() if args.db else database_path(config.database, DEFAULT_CONFDIR)
-            fetch = partial(from_database, path, config)
-        print(table(fetch(query)))
+            fetch, where = partial(from_database, path, config), config_place(args.config, config)
+        result = fetch(query)
+        print(table(result))
+        if note := cost_note(result, where):
+            print(f"note: {note}", file=sys.stderr)
         if args.plot:
-            plot(fetch(per_day), args.plot)
+            plot(fetch(per_day), args.plot, note)
             print(f"plot written to {args.plot}")
     except (ValueError, UsageError) as e:
         print(f"usage.py: {e}", file=sys.stderr)
