@@ -757,15 +757,15 @@ def test_selector_parameters_take_a_same_protocol_request_off_the_fast_path(pipe
 
 
 def test_a_request_the_target_cannot_express_is_refused_before_any_attempt(pipe):
-    """A Responses-only hosted tool cannot be said to Anthropic: the egress's prepare step refuses
-    it in the client's protocol, and no upstream is committed."""
-    body = {**responses("anthropic:claude-sonnet-4-5"), "tools": [{"type": "web_search"}]}
+    """A tool kind the canonical model does not know cannot be said to Anthropic: the egress's
+    prepare step refuses it in the client's protocol, and no upstream is committed."""
+    body = {**responses("anthropic:claude-sonnet-4-5"), "tools": [{"type": "no_such_tool_kind"}]}
     flow = front_door(RESPONSES, body)
     ex = pipe.send(flow)
     assert ex is not None and ex.upstream is None and ex.target is None and ex.attempts == []
     assert flow.response.status_code == 400
     assert canonical_detail(flow.response)[0] == "invalid_request"
-    assert "web_search" in native_error("openai-responses", flow.response)[1]
+    assert "no_such_tool_kind" in native_error("openai-responses", flow.response)[1]
 
 
 # -- policies: event stages only where a watched tool is offered -----------------------------------
@@ -858,11 +858,11 @@ def test_a_same_protocol_request_losing_a_tool_leaves_the_fast_path(pipe):
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_same_protocol_request_the_canonical_model_cannot_carry_passes_unchecked(pipe, stream):
     """README (Policies): "a same-protocol request the canonical model cannot carry passes
-    unchecked, with a warning in the log". Codex on an OpenAI backend is such a request: a hosted
-    ``web_search`` tool beside its ``shell`` tool. No stage may be attached: TranslateResponses
+    unchecked, with a warning in the log": here a tool kind the canonical model does not know
+    beside a ``shell`` tool. No stage may be attached: TranslateResponses
     would need the canonical request to re-encode the answer, and cannot have it."""
     body = {**responses("openai:gpt-5", tools=["shell"]), "stream": stream}
-    body["tools"].append({"type": "web_search"})
+    body["tools"].append({"type": "no_such_tool_kind"})
     flow = front_door(RESPONSES, body)
     ex = pipe.send(flow)
     assert ex is not None and ex.passthrough and flow.response is None
