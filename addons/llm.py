@@ -17,6 +17,7 @@ ROOT = str(Path(__file__).resolve().parents[1])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from addons.access import Access  # noqa: E402
 from addons.capture import Capture  # noqa: E402
 from addons.counting import CountTokens  # noqa: E402
 from addons.diagnostics import Diagnostics  # noqa: E402
@@ -57,6 +58,7 @@ sessions = Sessions(settings)
 addons = [
     settings,
     Listeners(),
+    Access(settings),
     Diagnostics(
         settings,
         {

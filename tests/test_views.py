@@ -666,9 +666,9 @@ def test_damaged_json_array_stream_falls_back_to_text():
             "openai-responses",
             {
                 "model": "gpt-5.5",
-                "input": [{"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch"}],
+                "input": [{"type": "no_such_item", "call_id": "c1", "name": "apply_patch"}],
             },
-            "a 'custom_tool_call' item cannot be translated",
+            "a 'no_such_item' item cannot be translated",
         ),
         (
             GEMINI_PATH,
@@ -680,7 +680,7 @@ def test_damaged_json_array_stream_falls_back_to_text():
             "cachedContent",
         ),
     ],
-    ids=["codex-custom-tool-call", "gemini-cached-content"],
+    ids=["unknown-responses-item", "gemini-cached-content"],
 )
 def test_same_protocol_body_the_canonical_model_refuses_is_pretty_json(path, protocol, body, reason):
     """Pass-through routes carry what translation cannot (docs/snags.md #22); the view still shows it."""
