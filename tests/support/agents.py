@@ -51,17 +51,22 @@ BACKENDS = {
     "openai": Backend(lambda f: f.openai, "authorization", f"Bearer {OPENAI_KEY}"),  # Responses for Codex
     "compat": Backend(lambda f: f.openai, "authorization", f"Bearer {OPENAI_KEY}"),  # Chat Completions only
     "gemini": Backend(lambda f: f.gemini, "x-goog-api-key", GEMINI_KEY),
+    "openrouter": Backend(lambda f: f.openai, "authorization", f"Bearer {OPENAI_KEY}"),  # Chat, its family
 }
 
 
-def agents_config(fakes: Fakes, backend: str, model: str = AGENT_MODEL, extra: str = "") -> str:
-    """The fakes' configuration plus an OpenAI-compatible backend; every request goes to `backend`
-    and `model`. `extra`: more top-level keys (``policies:``)."""
+def agents_config(fakes: Fakes, backend: str | None, model: str = AGENT_MODEL, extra: str = "") -> str:
+    """The fakes' configuration plus an OpenAI-compatible and an OpenRouter backend (both Chat
+    Completions, served by the OpenAI fake); every request goes to `backend` and `model`, or, for
+    `backend` None, where the client's selector says. `extra`: more top-level keys (``policies:``)."""
     head, default = fakes.llm_yaml().rsplit("default_backend:", 1)
     url = f"{fakes.openai.base_url}/v1"
-    compat = f'  compat: {{type: openai-compatible, base_url: "{url}", api_keys: ["{OPENAI_KEY}"]}}\n'
-    route = f"routes:\n  - match: {{}}\n    target: {backend}:{model}\n"
-    return head + compat + "default_backend:" + default + route + extra
+    chat = "".join(
+        f'  {name}: {{type: {name}, base_url: "{url}", api_keys: ["{OPENAI_KEY}"]}}\n'
+        for name in ("compat", "openrouter")
+    ).replace("type: compat", "type: openai-compatible")
+    route = f"routes:\n  - match: {{}}\n    target: {backend}:{model}\n" if backend else ""
+    return head + chat + "default_backend:" + default + route + extra
 
 
 # --- agents --------------------------------------------------------------------------------------
@@ -87,18 +92,19 @@ GEMINI_SETTINGS = {
 GEMINI_PASSTHROUGH = {"tools": {"exclude": ["activate_skill"]}}
 
 
-# Codex's default tools include a `namespace` (multi_agent) and the hosted `web_search`, which the
-# proxy refuses to translate to another protocol: routes to other protocols switch them off.
+# Codex's multi_agent `namespace` tool and hosted `web_search`, switched off only where a test needs
+# every tool checkable (the policies); the agent matrix runs Codex with its defaults.
 CODEX_TRANSLATABLE = ["--disable", "multi_agent", "-c", 'web_search="disabled"']
 
 
 @dataclass(frozen=True)
 class Task:
-    """What the agent is asked: the model it names (the fakes act by model name), its prompt, the
-    tools Claude Code may use unasked, the directories besides its own it may touch, and more flags
+    """What the agent is asked: the model it names (the fakes act by model name; None: the agent's
+    own default model, for a route to map), its prompt, the tools Claude Code may use unasked, the
+    directories besides its own it may touch, and more flags
     for the agent's command line."""
 
-    model: str = AGENT_MODEL
+    model: str | None = AGENT_MODEL
     prompt: str = PROMPT
     claude_tools: tuple[str, ...] = ("Bash",)
     claude_dirs: tuple[Path, ...] = ()
@@ -118,7 +124,8 @@ class Setting:
 
 def claude_command(run: Setting) -> list[str]:
     task = run.task
-    command = ["-p", task.prompt, "--output-format", "json", "--model", task.model]
+    model = ["--model", task.model] if task.model else []
+    command = ["-p", task.prompt, "--output-format", "json", *model]
     dirs = [flag for path in task.claude_dirs for flag in ("--add-dir", str(path))]
     return [*command, "--allowedTools", ",".join(task.claude_tools), *dirs, *task.flags]
 
@@ -126,11 +133,11 @@ def claude_command(run: Setting) -> list[str]:
 def codex_command(run: Setting) -> list[str]:
     config = front_door_config("codex", run.where) if run.mode == "front-door" else {}
     base_url = [flag for key, value in config.items() for flag in ("-c", f"{key}={json.dumps(value)}")]
-    translatable = CODEX_TRANSLATABLE if run.backend != "openai" else []
+    model = ["-m", run.task.model] if run.task.model else []
     return [
-        "exec", *base_url, *translatable,
+        "exec", *base_url,
         "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "--ephemeral",
-        "-m", run.task.model, "-o", str(run.home / "last-message.txt"),
+        *model, "-o", str(run.home / "last-message.txt"),
         "-c", "check_for_update_on_startup=false", "-c", "analytics.enabled=false",
         "-c", "feedback.enabled=false", "-c", 'otel.exporter="none"', "--disable", "plugins",
         *run.task.flags, run.task.prompt,
@@ -143,7 +150,8 @@ def gemini_command(run: Setting) -> list[str]:
     passthrough = GEMINI_PASSTHROUGH if run.backend == "gemini" else {}
     settings.write_text(json.dumps({**GEMINI_SETTINGS, **passthrough}))
     flags = ["--yolo", "--skip-trust", "--output-format", "json", *run.task.flags]
-    return ["-p", run.task.prompt, "-m", run.task.model, *flags]
+    model = ["-m", run.task.model] if run.task.model else []
+    return ["-p", run.task.prompt, *model, *flags]
 
 
 def claude_answer(stdout: str, home: Path) -> str:
@@ -202,10 +210,11 @@ def run_agent(
     home: Path,
     task: Task = Task(),
     workdir: Path | None = None,
+    via: str | None = None,
 ) -> Run:
     """Run `agent` on `task` in `workdir` (default: a new ``home/work``) through the proxy
-    ``proxies(backend)``; it must exit 0."""
-    proxy = proxies(backend)
+    ``proxies(via or backend)``; it must exit 0."""
+    proxy = proxies(via or backend)
     mark = len(proxy.lines)
     if workdir is None:
         workdir = home / "work"
