@@ -193,7 +193,8 @@ def test_the_capture_end_record_holds_the_verifier_call_and_the_steer(steering, 
 
 @pytest.mark.parametrize("protocol", ["openai-chat", "gemini"])
 def test_a_stream_longer_than_the_hold_bound_passes_through_live_unchecked(bounded, fakes, protocol):
-    long_text = "A long answer that keeps going. " * 100  # about 3 KB of text, more in events
+    # About 3 KB of text, more in events; no sentence repeats (loop detection would cut it).
+    long_text = "".join(f"Sentence {i} of the long answer adds point {i * 7}. " for i in range(80))
     model = f"{ROUTES['translated'][protocol]}:{scripted_model(long_text, steered=SECOND)}"
     reply = ask(bounded.proxy, protocol, Ask(model, True, tools=()))
     assert reply.text == long_text and reply.stop == NORMAL_END[protocol]
