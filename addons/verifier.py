@@ -20,7 +20,7 @@ import time
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from mitmproxy import http
 
@@ -75,10 +75,13 @@ class Verifier:
         if self.breaker.open:
             self.counts["skipped"] += 1
             return
-        try:
-            kind = turn_kind(ex.canonical())
-        except ProxyError:
-            return  # a request the canonical model cannot read cannot be shown to a verifier either
+        if ex.session is not None:  # the sessions addon has read the last message already
+            kind: Literal["user", "tool"] = "user" if ex.session.user_turn else "tool"
+        else:
+            try:
+                kind = turn_kind(ex.canonical())
+            except ProxyError:
+                return  # a request the canonical model cannot read cannot be shown to a verifier
         if Schedule(config.every).due(self._schedule(flow, ex), kind):
             # The exchange lives as long as its flow, so what it holds must not hold the flow.
             flow_ref, ex_ref = weakref.ref(flow), weakref.ref(ex)

@@ -284,7 +284,7 @@ def test_the_translator_assigns_the_stream_callable_rather_than_wrapping(pipelin
 
 CONFIG = """
 backends:
-  openai: {type: openai, base_url: "http://127.0.0.1:9/v1", api_keys: [sk-fake-pipeline-openai]}
+  openai: {type: openai, base_url: "http://127.0.0.1:9/v1", api_keys: [fake-pipeline-openai-key]}
   anthropic: {type: anthropic, base_url: "http://127.0.0.1:9", api_keys: [sk-ant-fake-pipeline]}
 default_backend: openai
 policies:

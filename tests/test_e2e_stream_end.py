@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import openai
 import pytest
 from support.fakes import Fakes
 from support.proxy import Proxy
+from test_e2e_policies import eventually
 
 from scripts import captures
 
@@ -37,14 +38,6 @@ def lingering(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     proxy = Proxy(confdir, config, ["--set", f"llm_capture={directory}"]).start()
     yield proxy, directory
     proxy.stop()
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.05)
-    return result
 
 
 def stream_and_hang_up(proxy: Proxy, backend: str, marker: str) -> tuple[str, float]:

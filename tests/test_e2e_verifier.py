@@ -59,39 +59,23 @@ def start(
     return Verified(proxy.start(), directory, model)
 
 
-@pytest.fixture(scope="module")
-def passing(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verified]:
-    running = start(fakes, tmp_path_factory, "passing")
-    yield running
-    running.proxy.stop()
+def proxy_fixture(behaviour: str, timeout: float = 10, extra: str = ""):
+    """A module-scoped fixture named ``behaviour``: its proxy, stopped after the module."""
+
+    @pytest.fixture(scope="module", name=behaviour)
+    def running(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verified]:
+        verified = start(fakes, tmp_path_factory, behaviour, timeout, extra)
+        yield verified
+        verified.proxy.stop()
+
+    return running
 
 
-@pytest.fixture(scope="module")
-def steering(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verified]:
-    running = start(fakes, tmp_path_factory, "steering")
-    yield running
-    running.proxy.stop()
-
-
-@pytest.fixture(scope="module")
-def hanging(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verified]:
-    running = start(fakes, tmp_path_factory, "hanging", timeout=2)
-    yield running
-    running.proxy.stop()
-
-
-@pytest.fixture(scope="module")
-def failing(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verified]:
-    running = start(fakes, tmp_path_factory, "failing")
-    yield running
-    running.proxy.stop()
-
-
-@pytest.fixture(scope="module")
-def bounded(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verified]:
-    running = start(fakes, tmp_path_factory, "bounded", extra=", hold_kb: 1")
-    yield running
-    running.proxy.stop()
+passing = proxy_fixture("passing")
+steering = proxy_fixture("steering")
+hanging = proxy_fixture("hanging", timeout=2)
+failing = proxy_fixture("failing")
+bounded = proxy_fixture("bounded", extra=", hold_kb: 1")
 
 
 def primary_model(protocol: str, route: str) -> str:

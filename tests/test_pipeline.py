@@ -41,7 +41,7 @@ from policies.gate import BLOCKED, ToolCallGate
 from translators import wire
 from translators.errors import ProxyError
 
-OPENAI_KEY = "sk-fake-pipeline-openai"
+OPENAI_KEY = "fake-pipeline-openai-key"
 ANTHROPIC_KEY = "sk-ant-fake-pipeline"
 GEMINI_KEY = "AIza-fake-pipeline-gemini"
 MAX_REQUEST_BYTES = 64 * 1024

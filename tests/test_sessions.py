@@ -23,7 +23,7 @@ from backends.sessions import SessionTable
 
 CONFIG = """
 backends:
-  openai: {type: openai, base_url: "http://127.0.0.1:9/v1", api_keys: ["sk-fake-sessions-openai"]}
+  openai: {type: openai, base_url: "http://127.0.0.1:9/v1", api_keys: ["fake-sessions-openai-key"]}
   anthropic: {type: anthropic, base_url: "http://127.0.0.1:9", api_keys: ["sk-ant-fake-sessions"]}
 default_backend: openai
 sessions: {max: 3, idle_seconds: 60}
