@@ -5,7 +5,8 @@ will send it and wraps the stream callable of TranslateResponses (recording the 
 the callable's input). Records, one per event, keyed by flow id (format: ``addons.capture_format``):
 
 - ``request``  the client's request as sent, the request as sent upstream (None when the suite
-  answered locally), client protocol, surface, target and passthrough;
+  answered locally), client protocol, surface, target, passthrough, and ``key``: the name of the
+  proxy key that authenticated it (None without keys, or when the key was refused);
 - ``response`` status and headers when the answer's head arrives;
 - ``chunk``    each provider chunk of a streamed answer, with its arrival time, as it happens;
 - ``end``      final status and headers, usage, attempts, errors, timings, and for an answer that
@@ -28,7 +29,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from addons import exchange, listeners
+from addons import access, exchange, listeners
 from addons.capture_format import CREDENTIAL_HEADERS, REDACTED, VERSION, Record, Writer
 from addons.settings import Settings
 
@@ -77,7 +78,8 @@ def _message(method: str, url: str, headers: dict[str, str], body: bytes | None)
 
 def request_record(flow: http.HTTPFlow, ex: exchange.Exchange | None) -> Record:
     fields = _exchange_request(flow, ex) if ex else _front_door_request(flow)
-    return {"v": VERSION, "kind": "request", "flow": flow.id, **fields}
+    key = access.key_of(flow)
+    return {"v": VERSION, "kind": "request", "flow": flow.id, "key": key.name if key else None, **fields}
 
 
 def _exchange_request(flow: http.HTTPFlow, ex: exchange.Exchange) -> Record:

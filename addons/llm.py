@@ -40,7 +40,7 @@ from addons.views import KeepStreams, register  # noqa: E402
 register()  # the LLM contentviews for mitmweb and mitmdump's flow detail
 settings = Settings()
 egress = Egress(settings)
-metrics = Metrics()
+metrics = Metrics(settings)
 limits = KeyLimits(settings)
 
 

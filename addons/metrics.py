@@ -4,6 +4,10 @@ Counters and histograms live in a registry of their own (not prometheus-client's
 hot reload or a second instance starts clean. Requests, errors and timings are counted in the
 ``response``/``error`` hooks (no I/O); tokens arrive with each usage row (``count_tokens``, wired
 as ``UsageLog(on_row=...)``), because estimating unreported counts is done off the event loop.
+
+Requests and tokens carry a ``key`` label: the name of the proxy key that made the call (empty
+without keys), so that a shared deployment sees who spends what. A usage row names its key as its
+``client``; with ``settings`` given, a client that is a configured key's name is that key.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from mitmproxy import http
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from addons import exchange, listeners
+from addons.settings import Settings
 from addons.usage import ABORTED, UsageRow, outcome
 
 PATH = "/metrics"
@@ -23,12 +28,13 @@ TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 60)
 class Metrics:
     """Place it after TranslateResponses (which sets the end time, usage and errors)."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings
         self.registry = CollectorRegistry(auto_describe=True)
         by_model = ["backend", "model"]
         self.requests = Counter(
             "llm_requests", "Finished LLM calls; status is the HTTP status the client got, or aborted.",
-            [*by_model, "client_protocol", "status"], registry=self.registry,
+            [*by_model, "client_protocol", "status", "key"], registry=self.registry,
         )  # fmt: skip
         self.errors = Counter(
             "llm_errors",
@@ -55,7 +61,7 @@ class Metrics:
         )  # fmt: skip
         self.tokens = Counter(
             "llm_tokens", "Tokens as the provider reported them, else estimated.",
-            [*by_model, "direction"], registry=self.registry,
+            [*by_model, "direction", "key"], registry=self.registry,
         )  # fmt: skip
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -75,7 +81,8 @@ class Metrics:
         result = outcome(flow, ex)
         backend, model = ex.target.instance, ex.target.model
         status = ABORTED if result.status is None else str(result.status)
-        self.requests.labels(backend, model, ex.client_protocol, status).inc()
+        key = ex.key.name if ex.key else ""
+        self.requests.labels(backend, model, ex.client_protocol, status, key).inc()
         if result.error is not None:
             self.errors.labels(backend, model, result.error).inc()
         self.latency.labels(backend, model).observe(result.latency)
@@ -84,9 +91,13 @@ class Metrics:
 
     def count_tokens(self, row: UsageRow) -> None:
         """Called with each usage row, from the usage worker thread (prometheus-client is thread-safe)."""
+        key = row.client if row.client in self._key_names() else ""
         for direction, count in (("input", row.input_tokens), ("output", row.output_tokens)):
             if count:
-                self.tokens.labels(row.backend, row.model, direction).inc(count)
+                self.tokens.labels(row.backend, row.model, direction, key).inc(count)
+
+    def _key_names(self) -> set[str]:
+        return {k.name for k in self.settings.config.access.keys} if self.settings else set()
 
     def exposition(self) -> http.Response:
         return http.Response.make(200, generate_latest(self.registry), {"content-type": CONTENT_TYPE_LATEST})

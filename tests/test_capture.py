@@ -258,6 +258,7 @@ def test_a_stream_is_recorded_as_the_provider_sent_it_and_reaches_the_client_unc
     records = captured_records(directory)
     assert [r["kind"] for r in records] == ["request", "response", "chunk", "chunk", "end"]
     assert [r["data"] for r in records if r["kind"] == "chunk"] == [b"ab", b"key [redacted]"]
+    assert records[0]["key"] is None  # no proxy keys configured (the key's name: tests/test_e2e_access.py)
 
 
 def test_a_chunk_is_on_disk_while_its_stream_is_still_running(addon):

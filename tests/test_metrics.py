@@ -22,6 +22,7 @@ from support.proxy import Proxy
 from addons import exchange
 from addons.listeners import Listeners
 from addons.metrics import Metrics, MetricsEndpoint
+from addons.settings import Settings
 from addons.usage import UsageRow
 from backends.config import parse_config
 from backends.routing import Router
@@ -71,7 +72,9 @@ def test_a_finished_stream_counts_a_request_its_latency_and_its_first_token():
     metrics.response(finished_flow(stream=True, first_token=T0 + 0.3))
     found = exposition(metrics)
     labels = {"backend": "openai", "model": "gpt-4o"}
-    assert value(found, "llm_requests_total", **labels, client_protocol="openai-chat", status="200") == 1
+    assert (
+        value(found, "llm_requests_total", **labels, client_protocol="openai-chat", status="200", key="") == 1
+    )
     assert value(found, "llm_upstream_latency_seconds_count", **labels) == 1
     assert value(found, "llm_upstream_latency_seconds_sum", **labels) == pytest.approx(3.0)
     assert value(found, "llm_upstream_latency_seconds_bucket", **labels, le="2.0") == 0
@@ -110,6 +113,7 @@ def test_errors_are_counted_by_canonical_code(status, fields, code):
             model="gpt-4o",
             client_protocol="openai-chat",
             status=str(status),
+            key="",
         )
         == 1
     )
@@ -120,7 +124,10 @@ def test_a_flow_that_broke_off_counts_as_aborted():
     metrics.error(finished_flow(status=None, ended=None))
     found = exposition(metrics)
     labels = {"backend": "openai", "model": "gpt-4o"}
-    assert value(found, "llm_requests_total", **labels, client_protocol="openai-chat", status="aborted") == 1
+    assert (
+        value(found, "llm_requests_total", **labels, client_protocol="openai-chat", status="aborted", key="")
+        == 1
+    )
     assert value(found, "llm_errors_total", **labels, code="aborted") == 1
 
 
@@ -148,8 +155,34 @@ def test_tokens_are_counted_from_usage_rows_by_direction():
     metrics.count_tokens(usage_row(input_tokens=5, output_tokens=None, estimated=True))
     found = exposition(metrics)
     labels = {"backend": "anthropic", "model": "claude-x"}
-    assert value(found, "llm_tokens_total", **labels, direction="input") == 125
-    assert value(found, "llm_tokens_total", **labels, direction="output") == 30
+    assert value(found, "llm_tokens_total", **labels, direction="input", key="") == 125
+    assert value(found, "llm_tokens_total", **labels, direction="output", key="") == 30
+
+
+KEYED = parse_config(
+    {
+        "backends": {"openai": {"api_keys": ["sk-test"]}},
+        "default_backend": "openai",
+        "access": {"mode": "multi-user", "keys": [{"name": "alice", "key": "alice-proxy-key"}]},
+    },
+    "test",
+)
+
+
+def test_requests_and_tokens_are_labelled_with_the_proxy_keys_name():
+    settings = Settings()
+    settings.config = KEYED
+    metrics = Metrics(settings)
+    metrics.response(finished_flow(key=KEYED.access.keys[0]))
+    metrics.count_tokens(usage_row(client="alice"))
+    metrics.count_tokens(usage_row(client="bob", output_tokens=None))  # not a key: x-llm-client or address
+    found = exposition(metrics)
+    labels = {"backend": "anthropic", "model": "claude-x"}
+    assert value(found, "llm_requests_total", backend="openai", model="gpt-4o", client_protocol="openai-chat",
+                 status="200", key="alice") == 1  # fmt: skip
+    assert value(found, "llm_tokens_total", **labels, direction="input", key="alice") == 120
+    assert value(found, "llm_tokens_total", **labels, direction="input", key="") == 120
+    assert "alice-proxy-key" not in metrics.exposition().get_text()
 
 
 def test_each_instance_counts_in_its_own_registry():
@@ -224,14 +257,17 @@ def scrape_when(proxy: Proxy, name: str, **labels: str) -> Samples:
 
 def test_metrics_count_requests_by_backend_model_protocol_and_status(measured_proxy):
     found = scrape(measured_proxy)
-    requests = {k: v for k, v in found.items() if k[0] == "llm_requests_total"}
+    requests = {
+        dict(k[1])["model"]: (dict(k[1]), v) for k, v in found.items() if k[0] == "llm_requests_total"
+    }
+    common = {"key": ""}  # no proxy keys configured
     assert requests == {
-        ("llm_requests_total", frozenset({"backend": "openai", "model": "gpt-4o",
-                                          "client_protocol": "openai-chat", "status": "200"}.items())): 2,
-        ("llm_requests_total", frozenset({"backend": "openai", "model": "fail-429",
-                                          "client_protocol": "openai-chat", "status": "429"}.items())): 1,
-        ("llm_requests_total", frozenset({"backend": "anthropic", "model": "claude-sonnet-4-5",
-                                          "client_protocol": "anthropic", "status": "200"}.items())): 1,
+        "gpt-4o": ({"backend": "openai", "model": "gpt-4o", "client_protocol": "openai-chat", "status": "200",
+                    **common}, 2),
+        "fail-429": ({"backend": "openai", "model": "fail-429", "client_protocol": "openai-chat",
+                      "status": "429", **common}, 1),
+        "claude-sonnet-4-5": ({"backend": "anthropic", "model": "claude-sonnet-4-5",
+                               "client_protocol": "anthropic", "status": "200", **common}, 1),
     }  # fmt: skip
     assert value(found, "llm_errors_total", backend="openai", model="fail-429", code="rate_limited") == 1
 
@@ -255,16 +291,26 @@ def test_metrics_time_each_answer_and_each_streams_first_token(measured_proxy):
 
 def test_metrics_count_reported_and_estimated_tokens(measured_proxy):
     found = scrape_when(
-        measured_proxy, "llm_tokens_total", backend="anthropic", model="claude-sonnet-4-5", direction="output"
+        measured_proxy,
+        "llm_tokens_total",
+        backend="anthropic",
+        model="claude-sonnet-4-5",
+        direction="output",
+        key="",
     )
     gpt = {"backend": "openai", "model": "gpt-4o"}
     # 11 in / 7 out reported by the fake, plus the local estimate of the stream that reported nothing
     request = openai_chat.parse_request({"model": "gpt-4o", "messages": HELLO}, model="gpt-4o", stream=True)
-    assert value(found, "llm_tokens_total", **gpt, direction="input") == 11 + tokens.count_request(request)
-    assert value(found, "llm_tokens_total", **gpt, direction="output") == 7 + tokens.count_text(
+    assert value(found, "llm_tokens_total", **gpt, direction="input", key="") == 11 + tokens.count_request(
+        request
+    )
+    assert value(found, "llm_tokens_total", **gpt, direction="output", key="") == 7 + tokens.count_text(
         "Hello from openai!"
     )
     claude = {"backend": "anthropic", "model": "claude-sonnet-4-5"}
-    assert value(found, "llm_tokens_total", **claude, direction="input") == 13
-    assert value(found, "llm_tokens_total", **claude, direction="output") == 5
-    assert value(found, "llm_tokens_total", backend="openai", model="fail-429", direction="input") is None
+    assert value(found, "llm_tokens_total", **claude, direction="input", key="") == 13
+    assert value(found, "llm_tokens_total", **claude, direction="output", key="") == 5
+    assert (
+        value(found, "llm_tokens_total", backend="openai", model="fail-429", direction="input", key="")
+        is None
+    )
