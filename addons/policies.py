@@ -3,9 +3,10 @@
 - The request stage: after routing (tool rules match the chosen ``backend:model``), before the
   request is rendered. Request rewriting and tool access change the canonical request there.
 - The event stages: a tool-call gate when the request offers a tool some reactor watches, the
-  answer rewriter when answer rules exist, and loop detection (``loop_detection``, on unless the
-  session says ``loop-detection=off``), appended to the exchange's ``event_stages`` in that order.
-  Loop detection only observes until it ends an answer, so it keeps the fast path.
+  answer rewriter when answer rules exist, the tool-loop stop on an answer the tool-loop guard
+  steered, and loop detection (``loop_detection``, on unless the session says
+  ``loop-detection=off``), appended to the exchange's ``event_stages`` in that order. Loop
+  detection only observes until it ends an answer, so it keeps the fast path.
 
 Whether a policy applies is decided from the client's decoded body (the names of the tools it
 offers), so a request no policy applies to is never parsed and keeps the byte-for-byte fast path.
@@ -39,7 +40,7 @@ from policies.guards import ReasoningFloor
 from policies.loops import LoopStage
 from policies.rewrite import Rewriter, RewriteStage
 from policies.sandbox import Sandbox
-from policies.tool_loop import ToolLoopGuard
+from policies.tool_loop import ToolLoopGuard, ToolLoopStop
 from policies.tools import ToolAccess
 from policies.workdir import working_directory
 from translators import wire
@@ -161,8 +162,9 @@ class Policies:
     def _apply(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
         suite = self.suite
         self._reasoning_floor(flow, ex)
-        if self._tool_loop(flow, ex):
-            return
+        tool_loop = self._tool_loop(flow, ex)
+        if flow.response is not None:
+            return  # the tool-loop guard answered itself
         if suite.rewriter.active_for_requests:
             ex.rewrite(suite.rewriter.rewrite_request(ex.canonical()))
         offered = offered_tools(ex)
@@ -180,36 +182,40 @@ class Policies:
             ex.event_stages.append(ToolCallGate(watching, context, lambda d: self.record(flow_ref(), d)))
         if suite.rewriter.active_for_answers:
             ex.event_stages.append(RewriteStage(suite.rewriter))
+        if tool_loop is not None:
+            ex.event_stages.append(tool_loop)  # after the gate and the rewriter: it ends the answer
         loops = self.settings.config.loop_detection
         session = ex.session
         if loops.enabled and not (session and session.settings.get("loop-detection") == "off"):
             flow_ref = weakref.ref(flow)
             ex.event_stages.append(LoopStage(loops, lambda d: self.record(flow_ref(), d)))  # last: it ends
 
-    def _tool_loop(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> bool:
-        """Steer or stop a session's tool loop; True when the proxy answered itself. Only a
-        request of a session that offers tools and carries at least ``max_repeats`` tool results
-        (counted in the raw body, no parse) is parsed for it."""
+    def _tool_loop(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> ToolLoopStop | None:
+        """Steer a session's tool loop, with the stage that stops the steered answer if it calls
+        the same thing again; or answer the request itself (``flow.response``) when the loop went
+        on anyway. Only a request of a session that offers tools and carries at least
+        ``max_repeats`` tool results (counted in the raw body, no parse) is parsed for it."""
         session, guard = ex.session, ToolLoopGuard(self.settings.config.tool_loop)
         if session is None or not offered_tools(ex):
-            return False
+            return None
         marks = sum(ex.client_content.count(m) for m in RESULT_MARKS[ex.client_protocol])
         state = session.state.setdefault(guard.name, {})
         if marks < guard.max_repeats:
             state.clear()
-            return False
+            return None
         verdict = guard.judge(ex.canonical(), state)
         if verdict is None:
-            return False
+            return None
         action, repeat = verdict
         detail = f"{repeat.count}× same call and result"
         self.record(flow, Decision(guard.name, action, repeat.tool, detail, repeat.arguments[:80]))
         if action == "stop":
             flow.response = proxy_answer(ex, guard.answer(repeat))
-            return True
+            return None
         request = ex.canonical()
         ex.rewrite(request.model_copy(update={"system": [*request.system, Text(text=guard.note(repeat))]}))
-        return False
+        flow_ref = weakref.ref(flow)
+        return ToolLoopStop(repeat, lambda d: self.record(flow_ref(), d))
 
     def _reasoning_floor(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
         """Raise a too small ``max_tokens`` for models listed in ``reasoning_floor``; the request is

@@ -9,9 +9,16 @@ each tool call with its result. A call is fingerprinted by its name and its argu
 
 - When one fingerprint has come back ``max_repeats`` times, the request gets a short steering note
   (``STEER``) as a private system instruction, and the session remembers how often it had come.
-- When the next request shows the same call with the same result once more (the model ignored the
-  note), the proxy answers itself with ``[llm-proxy] stopped a tool loop: …`` and a normal stop
-  reason, so the agent ends its turn and the user sees why; no provider is called.
+- The answer to that steered request is watched (``ToolLoopStop``, an event stage): if the model
+  calls the same thing again (same name, same normalised arguments), that call never reaches the
+  client. The answer ends there with ``[llm-proxy] stopped a tool loop: …`` and a normal stop
+  reason, so the agent ends its turn without running the call once more, and the user sees why.
+  To judge a call before the client has it, the stage holds the answer's tool calls (text passes at
+  once) from the first call's start to the stop, up to ``HOLD`` characters of arguments; over that
+  it lets them pass.
+- Should a request still show the call with the same result once more after a steer (the stop
+  stage let an oversized answer pass), the proxy answers that request itself in the same way, and
+  no provider is called.
 
 A new user message starts the count from zero (the window begins after it). The memory is the
 session's (``Session.state["tool_loop"]``); a request without a session is never judged.
@@ -21,11 +28,27 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from policies.gate import Decision
 from policies.session_config import ToolLoopConfig
-from translators.canonical import ChatRequest, Message, Text, ToolCall, ToolResult
+from translators.canonical import (
+    ChatRequest,
+    End,
+    Event,
+    Message,
+    Stop,
+    StreamError,
+    Text,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolResult,
+)
 
 STEER = (
     "[llm-proxy] You have called {tool} with the same arguments {count} times and got the same "
@@ -37,6 +60,7 @@ STOPPED = (
     "({arguments}) and returned the same result each time."
 )
 SHOWN = 80  # characters of the arguments quoted to the user
+HOLD = 1024 * 1024  # characters of tool-call arguments the stop stage holds at most
 
 Action = Literal["steer", "stop"]  # steer: add the note and go on; stop: the proxy answers itself
 
@@ -111,3 +135,69 @@ class ToolLoopGuard:
     def answer(repeat: Repeat) -> str:
         shown = repeat.arguments if len(repeat.arguments) <= SHOWN else repeat.arguments[:SHOWN] + "…"
         return STOPPED.format(tool=repeat.tool, count=repeat.count, arguments=shown)
+
+
+class ToolLoopStop:
+    """An event stage (``addons.stages.EventStage``) on the answer to a steered request: a call of
+    ``repeat`` again ends the answer (``ending``) with the stop text instead of the call."""
+
+    changes_answer = True  # it holds calls back, so the client's bytes are encoded from its output
+    name = "tool_loop"
+
+    def __init__(self, repeat: Repeat, record: Callable[[Decision], None]) -> None:
+        self.repeat = repeat
+        self.record = record
+        self.held: list[Event] = []  # everything from the first call's start on, in order
+        self.arguments: dict[int, list[str]] = {}  # argument pieces of the held calls of the tool
+        self.size = 0
+        self.text = False  # text went out (the stop text then starts a new paragraph)
+        self.passing = False  # over HOLD: everything passes unjudged
+        self.ending: list[Event] | None = None
+
+    def feed(self, events: list[Event]) -> list[Event]:
+        if self.ending is not None:
+            return []
+        out: list[Event] = []
+        for event in events:
+            if self.passing or not (self.held or isinstance(event, ToolCallStart)):
+                self.text |= isinstance(event, TextDelta)
+                out.append(event)
+                continue
+            if isinstance(event, (Stop, End, StreamError)):
+                out += [*self._release(), event]
+                continue
+            self.held.append(event)
+            if isinstance(event, ToolCallStart) and event.name == self.repeat.tool:
+                self.arguments[event.index] = []
+            elif isinstance(event, ToolCallDelta):
+                self.size += len(event.arguments)
+                self.arguments.get(event.index, []).append(event.arguments)
+            elif isinstance(event, ToolCallEnd) and self._again(event.index):
+                self._stop()
+                return out
+            if self.size > HOLD:
+                self.passing = True
+                out += self._release()
+        return out
+
+    def close(self) -> list[Event]:
+        return self._release() if self.ending is None else []
+
+    def _again(self, index: int) -> bool:
+        pieces = self.arguments.get(index)
+        return pieces is not None and normalised("".join(pieces)) == self.repeat.arguments
+
+    def _release(self) -> list[Event]:
+        held, self.held, self.arguments = self.held, [], {}
+        return held
+
+    def _stop(self) -> None:
+        repeat = self.repeat
+        separator = "\n\n" if self.text else ""
+        self.ending = [
+            TextDelta(text=separator + ToolLoopGuard.answer(repeat)),
+            Stop(reason="end_turn"),
+            End(),
+        ]
+        detail = f"{repeat.count}× same call and result, called again after the steer"
+        self.record(Decision(self.name, "stop", repeat.tool, detail, repeat.arguments[:SHOWN]))

@@ -6,25 +6,31 @@ same-protocol route (the fast path, whose bytes pass untouched until the cut) an
 one, streamed and whole, the client gets the answer's start, the ``[llm-proxy] loop detected``
 note and a normal end, well before the loop's end; a streamed answer's provider connection is
 closed by the proxy. The clients are the policy tests' (``test_e2e_policies``). Claude Code through
-the HTTPS proxy, whose model loops, ends its turn with the note. Last, the tool-loop guard: a
-session's history with the same call and result ``max_repeats`` times is steered, one more is
-answered by the proxy itself.
+the HTTPS proxy, whose model loops, ends its turn with the note. Last, the tool-loop guard, in
+every client protocol, same and translated, streamed and whole: a session's history with the same
+call and result ``max_repeats`` times is steered, and the steered answer that calls the same thing
+again reaches the client as the stop text with a normal stop reason.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import anthropic
 import httpx
 import openai
 import pytest
+from google import genai
+from google.genai import types
 from support.agents import FENCE, Task, agents_config, run_agent
 from support.builders import CLIENT_KEY
 from support.fakes import Fakes, scripted_model
 from support.proxy import Proxy
-from test_e2e_policies import NORMAL_END, PROTOCOLS, ROUTES, Ask, ask
+from test_e2e_policies import NORMAL_END, PROTOCOLS, ROUTES, Ask, ask, generations
 
 NOTE = "[llm-proxy] loop detected:"
 UNIT = "I will now check the configuration file again to be sure that the value is right. "
@@ -106,60 +112,180 @@ def test_claude_code_whose_model_loops_is_stopped_with_the_note_in_its_output(
 # -- the tool-loop guard ---------------------------------------------------------------------------
 STEERED = "[llm-proxy] You have called Read"
 STOPPED = "[llm-proxy] stopped a tool loop: Read"
-READ_TOOL = {"name": "Read", "description": "Read a file", "input_schema": {"type": "object"}}
+READ_ARGS = {"file_path": "/a.txt"}
+NOT_FOUND = "No such file"
+READ_SCHEMA = {"type": "object", "properties": {"file_path": {"type": "string"}}}
+MAX_REPEATS = 4  # the default tool_loop.max_repeats
 
 
-def anthropic_history(ask_text: str, repeats: int) -> list[dict]:
-    messages: list[dict] = [{"role": "user", "content": ask_text}]
+@dataclass
+class Turn:
+    """What a client received for one request of a tool loop."""
+
+    text: str
+    stop: str | None
+    calls: list[str]  # tool names
+
+
+def chat_turn(base: str, model: str, ask_text: str, repeats: int, stream: bool) -> Turn:
+    client = openai.OpenAI(base_url=base + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": ask_text}]
     for n in range(repeats):
-        call = {"type": "tool_use", "id": f"toolu_{n}", "name": "Read", "input": {"file_path": "/a.txt"}}
-        result = {"type": "tool_result", "tool_use_id": f"toolu_{n}", "content": "No such file"}
-        messages += [{"role": "assistant", "content": [call]}, {"role": "user", "content": [result]}]
-    return messages
-
-
-def chat_history(ask_text: str, repeats: int) -> list[dict]:
-    messages: list[dict] = [{"role": "user", "content": ask_text}]
-    for n in range(repeats):
-        call = {"id": f"call_{n}", "type": "function", "function": {"name": "Read", "arguments": '{"p":1}'}}
+        call = {
+            "id": f"call_{n}",
+            "type": "function",
+            "function": {"name": "Read", "arguments": json.dumps(READ_ARGS)},
+        }
         messages += [
             {"role": "assistant", "content": None, "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": f"call_{n}", "content": "No such file"},
+            {"role": "tool", "tool_call_id": f"call_{n}", "content": NOT_FOUND},
         ]
-    return messages
+    tools = [{"type": "function", "function": {"name": "Read", "parameters": READ_SCHEMA}}]
+    if not stream:
+        choice = client.chat.completions.create(model=model, messages=messages, tools=tools).choices[0]
+        calls = [c.function.name for c in choice.message.tool_calls or []]
+        return Turn(choice.message.content or "", choice.finish_reason, calls)
+    turn = Turn("", None, [])
+    for chunk in client.chat.completions.create(model=model, messages=messages, tools=tools, stream=True):
+        for choice in chunk.choices:
+            turn.text += choice.delta.content or ""
+            turn.calls += [
+                c.function.name for c in choice.delta.tool_calls or [] if c.function and c.function.name
+            ]
+            turn.stop = choice.finish_reason or turn.stop
+    return turn
 
 
-def test_the_tool_loop_guard_steers_then_answers_itself_anthropic(proxy, fakes):
-    client = anthropic.Anthropic(base_url=proxy.front_url + "/anthropic", api_key=CLIENT_KEY, max_retries=0)
-    ask_text = f"Read a.txt please ({time.monotonic()})"
+def responses_turn(base: str, model: str, ask_text: str, repeats: int, stream: bool) -> Turn:
+    client = openai.OpenAI(base_url=base + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    items: list[Any] = [{"role": "user", "content": ask_text}]
+    for n in range(repeats):
+        items += [
+            {
+                "type": "function_call",
+                "call_id": f"call_{n}",
+                "name": "Read",
+                "arguments": json.dumps(READ_ARGS),
+            },
+            {"type": "function_call_output", "call_id": f"call_{n}", "output": NOT_FOUND},
+        ]
+    tools: Any = [{"type": "function", "name": "Read", "parameters": READ_SCHEMA, "strict": None}]
+    if stream:
+        events = client.responses.create(model=model, input=items, tools=tools, stream=True)
+        response = next(e.response for e in events if e.type == "response.completed")
+    else:
+        response = client.responses.create(model=model, input=items, tools=tools)
+    calls = [item.name for item in response.output if item.type == "function_call"]
+    return Turn(response.output_text, response.status, calls)
 
-    def send(repeats: int, stream: bool):
-        kwargs = dict(model="anthropic:claude-sonnet-4-5", max_tokens=100, tools=[READ_TOOL])
-        messages = anthropic_history(ask_text, repeats)
-        if stream:
-            with client.messages.stream(messages=messages, **kwargs) as events:
-                return events.get_final_message()
-        return client.messages.create(messages=messages, **kwargs)
 
-    before = len(fakes.anthropic.requests)
-    send(3, False)
-    assert STEERED not in fakes.anthropic.requests[-1].raw.decode(), "below max_repeats nothing happens"
-    send(4, False)
-    assert STEERED in fakes.anthropic.requests[-1].raw.decode(), "the fourth repeat steers"
-    sent = len(fakes.anthropic.requests)
-    stopped = send(5, True)
-    assert len(fakes.anthropic.requests) == sent, "the stop is the proxy's own answer"
-    assert stopped.stop_reason == "end_turn" and stopped.content[0].text.startswith(STOPPED)
-    assert sent - before == 2
+def anthropic_turn(base: str, model: str, ask_text: str, repeats: int, stream: bool) -> Turn:
+    client = anthropic.Anthropic(base_url=base + "/anthropic", api_key=CLIENT_KEY, max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": ask_text}]
+    for n in range(repeats):
+        call = {"type": "tool_use", "id": f"toolu_{n}", "name": "Read", "input": READ_ARGS}
+        result = {"type": "tool_result", "tool_use_id": f"toolu_{n}", "content": NOT_FOUND}
+        messages += [{"role": "assistant", "content": [call]}, {"role": "user", "content": [result]}]
+    kwargs: Any = dict(
+        model=model, max_tokens=100, messages=messages, tools=[{"name": "Read", "input_schema": READ_SCHEMA}]
+    )
+    if stream:
+        with client.messages.stream(**kwargs) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(**kwargs)
+    text = "".join(block.text for block in message.content if block.type == "text")
+    return Turn(
+        text, message.stop_reason, [block.name for block in message.content if block.type == "tool_use"]
+    )
 
 
-def test_the_tool_loop_guard_stops_an_openai_chat_client_whole(proxy, fakes):
-    client = openai.OpenAI(base_url=proxy.front_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
-    ask_text = f"Read it ({time.monotonic()})"
-    tools = [{"type": "function", "function": {"name": "Read", "parameters": {"type": "object"}}}]
-    for repeats in (4, 5):
-        reply = client.chat.completions.create(
-            model="openai:gpt-4o", messages=chat_history(ask_text, repeats), tools=tools
-        )
-    assert reply.choices[0].finish_reason == "stop"
-    assert reply.choices[0].message.content.startswith(STOPPED)
+def gemini_turn(base: str, model: str, ask_text: str, repeats: int, stream: bool) -> Turn:
+    client = genai.Client(api_key=CLIENT_KEY, http_options=types.HttpOptions(base_url=base))
+    contents = [types.Content(role="user", parts=[types.Part.from_text(text=ask_text)])]
+    for _ in range(repeats):
+        contents += [
+            types.Content(role="model", parts=[types.Part.from_function_call(name="Read", args=READ_ARGS)]),
+            types.Content(
+                role="user",
+                parts=[types.Part.from_function_response(name="Read", response={"output": NOT_FOUND})],
+            ),
+        ]
+    declaration = types.FunctionDeclaration(name="Read", parameters_json_schema=READ_SCHEMA)
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[declaration])],
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+    )
+    call = client.models.generate_content_stream if stream else client.models.generate_content
+    chunks = (
+        list(call(model=model, contents=contents, config=config))
+        if stream
+        else [call(model=model, contents=contents, config=config)]
+    )
+    turn = Turn("", None, [])
+    for chunk in chunks:
+        candidate = chunk.candidates[0]
+        for part in candidate.content.parts or []:
+            turn.text += part.text or ""
+            turn.calls += [part.function_call.name] if part.function_call else []
+        turn.stop = candidate.finish_reason.value if candidate.finish_reason else turn.stop
+    return turn
+
+
+TURNS = {
+    "openai-chat": chat_turn,
+    "openai-responses": responses_turn,
+    "anthropic": anthropic_turn,
+    "gemini": gemini_turn,
+}
+
+
+def loop_turn(proxy: Proxy, protocol: str, model: str, ask_text: str, repeats: int, stream: bool) -> Turn:
+    """One request of a session whose history has the same Read call and result ``repeats`` times."""
+    return TURNS[protocol](proxy.front_url, model, ask_text, repeats, stream)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+@pytest.mark.parametrize("route", list(ROUTES))
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_tool_loop_guard_steers_and_stops_the_same_call_on_the_steered_answer(
+    proxy, fakes, protocol, route, stream
+):
+    """Below ``max_repeats`` nothing happens; at ``max_repeats`` the request carries the steering
+    note and, as the model calls the same thing again, that answer ends with the stop text and a
+    normal stop reason: the agent never gets the call to run once more."""
+    backend = ROUTES[route][protocol]
+    model = f"{backend}:{scripted_model(calls=[('Read', READ_ARGS)])}"
+    ask_text = f"Read a.txt please ({protocol} {route} {stream} {time.monotonic()})"
+    before = len(generations(fakes, backend))
+    below = loop_turn(proxy, protocol, model, ask_text, MAX_REPEATS - 1, stream)
+    assert below.calls == ["Read"] and STOPPED not in below.text
+    assert STEERED not in generations(fakes, backend)[-1].raw.decode(), "below max_repeats nothing happens"
+    stopped = loop_turn(proxy, protocol, model, ask_text, MAX_REPEATS, stream)
+    sent = generations(fakes, backend)[before:]
+    assert len(sent) == 2 and STEERED in sent[1].raw.decode(), "the request at max_repeats is steered"
+    assert stopped.calls == [], "the repeated call never reached the client"
+    assert stopped.text.startswith(STOPPED) and f"{MAX_REPEATS} times" in stopped.text, stopped.text
+    assert stopped.stop == NORMAL_END[protocol]
+
+
+def test_a_steered_model_that_changes_approach_is_not_stopped(proxy, fakes):
+    hint = "I cannot find a.txt. Which file do you mean?"
+    model = f"anthropic:{scripted_model(calls=[('Read', READ_ARGS)], steered=hint)}"
+    ask_text = f"Read a.txt ({time.monotonic()})"
+    turn = loop_turn(proxy, "anthropic", model, ask_text, MAX_REPEATS, True)
+    assert turn.text == hint and turn.stop == "end_turn"
+
+
+@pytest.mark.parametrize("protocol", ["anthropic", "openai-chat"])
+def test_a_loop_that_went_on_after_the_steer_is_answered_by_the_proxy_itself(proxy, fakes, protocol):
+    """The steered answer did not repeat the call, yet the next request shows the same call and
+    result once more: the proxy answers it itself, and no provider is called."""
+    backend = ROUTES["same"][protocol]
+    model = f"{backend}:{scripted_model(calls=[('Read', READ_ARGS)], steered='Let me think.')}"
+    ask_text = f"Read it ({protocol} {time.monotonic()})"
+    assert loop_turn(proxy, protocol, model, ask_text, MAX_REPEATS, False).text == "Let me think."
+    sent = len(generations(fakes, backend))
+    stopped = loop_turn(proxy, protocol, model, ask_text, MAX_REPEATS + 1, True)
+    assert len(generations(fakes, backend)) == sent, "the stop is the proxy's own answer"
+    assert stopped.text.startswith(STOPPED) and stopped.stop == NORMAL_END[protocol]
