@@ -35,7 +35,7 @@ GEMINI_METHODS = {
 @dataclass(frozen=True)
 class Endpoint:
     protocol: str
-    kind: str  # "generate" | "count_tokens" | "models" | "websocket"
+    kind: str  # "generate" | "count_tokens" | "models" | "websocket" | "compact" | "input_tokens"
 
 
 # (method, path) -> endpoint, per surface. Gemini paths carry the model and match GEMINI_PATH.
@@ -43,6 +43,8 @@ FRONT_DOOR: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/chat/completions"): Endpoint("openai-chat", "generate"),
     ("POST", "/v1/responses"): Endpoint("openai-responses", "generate"),
     ("GET", "/v1/responses"): Endpoint("openai-responses", "websocket"),
+    ("POST", "/v1/responses/compact"): Endpoint("openai-responses", "compact"),
+    ("POST", "/v1/responses/input_tokens"): Endpoint("openai-responses", "input_tokens"),
     ("POST", "/v1/messages"): Endpoint("anthropic", "generate"),
     ("POST", "/anthropic/v1/messages"): Endpoint("anthropic", "generate"),
     ("POST", "/v1/messages/count_tokens"): Endpoint("anthropic", "count_tokens"),
@@ -62,6 +64,8 @@ PROVIDER_HOSTS: dict[str, dict[tuple[str, str], Endpoint]] = {
         ("POST", "/v1/chat/completions"): Endpoint("openai-chat", "generate"),
         ("POST", "/v1/responses"): Endpoint("openai-responses", "generate"),
         ("GET", "/v1/responses"): Endpoint("openai-responses", "websocket"),
+        ("POST", "/v1/responses/compact"): Endpoint("openai-responses", "compact"),
+        ("POST", "/v1/responses/input_tokens"): Endpoint("openai-responses", "input_tokens"),
     },
     "api.anthropic.com": {
         ("POST", "/v1/messages"): Endpoint("anthropic", "generate"),
