@@ -186,7 +186,7 @@ class Policies:
             ex.event_stages.append(tool_loop)  # after the gate and the rewriter: it ends the answer
         loops = self.settings.config.loop_detection
         session = ex.session
-        if loops.enabled and not (session and session.settings.get("loop-detection") == "off"):
+        if loops.enabled and not (session and session.settings.get("loop-detection") is False):
             flow_ref = weakref.ref(flow)
             ex.event_stages.append(LoopStage(loops, lambda d: self.record(flow_ref(), d)))  # last: it ends
 

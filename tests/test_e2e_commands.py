@@ -284,3 +284,24 @@ def test_a_count_call_holding_command_text_is_estimated_by_the_proxy_not_forward
     assert "x-llm-token-count" not in plain.headers  # forwarded as before
     assert [r.path for _, r in generations(fakes)] == ["/v1/messages/count_tokens"]
     assert_no_command_text(fakes)
+
+
+LOOP_UNIT = "I will now check the configuration file again to be sure that the value is right. "
+LOOPING = scripted_model(LOOP_UNIT, repeat=400)  # 32 KB of one sentence, as a model stuck in a loop
+LOOP_NOTE = f"{MARK} loop detected:"
+
+
+@pytest.mark.parametrize("protocol, stream", CASES, ids=CASE_IDS)
+def test_loop_detection_off_lets_this_sessions_loop_through_until_unset(proxy, fakes, protocol, stream):
+    """``!/set(loop-detection=off)`` is the session's own: its looping answer arrives whole while
+    another session's is still cut, and ``!/unset(loop-detection)`` brings the cut back."""
+    looping = f"{SAME[protocol]}:{LOOPING}"
+    relaxed, other = Conversation(proxy, protocol, stream), Conversation(proxy, protocol, stream)
+    assert relaxed.say("!/set(loop-detection=off)").text.startswith(f"{MARK} set loop-detection=off")
+    uncut = relaxed.say("Check the configuration.", model=looping)
+    assert uncut.text == LOOP_UNIT * 400, uncut.text[-200:]
+    cut = other.say("Check the configuration.", model=looping)
+    assert LOOP_NOTE in cut.text and len(cut.text) < len(LOOP_UNIT) * 100
+    relaxed.say("!/unset(loop-detection)")
+    again = relaxed.say("Check it once more.", model=looping)
+    assert LOOP_NOTE in again.text and len(again.text) < len(LOOP_UNIT) * 100
