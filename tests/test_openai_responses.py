@@ -1870,3 +1870,93 @@ def test_non_json_error_bodies_keep_their_text_or_say_the_status() -> None:
 
     assert (html.code, html.status, html.message) == ("upstream_error", 502, "<html>Bad Gateway</html>")
     assert (empty.code, empty.message) == ("internal", "upstream returned HTTP 500")
+
+
+# -- compaction (Codex's compaction_trigger and compaction items) ----------------------------------
+
+
+def said(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+CODEX_COMPACTION = {  # as Codex 0.171 sends it when its context fills up (docs/wire.md §2.7)
+    "model": "gpt-5.1-codex",
+    "stream": True,
+    "instructions": "You are Codex.",
+    "input": [
+        said("run echo hi"),
+        {
+            "type": "function_call",
+            "id": "fc_1",
+            "call_id": "call_1",
+            "name": "exec_command",
+            "arguments": "{}",
+        },
+        {"type": "function_call_output", "call_id": "call_1", "output": "hi\n"},
+        {"type": "compaction_trigger"},
+    ],
+    "tools": [{"type": "function", "name": "exec_command", "parameters": {"type": "object"}}],
+    "tool_choice": "auto",
+    "store": False,
+}
+
+
+def test_a_compaction_trigger_asks_the_target_model_for_a_summary_with_tools_switched_off() -> None:
+    parsed = api.parse_request(CODEX_COMPACTION)
+
+    assert api.compacting(parsed)
+    assert parsed.messages[-1].content == [Text(text=api.COMPACT_INSTRUCTION)]
+    assert [m.role for m in parsed.messages] == ["user", "assistant", "user", "user"]
+    assert [t.name for t in parsed.tools] == ["exec_command"], "calls in history keep their declaration"
+    assert parsed.tool_choice is not None and parsed.tool_choice.mode == "none"
+    assert not api.compacting(api.parse_request({**CODEX_COMPACTION, "input": CODEX_COMPACTION["input"][:3]}))
+
+
+def test_the_summary_streams_back_as_one_sealed_compaction_item() -> None:
+    parsed = api.parse_request(CODEX_COMPACTION)
+    encoder = api.StreamEncoder(parsed)
+    events: list[Event] = [
+        MessageStart(id="msg_1", model="claude"),
+        ReasoningDelta(text="thinking", origin="anthropic"),
+        TextDelta(text="The user ran "),
+        TextDelta(text="echo hi; it printed hi."),
+        Stop(reason="end_turn"),
+        End(),
+    ]
+    stream = encoder.encode(events) + encoder.close()
+
+    payloads = frames(stream)
+    done = [p["item"] for p in payloads if p["type"] == "response.output_item.done"]
+    assert [item["type"] for item in done] == ["compaction"], "exactly one compaction item, nothing else"
+    assert api.unseal(done[0]["encrypted_content"]) == "The user ran echo hi; it printed hi."
+    assert "response.output_text.delta" not in kinds(stream)
+    assert payloads[-1]["type"] == "response.completed"
+    assert payloads[-1]["response"]["output"] == done
+
+
+def test_a_whole_compaction_answer_is_one_compaction_item_the_sdk_reads() -> None:
+    parsed = api.parse_request({**CODEX_COMPACTION, "stream": False})
+    answer = ChatResponse(id="msg_1", model="m", content=[Text(text="summary")], stop_reason="end_turn")
+
+    rendered = api.render_response(answer, parsed)
+
+    [item] = Response.model_validate(rendered).output
+    assert item.type == "compaction" and api.unseal(item.encrypted_content) == "summary"  # type: ignore[union-attr]
+
+
+def test_the_proxys_compaction_item_reads_back_as_the_summary_and_a_foreign_one_is_removed() -> None:
+    ours = {"type": "compaction", "id": "cmp_1", "encrypted_content": api.seal("Ran echo hi — printed hi.")}
+    foreign = {"type": "compaction", "id": "cmp_2", "encrypted_content": "gAAAAABo-sealed-by-openai"}
+    later = {**CODEX_COMPACTION, "input": [said("run echo hi"), ours, foreign, said("go on")]}
+
+    parsed = api.parse_request(later)
+
+    texts = [p.text for m in parsed.messages for p in m.content if isinstance(p, Text)]
+    assert texts == ["run echo hi", api.SUMMARY_NOTE + "Ran echo hi — printed hi.", "go on"]
+    assert parsed.warnings == [f"input[2]: {api.FOREIGN_COMPACTION}"]
+    assert not api.compacting(parsed)
+
+
+@pytest.mark.parametrize("content", ["", api.SEAL_PREFIX + "%%%not-base64", api.SEAL_PREFIX + "_w=="])
+def test_damaged_or_foreign_seals_are_not_summaries(content: str) -> None:
+    assert api.unseal(content) is None

@@ -7,10 +7,19 @@ are hosted tools and item types the canonical model cannot carry: a same-protoco
 those through untouched (docs/snags.md #22). Requests rendered for a Responses backend are stateless too:
 ``store: false``, with reasoning replayed as items carrying their ``encrypted_content`` (docs/wire.md §6.11).
 Errors use the Chat Completions envelope. Wire facts: docs/wire.md §2.
+
+Compaction (docs/wire.md §2.7): Codex asks for a compacted history with a ``compaction_trigger``
+item at the end of an ordinary request and takes back one opaque ``compaction`` item, which it
+sends again in later requests. OpenAI seals its summary; on a translated route the target model
+writes the summary (the trigger becomes a summarising instruction, tools are switched off), the
+encoder seals it into the proxy's own ``compaction`` item, and the parser opens that item again
+as a user message, so every backend can continue the conversation.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import time
@@ -166,7 +175,25 @@ ITEM_PREFIXES: dict[str, str] = {
     "function_call": "fc",
     "custom_tool_call": "ctc",
     "reasoning": "rs",
+    "compaction": "cmp",
 }
+
+# Compaction on translated routes (module docstring). The instruction replaces the trigger; the
+# summary travels sealed in the proxy's own compaction items (prefix + base64url of the UTF-8
+# text) and comes back as a user message opened by SUMMARY_NOTE.
+COMPACT_INSTRUCTION = (
+    "Your context is full and this conversation will now be replaced by your summary of it. "
+    "Write a handoff summary for whoever continues the work: what the user asked for, what has "
+    "been done so far (commands run, files changed, results and errors), what remains to do, and "
+    "every fact, decision and constraint needed to carry on. Be concise and specific. Do not call "
+    "tools; answer with the summary only."
+)
+SUMMARY_NOTE = "Summary of the conversation so far (it was compacted to save context):\n\n"
+SEAL_PREFIX = "llm-proxy.compaction.v1."
+FOREIGN_COMPACTION = (
+    "removed a compaction item sealed by another provider (only the provider that wrote it can "
+    "read it); the conversation continues without that summary"
+)
 CONTENT_KEYS: dict[str, str] = {"output_text": "text", "refusal": "refusal"}
 
 IMAGE_ERRORS = (
@@ -351,8 +378,49 @@ def _reasoning_item(item: dict[str, Any], where: str, _tools: _Tools) -> tuple[s
     return "assistant", [reasoning] if reasoning.text or signature else []
 
 
+def seal(summary: str) -> str:
+    """The ``encrypted_content`` of the proxy's own compaction item."""
+    return SEAL_PREFIX + base64.urlsafe_b64encode(summary.encode()).decode()
+
+
+def unseal(content: str) -> str | None:
+    """The summary inside one of the proxy's compaction items; None for anyone else's."""
+    if not content.startswith(SEAL_PREFIX):
+        return None
+    try:
+        return base64.urlsafe_b64decode(content[len(SEAL_PREFIX) :].encode()).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def compaction_item(item_id: str, summary: str) -> dict[str, Any]:
+    return {"type": "compaction", "id": item_id, "encrypted_content": seal(summary)}
+
+
+def _trigger_item(item: dict[str, Any], where: str, _tools: _Tools) -> tuple[str, list[Part]]:
+    """Codex's request to compact: the target model is asked for the summary instead."""
+    return "user", [Text(text=COMPACT_INSTRUCTION)]
+
+
+def _compaction_item(item: dict[str, Any], where: str, tools: _Tools) -> tuple[str, list[Part]]:
+    """An earlier compaction: the proxy's own is read back as the summary it holds."""
+    summary = unseal(read(item, "encrypted_content", where, "a string", required=True))
+    if summary is None:
+        tools.warnings.append(f"{where}: {FOREIGN_COMPACTION}")
+        return "user", []
+    return "user", [Text(text=SUMMARY_NOTE + summary)]
+
+
+def compacting(request: ChatRequest) -> bool:
+    """Is this the request a ``compaction_trigger`` ended (its answer is a compaction item)?"""
+    last = request.messages[-1] if request.messages else None
+    return last is not None and last.role == "user" and last.content == [Text(text=COMPACT_INSTRUCTION)]
+
+
 _ITEM_PARSERS: dict[str, ItemParser] = {
     "message": _message_item,
+    "compaction_trigger": _trigger_item,
+    "compaction": _compaction_item,
     "function_call": _call_item,
     "function_call_output": _call_output_item,
     "custom_tool_call": _custom_call_item,
@@ -491,7 +559,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
     tools = _Tools()
     _tools(body, tools)
     system, messages = _conversation(body, tools)
-    return ChatRequest(
+    request = ChatRequest(
         model=model if model is not None else read(body, "model", "", "a string", required=True),
         system=system,
         messages=messages,
@@ -508,6 +576,10 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
         user=read(body, "safety_identifier", "", "a string") or read(body, "user", "", "a string"),
         metadata=read(body, "metadata", "", "an object") or {},
     )
+    if compacting(request) and request.tools:
+        # The tools stay declared (Anthropic refuses calls in history without them), unusable.
+        request.tool_choice = ToolChoice(mode="none")
+    return request
 
 
 # -- request rendering ----------------------------------------------------------------------------
@@ -851,11 +923,17 @@ def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
     """A complete Response object; a refusal or a cut-off answer is ``incomplete``."""
     response_id = response.id or _new_response_id()
     status, incomplete, error = _outcome(response.stop_reason)
+    base = _id_base(response_id)
+    if compacting(request):
+        summary = "".join(p.text for p in response.content if isinstance(p, Text))
+        output = [compaction_item(_item_id("compaction", base, 0), summary)]
+    else:
+        output = _output_items(response.content, base, origins(request.tools))
     return _response_body(
         _head(response_id, response.model or request.model),
         _echo(request),
         status,
-        _output_items(response.content, _id_base(response_id), origins(request.tools)),
+        output,
         _render_usage(response.usage),
         incomplete,
         error,
@@ -1026,6 +1104,8 @@ class StreamDecoder(SSEDecoder):
 
 # -- stream encoder -------------------------------------------------------------------------------
 
+SUMMARY_EVENTS = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta, ToolCallEnd)
+
 
 @dataclass(slots=True)
 class _OpenItem:
@@ -1068,8 +1148,14 @@ class StreamEncoder(Encoder):
         self._seen_calls: set[int] = set()
         self._usage = Usage()
         self._stop: StopReason | None = None
+        # A compaction's summary, held until the end: its item is sealed whole.
+        self._summary: list[str] | None = [] if compacting(request) else None
 
     def _on_event(self, event: Event, out: list[bytes]) -> None:
+        if self._summary is not None and isinstance(event, SUMMARY_EVENTS):
+            if isinstance(event, TextDelta):
+                self._summary.append(event.text)
+            return  # reasoning and calls of a summary are not part of it
         match event:
             case MessageStart():
                 self._start(event, out)
@@ -1146,6 +1232,8 @@ class StreamEncoder(Encoder):
     def _finish(self, out: list[bytes], error: ProxyError | None = None) -> None:
         """Close what is open, then the terminal event with every finished item in order."""
         head = self._started(out)
+        if self._summary is not None and error is None:
+            self._close_summary(out)
         self._close_text(out)
         self._close_reasoning(out)
         for index in list(self._calls):
@@ -1159,6 +1247,13 @@ class StreamEncoder(Encoder):
         body = _response_body(head, self._echo, status, output, usage, incomplete, failure)
         self._emit(out, f"response.{status}", {"response": body})
         self._finished = True
+
+    def _close_summary(self, out: list[bytes]) -> None:
+        """The one compaction item Codex takes back (added and done at once: it is opaque)."""
+        index, self._next_index = self._next_index, self._next_index + 1
+        item = compaction_item(_item_id("compaction", self._base, index), "".join(self._summary or []))
+        self._emit(out, "response.output_item.added", {"output_index": index, "item": item})
+        self._close(out, item, index)
 
     # text
 
