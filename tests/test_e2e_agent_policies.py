@@ -11,6 +11,9 @@ The agent works in a throwaway git repository with a committed file modified and
   absolute path, by ``../``, and by a plain relative path when the root is a subdirectory of the
   working directory (placed by the directory Claude Code states in its prompt). It never writes.
 
+Last, in-chat commands: Claude Code through the HTTPS proxy, told ``!/model(gemini:…)`` in its
+prompt, is served by the Gemini fake from that turn on.
+
 Each check has its control, so that "nothing happened" proves the proxy did it: with the policy
 off (or the path inside a root) the same agent, told the same thing, does destroy the change or
 write the file. Runs go through the HTTPS proxy; Claude Code also through the front door.
@@ -25,10 +28,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from support.agents import AGENT_TIMEOUT, CODEX_TRANSLATABLE, FENCE, Run, Task, agents_config, run_agent
+from support.agents import (
+    AGENT_TIMEOUT,
+    CODEX_TRANSLATABLE,
+    FENCE,
+    PROMPT,
+    Run,
+    Task,
+    agents_config,
+    run_agent,
+)
 from support.fakes import (
     AGENT_DANGER_COMMAND,
     AGENT_DANGER_MODEL,
+    AGENT_MODEL,
+    AGENT_OUTPUT,
     AGENT_WRITE,
     AGENT_WRITE_CONTENT,
     AGENT_WRITE_MODEL,
@@ -40,6 +54,7 @@ pytestmark = pytest.mark.timeout(AGENT_TIMEOUT + 60)
 
 BLOCKED = "[llm-proxy] blocked"
 TRACKED = "notes.txt"
+MARKER = "marker.txt"  # the file model agent-shell makes the agent write
 COMMITTED = "committed line\n"
 UNCOMMITTED = "committed line\nuncommitted work the agent must not lose\n"
 RESET_SAYS = "HEAD is now at"  # what `git reset --hard` prints: seen upstream only if it ran
@@ -238,3 +253,27 @@ def test_control_a_write_the_sandbox_allows_is_done(write: FileWrite, start_prox
     assert lands.read_text() == AGENT_WRITE_CONTENT, shown(run)
     assert BLOCKED not in run.answer, shown(run)
     assert run.answer.startswith("Tool said: "), shown(run)
+
+
+# --- in-chat commands ------------------------------------------------------------------------------
+SWITCH_TO = f"gemini:{AGENT_MODEL}"
+
+
+def test_claude_code_is_switched_to_another_backend_by_a_model_command_in_its_prompt(
+    start_proxy, fakes, tmp_path
+):
+    """Claude Code through the HTTPS proxy asks api.anthropic.com; its prompt says
+    ``!/model(gemini:…)`` plus a task. From that turn on the session is served by the Gemini fake
+    (translated): the tool call it makes and the turn after the tool result both come from there,
+    the Anthropic fake gets nothing, and no request carries the command text."""
+    proxy = start_proxy(agents_config(fakes, None), ["--set", f"block_list={FENCE}"])
+    task = Task(AGENT_MODEL, f"!/model({SWITCH_TO}) {PROMPT}")
+    run = run_agent("claude", "gemini", "https-proxy", lambda _: proxy, fakes, tmp_path / "home", task)
+
+    served = [r for r in run.upstream if r.method == "POST" and b"marker file" in r.raw]
+    assert len(served) >= 2, shown(run)  # the call, and the turn that carries its result
+    assert any(AGENT_OUTPUT.encode() in r.raw for r in served), shown(run)
+    assert (run.workdir / MARKER).read_text() == f"{AGENT_OUTPUT}\n", shown(run)
+    assert run.answer == f"Tool said: {AGENT_OUTPUT}", shown(run)
+    assert not [r for r in fakes.anthropic.requests if r.method == "POST"], shown(run)
+    assert not [r for r in run.upstream if b"!/" in r.raw], shown(run)
