@@ -3,6 +3,13 @@
     eval "$(python scripts/agent_env.py claude --front-door)"     # ANTHROPIC_BASE_URL → the front door
     eval "$(python scripts/agent_env.py codex --https-proxy)"     # HTTPS_PROXY plus the CA trust
     python scripts/agent_env.py doctor                            # proxy up? CA there? a call works?
+    eval "$(python scripts/agent_env.py claude --key "alice:$ALICE_PROXY_KEY")"  # a proxy with keys
+
+With ``--key NAME:KEY`` (a proxy with ``access.keys``) the proxy key goes where the proxy reads it:
+at the front door it is the agent's API key; in HTTPS-proxy mode, where the agent's API key is its
+own provider credential, it is the proxy URL's user and password
+(``HTTPS_PROXY=http://NAME:KEY@host:port``, URL-quoted), which every agent's runtime sends as
+``Proxy-Authorization: Basic`` on its CONNECT.
 
 Why a combined bundle: Node appends ``NODE_EXTRA_CA_CERTS`` to its own roots, so the mitmproxy CA
 alone is right there; ``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE`` and ``CODEX_CA_CERTIFICATE``
@@ -21,9 +28,9 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 DEFAULT_FRONT_DOOR = "http://127.0.0.1:8000"
 DEFAULT_PROXY = "http://127.0.0.1:8080"
@@ -92,10 +99,36 @@ def combined_bundle(confdir: Path, system: Path | None = None) -> Path:
 
 # --- the environment ----------------------------------------------------------------------------
 @dataclass(frozen=True)
+class ProxyKey:
+    """A proxy key of ``access.keys``: its name and its secret."""
+
+    name: str
+    secret: str = field(repr=False)
+
+    @classmethod
+    def parse(cls, text: str) -> ProxyKey:
+        """``NAME:KEY`` (a name never holds a colon; a key may)."""
+        name, colon, secret = text.partition(":")
+        if not (name and colon and secret):
+            raise argparse.ArgumentTypeError("give the proxy key as NAME:KEY, as in access.keys")
+        return cls(name, secret)
+
+
+@dataclass(frozen=True)
 class Endpoints:
     front_door: str
     proxy: str
     confdir: Path
+    key: ProxyKey | None = None  # None: the proxy has no access.keys
+
+    @property
+    def proxy_with_key(self) -> str:
+        """The HTTPS-proxy URL, with the proxy key as its user and password when there is one."""
+        if self.key is None:
+            return self.proxy
+        parts = urlsplit(self.proxy)
+        user = f"{quote(self.key.name, safe='')}:{quote(self.key.secret, safe='')}"
+        return urlunsplit(parts._replace(netloc=f"{user}@{parts.netloc.rpartition('@')[2]}"))
 
 
 def own_key_or_placeholder(variable: str) -> str:
@@ -104,9 +137,10 @@ def own_key_or_placeholder(variable: str) -> str:
 
 
 def front_door_env(agent: str, where: Endpoints) -> dict[str, str]:
+    """The front door reads the proxy key where each protocol carries an API key: the agent's own."""
     key, urls = AGENTS[agent]
     env = {name: where.front_door + path for name, path in urls.items()}
-    return {**env, key: own_key_or_placeholder(key)}
+    return {**env, key: where.key.secret if where.key else own_key_or_placeholder(key)}
 
 
 def front_door_config(agent: str, where: Endpoints) -> dict[str, str]:
@@ -127,7 +161,7 @@ def https_proxy_env(agent: str, where: Endpoints) -> dict[str, str]:
     key, _ = AGENTS[agent]
     bundle = str(combined_bundle(where.confdir))
     return {
-        "HTTPS_PROXY": where.proxy,
+        "HTTPS_PROXY": where.proxy_with_key,
         "NO_PROXY": LOOPBACK,
         "NODE_EXTRA_CA_CERTS": str(mitmproxy_ca(where.confdir)),
         **dict.fromkeys(REPLACING_TRUST[agent], bundle),
@@ -175,9 +209,13 @@ def direct() -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def first_model(front_door: str) -> str:
-    request = urllib.request.Request(f"{front_door}/v1/models")
-    body = json.loads(fetch(direct(), request))
+def front_door_request(where: Endpoints, path: str) -> urllib.request.Request:
+    headers = {"Authorization": f"Bearer {where.key.secret}"} if where.key else {}
+    return urllib.request.Request(f"{where.front_door}{path}", headers=headers)
+
+
+def first_model(where: Endpoints) -> str:
+    body = json.loads(fetch(direct(), front_door_request(where, "/v1/models")))
     models = [m["id"] for m in body.get("data", []) if ":" in m.get("id", "")]
     if not models:
         raise SetupError("the proxy lists no backend:model selector: pass --model BACKEND:MODEL")
@@ -188,7 +226,8 @@ def sample_call(where: Endpoints, model: str) -> str:
     """One short chat completion to api.openai.com through the HTTPS proxy, trusting the bundle."""
     context = ssl.create_default_context(cafile=str(combined_bundle(where.confdir)))
     opener = urllib.request.build_opener(
-        urllib.request.ProxyHandler({"https": where.proxy}), urllib.request.HTTPSHandler(context=context)
+        urllib.request.ProxyHandler({"https": where.proxy_with_key}),
+        urllib.request.HTTPSHandler(context=context),
     )
     payload = {"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "Say ok."}]}
     request = urllib.request.Request(
@@ -201,7 +240,7 @@ def sample_call(where: Endpoints, model: str) -> str:
 
 
 def check_front_door(where: Endpoints, model: str | None) -> str:
-    fetch(direct(), urllib.request.Request(f"{where.front_door}/v1/models"))
+    fetch(direct(), front_door_request(where, "/v1/models"))
     return where.front_door
 
 
@@ -219,7 +258,7 @@ def check_bundle(where: Endpoints, model: str | None) -> str:
 
 
 def check_sample_call(where: Endpoints, model: str | None) -> str:
-    chosen = model or first_model(where.front_door)
+    chosen = model or first_model(where)
     return f"{chosen} answered {sample_call(where, chosen)!r}"
 
 
@@ -257,13 +296,17 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--proxy-url", default=DEFAULT_PROXY, help="the proxy's HTTPS-proxy listener")
     parser.add_argument("--confdir", default=DEFAULT_CONFDIR, help="mitmproxy's confdir (holds its CA)")
     parser.add_argument("--model", help="doctor: the sample call's backend:model (default: the first listed)")
+    parser.add_argument(
+        "--key", type=ProxyKey.parse, metavar="NAME:KEY", help="the proxy key, for a proxy with access.keys"
+    )
     parser.set_defaults(mode="front-door")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
-    where = Endpoints(args.front_door_url.rstrip("/"), args.proxy_url, Path(args.confdir).expanduser())
+    confdir = Path(args.confdir).expanduser()
+    where = Endpoints(args.front_door_url.rstrip("/"), args.proxy_url, confdir, args.key)
     if args.agent == "doctor":
         return doctor(where, args.model, print)
     try:
