@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from backends.access import AccessConfig
 from backends.families import FAMILIES
+from backends.presets import PRESET_ENV_KEYS
 from policies.config import PoliciesConfig
 from policies.session_config import (
     CommandsConfig,
@@ -31,6 +32,7 @@ ENV_KEYS = {
     "anthropic": "ANTHROPIC_API_KEY",
     "gemini": "GEMINI_API_KEY",
     "openrouter": "OPENROUTER_API_KEY",
+    **PRESET_ENV_KEYS,  # DEEPSEEK_API_KEY, … (backends/presets.py)
 }
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -77,6 +79,15 @@ class BackendConfig(BaseModel):
             raise ValueError(f"base_url is required for type {self.type}")
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _preset_key(self) -> BackendConfig:
+        """A preset backend given no key takes the one its provider's variable holds
+        (``DEEPSEEK_API_KEY`` for ``type: deepseek``), when it is set."""
+        variable = FAMILIES[self.type].env_key
+        if not self.api_keys and variable and os.environ.get(variable):
+            self.api_keys = [os.environ[variable]]
         return self
 
 

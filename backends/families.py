@@ -1,12 +1,18 @@
 """Provider families as data: protocol, endpoints, auth, the hosts an unmodified agent calls.
 
-An *instance* (``backends.config.BackendConfig``) is a family plus a base URL and keys.
+An *instance* (``backends.config.BackendConfig``) is a family plus a base URL and keys. Besides
+the providers the proxy was built around, every row of ``backends.presets`` is a family of its
+own (``type: deepseek``), speaking the protocol of the family it is compatible with.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
+
+from backends.presets import PRESETS, Preset
+from translators.openai_chat import NO_ECHO, ReasoningEcho
 
 # Where each protocol's operations live under a base URL (as the vendor's SDK takes it).
 GENERATE = {
@@ -35,6 +41,9 @@ class Family:
     auth_prefix: str = ""  # e.g. "Bearer "
     hosts: tuple[str, ...] = ()  # hosts whose traffic belongs to this family in HTTPS-proxy mode
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # What the server wants of earlier reasoning in Chat requests (docs/wire.md §1.7).
+    reasoning_echo: ReasoningEcho = NO_ECHO
+    env_key: str | None = None  # where a preset backend's key comes from by convention
 
     @property
     def protocol(self) -> str:
@@ -43,6 +52,12 @@ class Family:
     def protocol_for(self, client_protocol: str) -> str:
         """Speak the client's protocol when the family can (no translation), else its own."""
         return client_protocol if client_protocol in self.protocols else self.protocols[0]
+
+    def render_options(self, protocol: str) -> dict[str, Any]:
+        """Keyword arguments for ``render_request`` of ``protocol`` on this family's servers."""
+        if protocol == "openai-chat" and self.reasoning_echo != NO_ECHO:
+            return {"reasoning_echo": self.reasoning_echo}
+        return {}
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {self.auth_header: self.auth_prefix + key}
@@ -73,6 +88,27 @@ class Family:
 
 
 OPENAI_PROTOCOLS = ("openai-chat", "openai-responses")
+# How each protocol a preset may speak authenticates, and the headers it always sends.
+PRESET_AUTH: dict[str, tuple[str, str, dict[str, str]]] = {
+    "openai-chat": ("authorization", "Bearer ", {}),
+    "anthropic": ("x-api-key", "", {"anthropic-version": "2023-06-01"}),
+}
+
+
+def preset_family(preset: Preset) -> Family:
+    header, prefix, extra = PRESET_AUTH[preset.protocol]
+    echo = ReasoningEcho(preset.echo, preset.echo_field)
+    return Family(
+        preset.name,
+        (preset.protocol,),
+        preset.base_url,
+        header,
+        prefix,
+        extra_headers=dict(extra),
+        reasoning_echo=echo,
+        env_key=preset.env_key,
+    )
+
 
 FAMILIES: dict[str, Family] = {
     f.name: f
@@ -114,8 +150,10 @@ FAMILIES: dict[str, Family] = {
             "authorization",
             "Bearer ",
             hosts=("openrouter.ai",),
+            reasoning_echo=ReasoningEcho("echo", "reasoning"),
         ),
         Family("openai-compatible", ("openai-chat",), "", "authorization", "Bearer "),
+        *map(preset_family, PRESETS),
     )
 }
 

@@ -1640,3 +1640,136 @@ def test_non_json_error_bodies_keep_their_text_or_say_the_status() -> None:
     assert from_html.message == html.decode()[:300]
     assert (empty.code, empty.message) == ("internal", "upstream returned HTTP 500")
     assert (plain.code, plain.message) == ("authentication", "invalid token")
+
+
+# -- reasoning of OpenAI-compatible servers (docs/wire.md §1.7) ------------------------------------
+
+THOUGHT, ANSWER = "plan é<b", "Hello"
+THINKING = f"<think>{THOUGHT}</think>\n\n{ANSWER}"
+
+
+def content_stream(*pieces: str, finish: str = "stop") -> bytes:
+    """A Chat stream whose content arrives in ``pieces``, one delta each."""
+    frames = [{"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces]
+    frames.append({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    return b"".join(b"data: " + json.dumps({"id": "x", "model": "m", **f}).encode() + b"\n\n" for f in frames)
+
+
+def said(events: list[Event]) -> tuple[str, str, list[str]]:
+    """The reasoning and the text of a decoded stream, and the order their kinds came in."""
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    kinds = [e.type for e in events if isinstance(e, (ReasoningDelta, TextDelta))]
+    return reasoning, text, [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
+
+
+def test_think_tags_at_the_start_of_whole_content_become_reasoning() -> None:
+    def parts(content: str) -> list[Any]:
+        return chat.parse_response({"choices": [{"message": {"content": content}}]}).content
+
+    assert parts(THINKING) == [Reasoning(text=THOUGHT, origin="openai-chat"), Text(text=ANSWER)]
+    assert parts("<think>cut short") == [Reasoning(text="cut short", origin="openai-chat")]
+    assert parts("Hi <think>x</think>") == [Text(text="Hi <think>x</think>")]
+
+
+@pytest.mark.parametrize("cut", range(len(THINKING) + 1))
+def test_think_tags_are_found_whatever_character_the_content_is_cut_at(cut: int) -> None:
+    events = decode(content_stream(THINKING[:cut], THINKING[cut:]))
+
+    assert said(events) == (THOUGHT, ANSWER, ["reasoning_delta", "text_delta"])
+
+
+STREAM_OF_THINKING = content_stream(THINKING)
+
+
+@pytest.mark.parametrize("cut", range(len(STREAM_OF_THINKING) + 1))
+def test_think_tags_are_found_whatever_byte_the_stream_is_cut_at(cut: int) -> None:
+    decoder = chat.StreamDecoder()
+    events = decoder.feed(STREAM_OF_THINKING[:cut]) + decoder.feed(STREAM_OF_THINKING[cut:]) + decoder.close()
+
+    assert said(events) == (THOUGHT, ANSWER, ["reasoning_delta", "text_delta"])
+
+
+def test_think_tags_one_character_per_delta() -> None:
+    assert said(decode(content_stream(*THINKING))) == (THOUGHT, ANSWER, ["reasoning_delta", "text_delta"])
+
+
+def test_think_tags_hold_back_only_what_could_still_be_a_tag() -> None:
+    """Fed one character at a time: reasoning and text leave as soon as they cannot be a tag."""
+    content = "<think>a<b</think>\n\nHi"
+    expected = [("", "")] * 7 + [("a", "")] * 2 + [("a<b", "")] * 11 + [("a<b", "H"), ("a<b", "Hi")]
+    tags, out, seen = chat.ThinkTags(), [], []
+    for character in content:
+        tags.feed(character, out)
+        seen.append(said(out)[:2])
+
+    assert seen == expected
+
+
+def test_content_that_is_not_a_think_tag_is_text_at_once_and_a_cut_tag_is_kept() -> None:
+    opening = content_stream("Hello").split(b"\n\n")[0] + b"\n\n"  # the first delta, no finish yet
+
+    assert chat.StreamDecoder().feed(opening)[1:] == [TextDelta(text="Hello")]
+    assert said(decode(content_stream("<b", "old>"))) == ("", "<bold>", ["text_delta"])
+    assert said(decode(content_stream("<thi", finish="length"))) == ("", "<thi", ["text_delta"])
+    assert said(decode(content_stream("<think>a</thi", finish="length"))) == (
+        "a</thi",
+        "",
+        ["reasoning_delta"],
+    )
+
+
+def test_reasoning_before_a_tool_call_leaves_before_the_call() -> None:
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    frames = [
+        {"choices": [{"index": 0, "delta": {"content": "<think>look</th"}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+    ]
+    data = b"".join(b"data: " + json.dumps({"id": "x", "model": "m", **f}).encode() + b"\n\n" for f in frames)
+    kinds = [type(e).__name__ for e in decode(data)]
+
+    assert kinds == [
+        "MessageStart",
+        "ReasoningDelta",
+        "ReasoningDelta",
+        "ToolCallStart",
+        "ToolCallDelta",
+        "ToolCallEnd",
+        "Stop",
+        "End",
+    ]
+
+
+def history_with_thoughts() -> list[Any]:
+    """A tool-calling turn whose reasoning came from Anthropic (signed), then a plain answer."""
+    call = ToolCall(id="call_1", name="get_weather", arguments="{}")
+    return [
+        user(Text(text="weather?")),
+        assistant(
+            Reasoning(text="plan", signature="sig", origin="anthropic"),
+            Reasoning(redacted=True, signature="x"),
+            call,
+        ),
+        user(ToolResult(tool_call_id="call_1", content=[Text(text="18")])),
+        assistant(Text(text="18 degrees")),
+        user(Text(text="thanks")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("echo", "members"),
+    [
+        (chat.NO_ECHO, [{}, {}]),
+        (chat.ReasoningEcho("echo"), [{"reasoning_content": "plan"}, {}]),
+        (chat.ReasoningEcho("echo", "reasoning"), [{"reasoning": "plan"}, {}]),
+        (chat.ReasoningEcho("always"), [{"reasoning_content": "plan"}, {"reasoning_content": ""}]),
+    ],
+    ids=["drop", "echo", "echo-as-reasoning", "always"],
+)
+def test_earlier_reasoning_goes_back_as_the_server_asks(echo: Any, members: list[dict[str, str]]) -> None:
+    rendered = chat.render_request(request(messages=history_with_thoughts()), reasoning_echo=echo)
+    assistants = [m for m in rendered["messages"] if m["role"] == "assistant"]
+
+    assert [{k: v for k, v in m.items() if k.startswith("reasoning")} for m in assistants] == members
+    assert "sig" not in json.dumps(rendered) and "x" not in [m.get("reasoning_content") for m in assistants]

@@ -1,9 +1,12 @@
 """OpenAI Chat Completions (``POST /v1/chat/completions``) ⇄ the canonical model.
 
 Chat is also the dialect of most OpenAI-compatible servers (OpenRouter, vLLM, DeepSeek, …), so the
-parsers accept the non-standard bits those add (``reasoning_content`` / ``reasoning`` text, error
-chunks with empty ``choices``, numeric error codes, repeated tool-call indexes), while the
-renderers emit only what the official SDK types describe. Wire facts: docs/wire.md §1.
+parsers accept the non-standard bits those add (``reasoning_content`` / ``reasoning`` text, a
+``<think>…</think>`` opening of the content, error chunks with empty ``choices``, numeric error
+codes, repeated tool-call indexes), while the renderers emit only what the official SDK types
+describe — except the reasoning a server asks to get back on assistant messages, which
+``render_request`` adds when told to (``ReasoningEcho``: servers disagree, from "required" to
+"refused"). Wire facts: docs/wire.md §1.
 
 The OpenAI Responses module shares this module's conventions (content parts, tool choices, response
 formats, usage details, error codes); what it reuses is public here.
@@ -16,7 +19,8 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from translators.canonical import (
     ChatRequest,
@@ -148,6 +152,28 @@ ERROR_TYPE_OUT: dict[str, str] = {
 STATUS_OUT: dict[int, int] = {529: 503}
 
 _DONE = b"data: [DONE]\n\n"
+
+# Reasoning some servers (Qwen QwQ, DeepSeek R1 distills on vLLM/llama.cpp/Together) write into
+# the content itself, when the content opens with it (docs/wire.md §1.7).
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+@dataclass(frozen=True)
+class ReasoningEcho:
+    """What an OpenAI-compatible server wants of earlier reasoning on assistant messages, in
+    ``field`` (docs/wire.md §1.7). ``mode``:
+
+    - ``drop``: never sent (OpenAI has no such member; Groq and Mistral refuse it);
+    - ``echo``: a message's reasoning text, when it has some;
+    - ``always``: every assistant message carries the member, empty when its reasoning is not
+      known (DeepSeek and Kimi refuse tool-calling turns without it).
+    """
+
+    mode: Literal["drop", "echo", "always"] = "drop"
+    field: str = "reasoning_content"
+
+
+NO_ECHO = ReasoningEcho()
 
 # -- helpers --------------------------------------------------------------------------------------
 
@@ -511,20 +537,27 @@ def _render_call(call: ToolCall, call_id: str) -> dict[str, Any]:
     }
 
 
-def _render_assistant(parts: list[Part]) -> list[dict[str, Any]]:
-    """Text joined, tool calls listed; Reasoning has no Chat field and is dropped."""
+def _render_assistant(parts: list[Part], echo: ReasoningEcho) -> list[dict[str, Any]]:
+    """Text joined, tool calls listed; Reasoning has no standard Chat field: it goes back only as
+    the server's ``echo`` asks (its text, whatever protocol produced it; never a signature)."""
     text = "".join(p.text for p in parts if isinstance(p, Text))
     calls = [_render_call(p, short_call_id(p.id)) for p in parts if isinstance(p, ToolCall)]
     if not text and not calls:
         return []
     message: dict[str, Any] = {"role": "assistant", "content": text or None}
+    if echo.mode != "drop":
+        reasoning = "\n\n".join(
+            p.text for p in parts if isinstance(p, Reasoning) and p.text and not p.redacted
+        )
+        if reasoning or echo.mode == "always":
+            message[echo.field] = reasoning
     if calls:
         message["tool_calls"] = calls
     return [message]
 
 
-_MESSAGE_RENDERERS: dict[str, Callable[[list[Part]], list[dict[str, Any]]]] = {
-    "user": _render_user,
+_MESSAGE_RENDERERS: dict[str, Callable[[list[Part], ReasoningEcho], list[dict[str, Any]]]] = {
+    "user": lambda parts, _echo: _render_user(parts),
     "assistant": _render_assistant,
 }
 
@@ -534,12 +567,12 @@ def system_text(request: ChatRequest) -> str:
     return "\n\n".join(p.text for p in request.system if p.text)
 
 
-def _render_messages(request: ChatRequest) -> list[dict[str, Any]]:
+def _render_messages(request: ChatRequest, echo: ReasoningEcho) -> list[dict[str, Any]]:
     rendered: list[dict[str, Any]] = []
     if system := system_text(request):
         rendered.append({"role": "system", "content": system})
     for message in request.messages:
-        rendered += _MESSAGE_RENDERERS[message.role](message.content)
+        rendered += _MESSAGE_RENDERERS[message.role](message.content, echo)
     return rendered
 
 
@@ -598,9 +631,10 @@ def _render_response_format(fmt: ResponseFormat) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": schema}
 
 
-def render_request(request: ChatRequest) -> dict[str, Any]:
-    """Body for an OpenAI-compatible provider. ``top_k`` has no Chat field and is dropped."""
-    body: dict[str, Any] = {"model": request.model, "messages": _render_messages(request)}
+def render_request(request: ChatRequest, *, reasoning_echo: ReasoningEcho = NO_ECHO) -> dict[str, Any]:
+    """Body for an OpenAI-compatible provider. ``top_k`` has no Chat field and is dropped;
+    earlier reasoning goes back as ``reasoning_echo`` says (the target family's rule)."""
+    body: dict[str, Any] = {"model": request.model, "messages": _render_messages(request, reasoning_echo)}
     body.update(render_tools(request, _render_tool, _render_tool_choice))
     if request.max_tokens is not None:
         body["max_completion_tokens"] = request.max_tokens
@@ -660,11 +694,25 @@ def _response_call(call: Any) -> ToolCall | None:
     )
 
 
+def split_think(content: str) -> tuple[str, str]:
+    """``content`` that opens with ``<think>`` as (reasoning, text): the reasoning runs to
+    ``</think>`` (or to the end, when the answer was cut short), the text follows it with its
+    leading white space dropped. Other content is all text."""
+    if not content.startswith(THINK_OPEN):
+        return "", content
+    reasoning, _, text = content[len(THINK_OPEN) :].partition(THINK_CLOSE)
+    return reasoning, text.lstrip()
+
+
 def _response_parts(message: dict[str, Any]) -> list[Part]:
     reasoning = _reasoning_text(message)
+    content = message.get("content")
+    if isinstance(content, str) and content.startswith(THINK_OPEN):
+        thought, content = split_think(content)
+        reasoning += thought
     parts: list[Part] = [Reasoning(text=reasoning, origin=NAME)] if reasoning else []
-    for key in ("content", "refusal"):
-        if isinstance(text := message.get(key), str) and text:
+    for text in (content, message.get("refusal")):
+        if isinstance(text, str) and text:
             parts.append(Text(text=text))
     calls = message.get("tool_calls")
     parts += [c for c in map(_response_call, calls if isinstance(calls, list) else []) if c]
@@ -751,19 +799,93 @@ def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
 # -- stream decoder -------------------------------------------------------------------------------
 
 
+class ThinkTags:
+    """One stream's content, split as ``split_think`` splits a whole one, delta by delta.
+
+    ``state`` is where the content is: ``open`` (nothing seen yet but a start of ``<think>``),
+    ``thinking`` (inside the tag), ``after`` (past ``</think>``, white space still dropped) or
+    ``plain`` (ordinary text from here on: the decoder then stops asking). A tag may arrive cut
+    anywhere; only what could still be one is held back, so at most ``len(THINK_OPEN) - 1``
+    characters before the opening tag and ``len(THINK_CLOSE) - 1`` inside the reasoning.
+    """
+
+    def __init__(self) -> None:
+        self.state = "open"
+        self._held = ""
+
+    def feed(self, text: str, events: list[Event]) -> None:
+        _THINK_STEPS[self.state](self, text, events)
+
+    def flush(self, events: list[Event]) -> None:
+        """The content ended (or a tool call came): what was held back is what it was about to be."""
+        held, self._held = self._held, ""
+        if held:
+            events.append(
+                ReasoningDelta(text=held, origin=NAME) if self.state == "thinking" else TextDelta(text=held)
+            )
+        if self.state == "open":
+            self.state = "plain"
+
+    def _open(self, text: str, events: list[Event]) -> None:
+        held = self._held + text
+        if held.startswith(THINK_OPEN):
+            self._held, self.state = "", "thinking"
+            self._thinking(held[len(THINK_OPEN) :], events)
+        elif THINK_OPEN.startswith(held):
+            self._held = held
+        else:
+            self._held, self.state = "", "plain"
+            events.append(TextDelta(text=held))
+
+    def _thinking(self, text: str, events: list[Event]) -> None:
+        buffer = self._held + text
+        end = buffer.find(THINK_CLOSE)
+        if end >= 0:
+            self._held, self.state = "", "after"
+            if end:
+                events.append(ReasoningDelta(text=buffer[:end], origin=NAME))
+            self._after(buffer[end + len(THINK_CLOSE) :], events)
+            return
+        # A tail that could begin the closing tag starts at the last '<' (the tag has no other).
+        cut = buffer.rfind("<", max(0, len(buffer) - len(THINK_CLOSE) + 1))
+        if cut < 0 or not THINK_CLOSE.startswith(buffer[cut:]):
+            cut = len(buffer)
+        self._held = buffer[cut:]
+        if cut:
+            events.append(ReasoningDelta(text=buffer[:cut], origin=NAME))
+
+    def _after(self, text: str, events: list[Event]) -> None:
+        if text := text.lstrip():
+            self.state = "plain"
+            events.append(TextDelta(text=text))
+
+    def _plain(self, text: str, events: list[Event]) -> None:
+        events.append(TextDelta(text=text))
+
+
+_THINK_STEPS: dict[str, Callable[[ThinkTags, str, list[Event]], None]] = {
+    "open": ThinkTags._open,
+    "thinking": ThinkTags._thinking,
+    "after": ThinkTags._after,
+    "plain": ThinkTags._plain,
+}
+
+
 class StreamDecoder(SSEDecoder):
     """``chat.completion.chunk`` SSE → canonical events.
 
     Each chunk splits into ordered events (docs/snags.md #3): reasoning, text, refusal, tool calls,
-    finish, usage. Tool calls are keyed by the provider's ``index``; a new ``id`` on a known index
-    starts a new call (servers that send every parallel call as index 0), and canonical indexes
-    follow the order of first appearance.
+    finish, usage. Content that opens with ``<think>`` goes through ``ThinkTags`` until its
+    reasoning is over; plain content never does after its first delta. Tool calls are keyed by
+    the provider's ``index``; a new ``id`` on a known index starts a new call (servers that send
+    every parallel call as index 0), and canonical indexes follow the order of first appearance.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._started = False
         self._refused = False
+        self._tags: ThinkTags | None = ThinkTags()  # None once the content is plain text
         # provider index -> (canonical index, provider id or None)
         self._calls: dict[Any, tuple[int, str | None]] = {}
         self._open: list[int] = []
@@ -801,17 +923,25 @@ class StreamDecoder(SSEDecoder):
         if reasoning := _reasoning_text(delta):
             events.append(ReasoningDelta(text=reasoning, origin=NAME))
         if isinstance(text := delta.get("content"), str) and text:
-            events.append(TextDelta(text=text))
+            if self._tags is None:
+                events.append(TextDelta(text=text))
+            else:
+                self._tags.feed(text, events)
+                if self._tags.state == "plain":
+                    self._tags = None
         if isinstance(refusal := delta.get("refusal"), str) and refusal:
             self._refused = True
             events.append(TextDelta(text=refusal))
         calls = delta.get("tool_calls")
+        if calls and self._tags is not None:
+            self._flush_content(events)
         for call in calls if isinstance(calls, list) else ():
             if isinstance(call, dict):
                 self._on_tool_call(call, events)
         finish = choice.get("finish_reason")
         if finish is not None and not self._stopped:
             self._stopped = True
+            self._flush_content(events)
             self._close_calls(events)
             reason = _stop_reason(finish, self._next_index > 0, self._refused)
             events.append(Stop(reason=reason or "end_turn"))
@@ -833,12 +963,17 @@ class StreamDecoder(SSEDecoder):
             text = arguments if isinstance(arguments, str) else dump_arguments(arguments)
             events.append(ToolCallDelta(index=known[0], arguments=text))
 
+    def _flush_content(self, events: list[Event]) -> None:
+        if self._tags is not None:
+            self._tags.flush(events)
+
     def _close_calls(self, events: list[Event]) -> None:
         events += [ToolCallEnd(index=index) for index in self._open]
         self._open.clear()
 
     def _end(self, events: list[Event]) -> None:
         self._start(events, {})
+        self._flush_content(events)
         self._close_calls(events)
         super()._end(events)
 
