@@ -9,9 +9,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
-from support.proxy import REPO
+from support.proxy import REPO, Proxy
 
 from scripts import agent_env
 from scripts.agent_env import BUNDLE_FILE, CA_FILE, Endpoints
@@ -163,3 +164,68 @@ def test_doctor_reports_a_failing_sample_call_with_the_providers_answer(start_pr
     code, out, _ = printed(*doctor_args(own, "--model", "openai:fail-401"))
     assert code == 1
     assert "FAIL sample call through the HTTPS proxy" in out and "401" in out
+
+
+# --- a proxy with keys (--key NAME:KEY) ----------------------------------------------------------
+PROXY_KEY = "s3cret:with/odd@chars and space"  # a key may hold what a URL must quote
+
+
+@pytest.mark.parametrize(
+    ("agent", "variable"),
+    [("claude", "ANTHROPIC_API_KEY"), ("codex", "OPENAI_API_KEY"), ("gemini", "GEMINI_API_KEY")],
+)
+def test_at_the_front_door_the_proxy_key_is_the_agents_api_key(agent, variable):
+    code, out, _ = printed(agent, "--front-door", "--key", f"alice:{PROXY_KEY}")
+    assert code == 0
+    assert exported(out, {variable: "the-users-own-provider-key"})[variable] == PROXY_KEY
+
+
+@pytest.mark.parametrize("agent", ["claude", "codex", "gemini"])
+def test_in_https_proxy_mode_the_proxy_key_is_the_proxy_urls_user_and_password(agent, confdir, roots):
+    key = agent_env.ProxyKey.parse(f"alice@team:{PROXY_KEY}")
+    env = agent_env.https_proxy_env(agent, Endpoints("", "http://127.0.0.1:8081", confdir, key))
+    url = urlsplit(env["HTTPS_PROXY"])
+    assert (url.hostname, url.port) == ("127.0.0.1", 8081)
+    assert (unquote(url.username or ""), unquote(url.password or "")) == ("alice@team", PROXY_KEY)
+    variable = agent_env.AGENTS[agent][0]  # the agent's own credential for the provider host stays
+    assert env[variable] == agent_env.own_key_or_placeholder(variable)
+
+
+def test_the_printed_proxy_url_survives_the_shell(confdir, roots):
+    args = ("claude", "--https-proxy", "--confdir", str(confdir), "--key", f"alice:{PROXY_KEY}")
+    code, out, _ = printed(*args)
+    assert code == 0
+    assert unquote(urlsplit(exported(out)["HTTPS_PROXY"]).password or "") == PROXY_KEY
+
+
+def test_a_key_without_its_name_is_refused_saying_the_form():
+    code, out, err = printed("claude", "--key", "just-the-secret")
+    assert code == 2 and out == ""
+    assert "NAME:KEY" in err
+
+
+ACCESS = f"""access:
+  mode: multi-user
+  keys:
+    - {{name: alice, key: "{PROXY_KEY}"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def keyed_proxy(fakes, tmp_path_factory):
+    running = Proxy(tmp_path_factory.mktemp("keyed"), fakes.llm_yaml() + ACCESS).start()
+    yield running
+    running.stop()
+
+
+def test_doctor_with_the_key_passes_against_a_proxy_with_keys(keyed_proxy, fakes):
+    code, out, _ = printed(*doctor_args(keyed_proxy, "--key", f"alice:{PROXY_KEY}"))
+    assert code == 0, out
+    assert out.count("ok   ") == len(agent_env.DOCTOR_CHECKS)
+    assert PROXY_KEY not in str(fakes.openai.requests[-1].headers)
+
+
+def test_doctor_without_the_key_says_the_proxy_wants_one(keyed_proxy):
+    code, out, _ = printed(*doctor_args(keyed_proxy, "--model", "openai:gpt-fake-1"))
+    assert code == 1
+    assert "FAIL front door answers" in out and "401" in out and "proxy key" in out
