@@ -4,17 +4,20 @@ like, the proxy key of an HTTPS-proxy connection, the slow-down and the admin en
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
+from pathlib import Path
 
 import pytest
+import yaml
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
 from addons.access import Access, Slowdown, key_of
 from addons.listeners import Listeners
 from addons.settings import Settings
-from backends.config import Config
+from backends.config import Config, parse_config
 
 ALICE = "alice-proxy-secret-1"
 OPS = "ops-proxy-secret-22"
@@ -267,3 +270,27 @@ def test_start_up_with_keys_accepts_any_address(caplog):
         with caplog.at_level(logging.ERROR):
             addon.running()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_the_example_configurations_multi_user_block_is_valid_once_uncommented(monkeypatch):
+    """llm.example.yaml shows the access block commented out; uncommented, it must load."""
+    example = (Path(__file__).parents[1] / "llm.example.yaml").read_text().splitlines()
+    start = example.index("# access:")
+    block = [line[2:] for line in itertools.takewhile(lambda line: line.startswith("# "), example[start:])]
+    for variable in (
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "GEMINI_API_KEY",
+        "ALICE_PROXY_KEY",
+        "OPS_PROXY_KEY",
+    ):
+        monkeypatch.setenv(variable, f"{variable.lower()}-value")
+    raw = yaml.safe_load("\n".join(example[:start] + block))
+    access = parse_config(raw, "llm.example.yaml").access
+    assert access.mode == "multi-user"
+    assert [(k.name, k.key, k.admin) for k in access.keys] == [
+        ("alice", "alice_proxy_key-value", False),
+        ("ops", "ops_proxy_key-value", True),
+    ]
+    assert access.keys[0].limits is not None and access.keys[0].limits.requests_per_minute == 60
+    assert access.default_limits.tokens_per_day == 2_000_000
