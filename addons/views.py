@@ -1,30 +1,47 @@
-"""mitmweb views of LLM traffic, and the addon that keeps streamed answers viewable.
+"""mitmweb views of LLM traffic, and the addon that keeps both sides of a call viewable.
 
 Every body is read through the canonical model (the protocol's own ``parse_request`` /
 ``parse_response``, or its ``StreamDecoder`` and ``response_from_events`` for streams) and printed
 in one layout shared by all protocols, so a conversation reads the same whichever API carried it.
-A body the canonical model cannot hold (a same-protocol pass-through with item types it refuses, a
-damaged body) is shown as pretty JSON with the reason, never as an error.
+The canonical model normalises what the wire says, so the layout takes the wire's own words from
+the body itself wherever they matter to a reader: roles (an OpenAI ``tool`` message, Gemini's
+``model``), request parameters by their field names (``max_completion_tokens``,
+``stream_options.include_usage``), stop reasons (``tool_calls``, ``STOP``). What the proxy added
+or made up is marked: a parameter the provider received that the client did not send, a call id
+found nowhere in the bytes the call came from. A body the canonical model cannot hold (a
+same-protocol pass-through with item types it refuses, a damaged body) is shown as pretty JSON
+with the reason, never as an error. Lines are wrapped, because mitmweb's detail pane does not.
 
-mitmproxy keeps no body for streamed responses (docs/mitm.md §4), so ``KeepStreams`` keeps a
-bounded copy of what the client received and puts it back as the response body at the end.
+A translated call has two sides and mitmproxy's flow holds one of each: its request is what the
+provider received, its response what the client received. ``KeepStreams`` records the other two
+(the client's request with its headers, credentials redacted; the provider's answer as it came)
+as plain data in ``flow.metadata["llm_sides"]``, so they are saved with the flow, and the views
+print both sides in order: the request tab shows the client's request, then the provider's; the
+response tab the provider's answer, then the client's. Nothing is copied per request: the record
+holds references to bytes the exchange already has, plus a small redacted header dict.
+
+mitmproxy keeps no body for streamed responses (docs/mitm.md §4), so ``KeepStreams`` also keeps a
+bounded copy of each streamed side (what the provider sent and what the client received, each up
+to ``llm_keep_stream_kb``) and puts the client's back as the response body at the end.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from mitmproxy import contentviews, ctx, exceptions, http
 from mitmproxy.contentviews import Contentview, Metadata, SyntaxHighlight
 
 import translators
 from addons import exchange
+from addons.capture import redact_headers, redact_url
 from translators.assemble import response_from_events
 from translators.canonical import (
     ChatRequest,
@@ -57,7 +74,7 @@ PATH_PROTOCOLS: tuple[tuple[str, str], ...] = (
     (":streamGenerateContent", "gemini"),
 )
 GEMINI_METHOD = re.compile(
-    r"/(?P<model>(?:models|tunedModels)/[^:?]+):(?P<method>streamGenerateContent|generateContent)"
+    r"/(?P<model>(?:models|tunedModels)/[^?]+?):(?P<method>streamGenerateContent|generateContent)\b"
 )
 # Without an exchange or a known path: tell-tale keys and values near the start of a body, first
 # match wins (the order matters: an Anthropic tool_use carries an "input" key of its own). A
@@ -75,7 +92,16 @@ RESPONSE_MARKERS: tuple[tuple[re.Pattern[bytes], str], ...] = (
 )
 MARKER_WINDOW = 2048
 TRUNCATED = "llm_stream_truncated"  # flow.metadata: bytes the client got of a stream kept only in part
+SIDES = "llm_sides"  # flow.metadata: the other side of each message of a routed call (see ``record``)
 STREAM_STARTS = (b"data:", b"event:", b":", b"[")  # SSE, or Gemini's JSON array without alt=sse
+# The sections of a routed call's views, in the order the messages travelled.
+TITLES: dict[str, str] = {
+    "client request": "── client side ── the request as the client sent it",
+    "provider request": "── provider side ── the request as the provider received it",
+    "provider answer": "── provider side ── the answer as the provider sent it",
+    "client answer": "── client side ── the answer as the client received it",
+}
+REDACTED_KEY = "[redacted] (the backend's key, set by the proxy)"
 
 USAGE_LABELS: dict[str, str] = {
     "input_tokens": "input",
@@ -84,10 +110,55 @@ USAGE_LABELS: dict[str, str] = {
     "cache_write_tokens": "cache write",
     "reasoning_tokens": "reasoning",
 }
-# Request fields printed by the layout itself rather than under "parameters:".
-LAID_OUT = {"model", "system", "messages", "tools"}
+# What each protocol calls the speaker of a canonical message: "result" is a user message's tool
+# results (an OpenAI Chat "tool" message, a Responses function_call_output item).
+ROLE_WORDS: dict[str, dict[str, str]] = {
+    "openai-chat": {"user": "user", "assistant": "assistant", "result": "tool"},
+    "openai-responses": {"user": "user", "assistant": "assistant", "result": "function_call_output"},
+    "anthropic": {"user": "user", "assistant": "assistant", "result": "user"},
+    "gemini": {"user": "user", "assistant": "model", "result": "user"},
+}
+# Request fields the layout prints itself (conversation, tools, model); every other top-level
+# field is printed under "parameters:" by its wire name.
+LAID_OUT: dict[str, frozenset[str]] = {
+    "openai-chat": frozenset({"model", "messages", "tools"}),
+    "openai-responses": frozenset({"model", "input", "instructions", "tools"}),
+    "anthropic": frozenset({"model", "system", "messages", "tools"}),
+    "gemini": frozenset({"model", "contents", "systemInstruction", "tools"}),
+}
+# Wire parameters (dotted paths) and the canonical field each one sets: a provider's value that
+# the client's request does not hold is marked as the proxy's.
+WIRE_PARAMETERS: dict[str, dict[str, str]] = {
+    "openai-chat": {
+        "max_completion_tokens": "max_tokens",
+        "max_tokens": "max_tokens",
+        "temperature": "temperature",
+        "top_p": "top_p",
+        "seed": "seed",
+        "frequency_penalty": "frequency_penalty",
+        "presence_penalty": "presence_penalty",
+        "stream_options.include_usage": "stream_usage",
+    },
+    "openai-responses": {"max_output_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p"},
+    "anthropic": {
+        "max_tokens": "max_tokens",
+        "temperature": "temperature",
+        "top_p": "top_p",
+        "top_k": "top_k",
+    },
+    "gemini": {
+        "generationConfig.maxOutputTokens": "max_tokens",
+        "generationConfig.temperature": "temperature",
+        "generationConfig.topP": "top_p",
+        "generationConfig.topK": "top_k",
+        "generationConfig.seed": "seed",
+        "generationConfig.frequencyPenalty": "frequency_penalty",
+        "generationConfig.presencePenalty": "presence_penalty",
+    },
+}
+FLAT_DEPTH = 2  # parameters: object members opened into dotted names this deep
 SHORT_JSON = 72  # arguments up to this long stay on one line
-DESCRIPTION = 100  # tool descriptions: the first line, cut to this length
+WIDTH = 100  # lines are wrapped to this many characters
 
 
 # -- what a body is ------------------------------------------------------------------------------
@@ -116,8 +187,8 @@ def subject(data: bytes, metadata: Metadata) -> Subject | None:
         protocol = _body_protocol(data, is_request, None)
         return Subject(protocol, is_request, status) if protocol else None
     peer = None
-    if (ex := exchange.get(flow)) is not None:
-        protocol, peer = ex.client_protocol, ex.backend_protocol
+    if (route := _route(flow)) is not None:
+        protocol, peer = route
         if is_request:
             protocol, peer = peer, protocol
     else:
@@ -126,6 +197,16 @@ def subject(data: bytes, metadata: Metadata) -> Subject | None:
         return None
     model, stream = _gemini_url(flow.request.path) if protocol == "gemini" else (None, None)
     return Subject(protocol, is_request, status, model, stream, peer if peer != protocol else None)
+
+
+def _route(flow: http.HTTPFlow) -> tuple[str, str] | None:
+    """(client protocol, backend protocol) of a routed flow, live or saved."""
+    if (ex := exchange.get(flow)) is not None:
+        return ex.client_protocol, ex.backend_protocol
+    summary = flow.metadata.get(exchange.KEY)
+    if isinstance(summary, dict) and summary.get("backend"):
+        return summary["client_protocol"], summary["backend_protocol"]
+    return None
 
 
 def _path_protocol(path: str) -> str | None:
@@ -151,7 +232,11 @@ def _gemini_url(path: str) -> tuple[str | None, bool | None]:
 def is_stream(data: bytes, metadata: Metadata, about: Subject) -> bool:
     if about.request:
         return False
-    return metadata.content_type == "text/event-stream" or data[:64].lstrip().startswith(STREAM_STARTS)
+    return metadata.content_type == "text/event-stream" or looks_streamed(data)
+
+
+def looks_streamed(data: bytes) -> bool:
+    return data[:64].lstrip().startswith(STREAM_STARTS)
 
 
 class Unreadable(ValueError):
@@ -163,6 +248,124 @@ def _module(protocol: str) -> ModuleType:
         return translators.get(protocol)
     except (KeyError, ImportError):  # a protocol module not there (yet)
         raise Unreadable(f"no {protocol} translator available") from None
+
+
+# -- the wire's words ----------------------------------------------------------------------------
+
+
+@dataclass
+class Wire:
+    """What the layout reads from the body itself: the protocol, the decoded JSON (a stream: its
+    events' objects), the text where ids that are not made up by the proxy appear (the bytes the
+    call came from) and, for a provider's request, the client's request it was made from."""
+
+    protocol: str
+    body: Any = None
+    source: str | None = None
+    client: ChatRequest | None = None
+
+    def role(self, role: str) -> str:
+        return ROLE_WORDS.get(self.protocol, {}).get(role, role)
+
+    def made_up(self, call_id: str) -> bool:
+        return self.source is not None and bool(call_id) and call_id not in self.source
+
+    def system(self) -> str:
+        """Where the system prompt travels: a field, or the role of a message."""
+        body = self.body if isinstance(self.body, dict) else {}
+        if self.protocol == "gemini":
+            return "systemInstruction"
+        if self.protocol == "openai-responses" and body.get("instructions"):
+            return "instructions"
+        items = body.get("messages") or body.get("input") or []
+        roles = (
+            (item.get("role") for item in items if isinstance(item, dict)) if isinstance(items, list) else ()
+        )
+        return next((role for role in roles if role in ("system", "developer")), "system")
+
+
+def _chat_stop(body: dict[str, Any]) -> str | None:
+    return next((c.get("finish_reason") for c in body.get("choices") or [] if c.get("finish_reason")), None)
+
+
+def _gemini_stop(body: dict[str, Any]) -> str | None:
+    return next((c.get("finishReason") for c in body.get("candidates") or [] if c.get("finishReason")), None)
+
+
+def _anthropic_stop(body: dict[str, Any]) -> str | None:
+    delta = body.get("delta")
+    return body.get("stop_reason") or (delta.get("stop_reason") if isinstance(delta, dict) else None)
+
+
+def _responses_stop(body: dict[str, Any]) -> str | None:
+    response = body.get("response", body)
+    if not isinstance(response, dict) or response.get("status") in (None, "in_progress", "queued"):
+        return None
+    if response.get("object", "response") != "response" or "output" not in response:
+        return None  # an output item's status, not the answer's
+    details = response.get("incomplete_details")
+    reason = details.get("reason") if isinstance(details, dict) else None
+    return f"{response['status']} ({reason})" if reason else response["status"]
+
+
+# Where each protocol says why the answer ended, read from a body or each stream event's object.
+WIRE_STOP: dict[str, Callable[[dict[str, Any]], str | None]] = {
+    "openai-chat": _chat_stop,
+    "openai-responses": _responses_stop,
+    "anthropic": _anthropic_stop,
+    "gemini": _gemini_stop,
+}
+
+
+def wire_stop(protocol: str, objects: list[Any]) -> str | None:
+    """The last stop reason the objects state, in the wire's own words."""
+    read = WIRE_STOP.get(protocol)
+    found = [read(o) for o in objects if isinstance(o, dict)] if read else []
+    return next((stop for stop in reversed(found) if stop), None)
+
+
+def flat(value: Any, path: str, depth: int = 1) -> Iterable[tuple[str, Any]]:
+    """A parameter by dotted wire paths: objects are opened down to ``FLAT_DEPTH`` names
+    (``stream_options.include_usage``, ``generationConfig.maxOutputTokens``), deeper ones stay JSON."""
+    if isinstance(value, dict) and value and depth < FLAT_DEPTH:
+        for key, inner in value.items():
+            yield from flat(inner, f"{path}.{key}", depth + 1)
+    else:
+        yield path, value
+
+
+def parameter_lines(wire: Wire) -> list[str]:
+    body = wire.body if isinstance(wire.body, dict) else {}
+    laid_out = LAID_OUT.get(wire.protocol, frozenset())
+    fields = WIRE_PARAMETERS.get(wire.protocol, {})
+    lines = []
+    for key, value in body.items():
+        if key in laid_out:
+            continue
+        for path, leaf in flat(value, key):
+            mark = _proxy_mark(wire, fields.get(path))
+            lines.append(f"{path}: {_compact(leaf)}{mark}")
+    return lines
+
+
+def _proxy_mark(wire: Wire, field: str | None) -> str:
+    """A provider's parameter the client did not set as it is: the proxy's default or change."""
+    if field is None or wire.client is None:
+        return ""
+    provider = getattr(_reading(wire), field, None)
+    client = getattr(wire.client, field, None)
+    if provider == client:
+        return ""
+    if client is None or client is False:
+        return "  (added by the proxy)"
+    return f"  (set by the proxy; the client sent {_compact(client)})"
+
+
+def _reading(wire: Wire) -> ChatRequest | None:
+    try:
+        return _module(wire.protocol).parse_request(wire.body, model="?")
+    except Exception:
+        return None
 
 
 # -- views ---------------------------------------------------------------------------------------
@@ -182,25 +385,7 @@ class LLMConversation(Contentview):
         about = subject(data, metadata)
         if about is None:
             return fallback(data, "LLM body", "not recognised as an LLM request or response")
-        what = f"{about.protocol} {'request' if about.request else 'response'}"
-        try:
-            return read_body(about, data)
-        except Exception as e:  # a viewer shows what it cannot read; it never fails
-            return fallback(data, what, _reason(e))
-
-
-def read_body(about: Subject, data: bytes) -> str:
-    body = json.loads(data)
-    if about.status >= 400:
-        return render_error(about, data, body)
-    module = _module(about.protocol)
-    if about.request:
-        request = module.parse_request(body, model=_model(about), stream=about.stream)
-        return render_request(request, _header(about, "request", request.model))
-    answer = module.parse_response(body)
-    if not (answer.content or answer.stop_reason or usage_text(answer.usage)):
-        raise Unreadable("no message in it")  # lenient parsers read any object as an empty answer
-    return render_response(answer, _header(about, "response", answer.model, answer.id))
+        return wrap(both_sides(about, data, metadata) or read_any(about, data))
 
 
 class LLMStream(Contentview):
@@ -217,24 +402,78 @@ class LLMStream(Contentview):
         about = subject(data, metadata)
         if about is None:
             return sse_fallback(data, "LLM stream", "not recognised as an LLM stream")
-        try:
-            text = read_stream(about, data)
-        except Exception as e:  # as above
+        sided = both_sides(about, data, metadata)
+        return wrap(sided or read_any(about, data, streamed=True) + _cut_note(data, metadata))
+
+
+def read_any(about: Subject, data: bytes, *, streamed: bool | None = None, wire: Wire | None = None) -> str:
+    """One body, read as what it is; a body the views cannot read is shown as it is."""
+    streamed = (not about.request and looks_streamed(data)) if streamed is None else streamed
+    wire = wire or Wire(about.protocol)
+    try:
+        return read_stream(about, data, wire) if streamed else read_body(about, data, wire)
+    except Exception as e:  # a viewer shows what it cannot read; it never fails
+        if streamed:
             return sse_fallback(data, f"{about.protocol} stream", _reason(e))
-        return text + _cut_note(data, metadata)
+        kind = "request" if about.request else "response"
+        return fallback(data, f"{about.protocol} {kind}", _reason(e))
 
 
-def read_stream(about: Subject, data: bytes) -> str:
+def read_body(about: Subject, data: bytes, wire: Wire | None = None) -> str:
+    body = json.loads(data)
+    if about.status >= 400:
+        return render_error(about, data, body)
+    wire = wire or Wire(about.protocol)
+    wire.body = body
+    if wire.source is None:
+        wire.source = data.decode("utf-8", "replace")
+    module = _module(about.protocol)
+    if about.request:
+        request = module.parse_request(body, model=_model(about), stream=about.stream)
+        return render_request(request, _header(about, "request", request.model), wire)
+    answer = module.parse_response(body)
+    if not (answer.content or answer.stop_reason or usage_text(answer.usage)):
+        raise Unreadable("no message in it")  # lenient parsers read any object as an empty answer
+    return render_response(answer, _header(about, "response", answer.model, answer.id), wire)
+
+
+def read_stream(about: Subject, data: bytes, wire: Wire | None = None) -> str:
     events = decode_stream(_module(about.protocol), data)
     answer = response_from_events(events)
     errors = [event.error for event in events if isinstance(event, StreamError)]
-    return render_response(answer, _header(about, "stream, reassembled", answer.model, answer.id), errors)
+    wire = wire or Wire(about.protocol)
+    wire.body = stream_objects(data)
+    if wire.source is None:
+        wire.source = data.decode("utf-8", "replace")
+    header = _header(about, "stream, reassembled", answer.model, answer.id)
+    return render_response(answer, header, wire, errors)
+
+
+def stream_objects(data: bytes) -> list[Any]:
+    """The JSON object of each event of a stream (SSE, or Gemini's JSON array), for wire words."""
+    if data.lstrip().startswith(b"["):
+        try:
+            return list(json.loads(data))
+        except ValueError:
+            return []
+    parser = SSEParser()
+    objects = []
+    for event in parser.feed(data) + parser.close():
+        try:
+            objects.append(json.loads(event.data))
+        except ValueError:
+            continue  # [DONE], comments
+    return objects
 
 
 def _cut_note(data: bytes, metadata: Metadata) -> str:
     """KeepStreams kept only part of this stream: its missing end is not the provider's fault."""
     seen = metadata.flow.metadata.get(TRUNCATED) if isinstance(metadata.flow, http.HTTPFlow) else None
-    return f"\n(kept only the first {len(data)} of {seen} bytes: the rest is not shown)" if seen else ""
+    return cut_note(len(data), seen)
+
+
+def cut_note(kept: int, seen: int | None) -> str:
+    return f"\n(kept only the first {kept} of {seen} bytes: the rest is not shown)" if seen else ""
 
 
 def register() -> None:
@@ -270,9 +509,131 @@ def _header(about: Subject, kind: str, model: str, response_id: str = "") -> str
     items = [f"{about.protocol} {kind}", f"model {model or '?'}"]
     if response_id:
         items.append(f"id {response_id}")
+    if about.stream and about.request:
+        items.append("streamGenerateContent")  # Gemini streams by its URL, not a body field
     if about.peer:
         items.append(f"translated from {about.peer}")
     return " · ".join(items)
+
+
+# -- both sides ----------------------------------------------------------------------------------
+
+
+def record(flow: http.HTTPFlow, ex: exchange.Exchange, answer: bytes | None = None) -> dict[str, Any] | None:
+    """Both sides of a routed call as plain data (saved with the flow): the client's request as
+    sent, the request the provider received (headers without the key, which is marked) and, when
+    the call was translated, the provider's answer as received. Bytes are kept by reference."""
+    upstream, target = ex.upstream, ex.target
+    if upstream is None or target is None or not ex.client_content:
+        return None
+    provider_headers = redact_headers(upstream.headers.items())
+    provider_headers[target.family.auth_header] = REDACTED_KEY
+    sides: dict[str, Any] = {
+        "client": {
+            "protocol": ex.client_protocol,
+            "url": redact_url(ex.client_url),
+            "headers": client_headers(ex),
+            "content": ex.client_content,
+        },
+        "provider": {
+            "protocol": ex.backend_protocol,
+            "url": redact_url(upstream.url),
+            "headers": provider_headers,
+            "content": upstream.body if upstream.body is not None else ex.client_content,
+        },
+        "passthrough": ex.passthrough,
+    }
+    if answer is not None and not ex.passthrough:
+        status = ex.upstream_status or (flow.response.status_code if flow.response else 200)
+        sides["answer"] = {"status": status, "content": redacted(answer) if status >= 400 else answer}
+    return sides
+
+
+def client_headers(ex: exchange.Exchange) -> dict[str, str]:
+    """The client's headers, credentials redacted; ``Host`` as the client sent it (a reverse
+    listener rewrites it to its unused target)."""
+    headers = redact_headers(ex.client_headers.items())
+    host = urlsplit(ex.client_url).netloc
+    return {name: host if name.lower() == "host" and host else value for name, value in headers.items()}
+
+
+def redacted(content: bytes) -> bytes:
+    """A provider's error body without the configured keys (some echo the key they refused)."""
+    settings = ctx.master.addons.get("settings") if ctx.master else None
+    return settings.redact(content) if hasattr(settings, "redact") else content
+
+
+def recorded(flow: http.HTTPFlow) -> dict[str, Any] | None:
+    """The flow's sides: as KeepStreams recorded them, or (a call still running) from its exchange."""
+    sides = flow.metadata.get(SIDES)
+    if sides is None and (ex := exchange.get(flow)) is not None:
+        sides = record(flow, ex)
+    return sides if isinstance(sides, dict) else None
+
+
+def both_sides(about: Subject, data: bytes, metadata: Metadata) -> str | None:
+    """The two sides of this message of a routed call, in the order they travelled, or None."""
+    flow = metadata.flow
+    sides = recorded(flow) if isinstance(flow, http.HTTPFlow) else None
+    if sides is None:
+        return None
+    if about.request:
+        return request_sides(sides)
+    return answer_sides(sides, Subject(about.protocol, False, about.status), data) + _cut_note(data, metadata)
+
+
+def request_sides(sides: dict[str, Any]) -> str:
+    client, provider = sides["client"], sides["provider"]
+    first = read_any(_side_subject(client, True), client["content"])
+    if sides.get("passthrough") and provider["content"] == client["content"]:
+        second = "(the client's body, passed through unchanged)"
+    else:
+        wire = Wire(provider["protocol"], source=_text(client["content"]), client=client_request(client))
+        second = read_any(_side_subject(provider, True), provider["content"], wire=wire)
+    return (
+        side(TITLES["client request"], client, first)
+        + "\n\n"
+        + side(TITLES["provider request"], provider, second)
+    )
+
+
+def answer_sides(sides: dict[str, Any], about: Subject, data: bytes) -> str:
+    answered = sides.get("answer")
+    if answered is None:
+        note = " (passthrough: the provider's bytes)" if sides.get("passthrough") else ""
+        return f"{TITLES['client answer']}{note}\n" + read_any(about, data)
+    content = answered["content"]
+    provider = Subject(sides["provider"]["protocol"], False, answered["status"])
+    first = read_any(provider, content) + cut_note(len(content), answered.get("seen"))
+    second = read_any(about, data, wire=Wire(about.protocol, source=_text(content)))
+    status = f" (HTTP {answered['status']})"
+    return f"{TITLES['provider answer']}{status}\n{first}\n\n{TITLES['client answer']}\n{second}"
+
+
+def side(title: str, message: dict[str, Any], body: str) -> str:
+    """A request side: where it went, what it said, then its headers."""
+    headers = [f"  {name}: {value}" for name, value in message["headers"].items()]
+    return "\n".join([title, f"POST {message['url']}", body, "headers:", *headers])
+
+
+def _side_subject(message: dict[str, Any], request: bool) -> Subject:
+    protocol = message["protocol"]
+    model, stream = _gemini_url(message["url"]) if protocol == "gemini" else (None, None)
+    return Subject(protocol, request, 200, model, stream)
+
+
+def client_request(client: dict[str, Any]) -> ChatRequest | None:
+    about = _side_subject(client, True)
+    try:
+        return _module(about.protocol).parse_request(
+            json.loads(client["content"]), model=_model(about), stream=about.stream
+        )
+    except Exception:
+        return None
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 # -- layout --------------------------------------------------------------------------------------
@@ -281,9 +642,10 @@ def _header(about: Subject, kind: str, model: str, response_id: str = "") -> str
 class Layout:
     """The lines of one rendering; remembers tool names so results can say which call they answer."""
 
-    def __init__(self, header: str) -> None:
+    def __init__(self, header: str, wire: Wire | None = None) -> None:
         self.lines = [header]
         self.call_names: dict[str, str] = {}
+        self.wire = wire or Wire("")
 
     def add(self, text: str, depth: int = 0) -> None:
         pad = "  " * depth
@@ -303,56 +665,76 @@ class Layout:
                 return image(part)
             case ToolCall():
                 self.call_names[part.id] = part.name
-                return tool_call(part)
+                return tool_call(part, self.call_id(part.id))
             case ToolResult():
                 return self.tool_result(part)
             case Reasoning():
                 return reasoning(part)
 
+    def call_id(self, call_id: str) -> str:
+        return (
+            f"[{_short(call_id)}, made up by the proxy]"
+            if self.wire.made_up(call_id)
+            else f"[{_short(call_id)}]"
+        )
+
     def tool_result(self, result: ToolResult) -> str:
         name = result.name or self.call_names.get(result.tool_call_id, "")
         label = " ".join(filter(None, ("←", name, "error" if result.is_error else "result")))
-        lines = [f"{label}  [{_short(result.tool_call_id)}]"]
+        lines = [f"{label}  {self.call_id(result.tool_call_id)}"]
         for part in result.content:
             text = json_text(part.text) if isinstance(part, Text) else image(part)
             lines.extend("  " + line for line in text.split("\n"))
         return "\n".join(lines)
 
     def message(self, message: Message) -> None:
-        self.add(f"{message.role}:" if message.content else f"{message.role}: (no content)")
-        self.parts(message.content, 1)
+        """One canonical message, under the wire's name for each run of its parts (an OpenAI
+        Chat user message of tool results is the ``tool`` messages it came from)."""
+        if not message.content:
+            self.add(f"{self.wire.role(message.role)}: (no content)")
+            return
+        label = None
+        for part in message.content:
+            kind = "result" if isinstance(part, ToolResult) else message.role
+            if (word := self.wire.role(kind)) != label:
+                label = word
+                self.add(f"{word}:")
+            self.add(self.part(part), 1)
 
     def text(self) -> str:
         return "\n".join(self.lines)
 
 
-def render_request(request: ChatRequest, header: str) -> str:
-    layout = Layout(header)
+def render_request(request: ChatRequest, header: str, wire: Wire | None = None) -> str:
+    layout = Layout(header, wire)
     if request.system:
-        layout.add("system:")
+        layout.add(f"{layout.wire.system()}:")
         layout.parts(request.system, 1)
     for message in request.messages:
         layout.message(message)
     if request.tools:
         layout.add("tools:")
         for tool in request.tools:
-            layout.add(tool_signature(tool), 1)
-    parameters = request.model_dump(exclude_defaults=True, exclude=LAID_OUT)
-    if parameters:
+            layout.add(tool_text(tool), 1)
+    if parameters := parameter_lines(layout.wire):
         layout.add("parameters:")
-        for key, value in parameters.items():
-            layout.add(f"{key}: {_compact(value)}", 1)
+        for line in parameters:
+            layout.add(line, 1)
     return layout.text()
 
 
-def render_response(response: ChatResponse, header: str, errors: list[dict[str, Any]] | None = None) -> str:
-    layout = Layout(header)
+def render_response(
+    response: ChatResponse, header: str, wire: Wire | None = None, errors: list[dict[str, Any]] | None = None
+) -> str:
+    layout = Layout(header, wire)
     layout.message(Message(role="assistant", content=response.content))
     for error in errors or []:
         layout.add(f"error: {error.get('code')}: {error.get('message')}")
-    if response.stop_reason:
+    body = layout.wire.body
+    stop = wire_stop(layout.wire.protocol, body if isinstance(body, list) else [body]) or response.stop_reason
+    if stop:
         matched = f" {json.dumps(response.stop_sequence)}" if response.stop_sequence else ""
-        layout.add(f"stop: {response.stop_reason}{matched}")
+        layout.add(f"stop: {stop}{matched}")
     if counts := usage_text(response.usage):
         layout.add(f"usage: {counts}")
     return layout.text()
@@ -372,9 +754,9 @@ def image(part: Image) -> str:
     return f"[image url {_short(part.url or '', 48)}{detail}]"
 
 
-def tool_call(call: ToolCall) -> str:
+def tool_call(call: ToolCall, shown_id: str | None = None) -> str:
     signature = f" [signature {_short(call.thought_signature)}]" if call.thought_signature else ""
-    return f"→ {call.name}({json_text(call.arguments)})  [{_short(call.id)}]{signature}"
+    return f"→ {call.name}({json_text(call.arguments)})  {shown_id or f'[{_short(call.id)}]'}{signature}"
 
 
 def reasoning(part: Reasoning) -> str:
@@ -387,18 +769,22 @@ def reasoning(part: Reasoning) -> str:
     return "reasoning:\n" + body
 
 
-def tool_signature(tool: Tool) -> str:
-    """``name(arg: type, optional?: type): first line of the description``."""
+def tool_text(tool: Tool) -> str:
+    """``name(arg: type, optional?: type)``, then the whole description and each described
+    parameter's description, indented (long lines are folded by ``wrap``)."""
     schema = tool.parameters
     properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
     required = set(schema.get("required") or [])
-    arguments = ", ".join(
-        f"{name}{'' if name in required else '?'}: {schema_type(spec)}" for name, spec in properties.items()
-    )
-    description = (tool.description or "").strip().split("\n")[0]
-    if len(description) > DESCRIPTION:
-        description = description[: DESCRIPTION - 1] + "…"
-    return f"{tool.name}({arguments})" + (f": {description}" if description else "")
+    optional = {name: "" if name in required else "?" for name in properties}
+    arguments = ", ".join(f"{name}{optional[name]}: {schema_type(spec)}" for name, spec in properties.items())
+    lines = [f"{tool.name}({arguments})"]
+    lines += ["  " + line for line in (tool.description or "").strip().split("\n") if tool.description]
+    for name, spec in properties.items():
+        described = spec.get("description") if isinstance(spec, dict) else None
+        if isinstance(described, str) and described.strip():
+            text = described.strip().replace("\n", "\n    ")
+            lines.append(f"  {name}{optional[name]}: {text}")
+    return "\n".join(lines)
 
 
 def schema_type(spec: Any) -> str:
@@ -415,8 +801,9 @@ def schema_type(spec: Any) -> str:
 
 
 def usage_text(usage: Usage) -> str:
+    """The counts the provider reported, zeros left out (they say nothing)."""
     counts = usage.model_dump(exclude_none=True)
-    return " · ".join(f"{label} {counts[key]}" for key, label in USAGE_LABELS.items() if key in counts)
+    return " · ".join(f"{label} {counts[key]}" for key, label in USAGE_LABELS.items() if counts.get(key))
 
 
 def json_text(text: str) -> str:
@@ -429,6 +816,20 @@ def json_text(text: str) -> str:
         return text
     one_line = json.dumps(value, ensure_ascii=False)
     return one_line if len(one_line) <= SHORT_JSON else json.dumps(value, ensure_ascii=False, indent=2)
+
+
+def wrap(text: str) -> str:
+    """Every line cut to ``WIDTH`` characters at spaces, continued two columns further in."""
+    return "\n".join(piece for line in text.split("\n") for piece in _wrapped(line))
+
+
+def _wrapped(line: str) -> list[str]:
+    if len(line) <= WIDTH:
+        return [line]
+    pad = " " * (len(line) - len(line.lstrip(" ")) + 2)
+    return textwrap.wrap(
+        line, WIDTH, subsequent_indent=pad, break_on_hyphens=False, replace_whitespace=False
+    ) or [line]
 
 
 def base64_size(data: str) -> int:
@@ -477,25 +878,34 @@ def sse_fallback(data: bytes, what: str, reason: str) -> str:
     return f"{what} (shown as events: {reason})\n" + "\n".join(lines)
 
 
-# -- keeping streamed bodies ---------------------------------------------------------------------
+# -- keeping both sides --------------------------------------------------------------------------
 
 StreamCallable = Callable[[bytes], bytes | Iterable[bytes]]
 
 
 class StreamTee:
     """A ``flow.response.stream`` callable around another one (None: bytes pass unchanged) that
-    keeps the first ``limit`` bytes it hands to the client. Per chunk: an append and a subtraction."""
+    keeps the first ``limit`` bytes it hands to the client and, when asked (a translated stream),
+    the first ``limit`` bytes it was given. Per chunk: an append and a subtraction per side."""
 
-    __slots__ = ("inner", "limit", "room", "seen", "kept")
+    __slots__ = ("inner", "limit", "room", "seen", "kept", "given", "taken", "room_in")
 
-    def __init__(self, inner: StreamCallable | None, limit: int) -> None:
+    def __init__(self, inner: StreamCallable | None, limit: int, keep_input: bool = False) -> None:
         self.inner = inner
         self.limit = limit
         self.room = limit
         self.seen = 0
         self.kept: list[bytes] = []
+        self.given: list[bytes] | None = [] if keep_input else None  # what the provider sent
+        self.taken = 0
+        self.room_in = limit
 
     def __call__(self, chunk: bytes) -> list[bytes]:
+        if self.given is not None:
+            self.taken += len(chunk)
+            if self.room_in > 0 and chunk:
+                self.given.append(chunk[: self.room_in])
+                self.room_in -= len(chunk)
         if self.inner is None:
             out = [chunk] if chunk else []
         elif type(out := self.inner(chunk)) is not list:
@@ -516,6 +926,13 @@ class StreamTee:
         kept, self.kept = b"".join(self.kept), []
         return kept
 
+    def take_input(self) -> bytes | None:
+        """The kept input (None: not kept), once."""
+        if self.given is None:
+            return None
+        given, self.given = b"".join(self.given), []
+        return given
+
 
 def _as_list(out: bytes | Iterable[bytes]) -> list[bytes]:
     """What mitmproxy accepts from a stream callable (bytes or any iterable) as the list of
@@ -526,17 +943,20 @@ def _as_list(out: bytes | Iterable[bytes]) -> list[bytes]:
 
 
 class KeepStreams:
-    """Keeps what the client received of a streamed LLM answer as the response body, so mitmweb
-    can show it (mitmproxy stores no streamed body). Runs after TranslateResponses: it wraps the
-    stream callable that one set up."""
+    """Keeps both sides of each routed LLM call viewable: records the client's request and the
+    provider's answer in ``flow.metadata`` (see ``record``) and keeps what the client received of
+    a streamed answer as the response body, so mitmweb can show it (mitmproxy stores no streamed
+    body). Runs after TranslateResponses: it wraps the stream callable that one set up, and finds
+    the provider's whole answer on the exchange."""
 
     def load(self, loader) -> None:
         loader.add_option(
             "llm_keep_stream_kb",
             int,
             1024,
-            "Keep up to this many KB of each streamed LLM answer (as the client received it) as the "
-            "response body, for mitmweb and the LLM Stream view. 0 turns it off.",
+            "Keep up to this many KB of each streamed LLM answer as the client received it (the "
+            "response body, for mitmweb and the LLM Stream view) and, on a translated route, as "
+            "well as the provider sent it. 0 turns it off.",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -546,11 +966,12 @@ class KeepStreams:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response
         limit = ctx.options.llm_keep_stream_kb * 1024
-        if not limit or response is None or not response.stream or exchange.get(flow) is None:
+        if not limit or response is None or not response.stream or (ex := exchange.get(flow)) is None:
             return
         if ctx.options.store_streamed_bodies:
             return  # mitmproxy keeps the whole body itself
-        response.stream = StreamTee(response.stream if callable(response.stream) else None, limit)
+        inner = response.stream if callable(response.stream) else None
+        response.stream = StreamTee(inner, limit, keep_input=not ex.passthrough)
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._keep(flow)
@@ -560,16 +981,26 @@ class KeepStreams:
 
     @staticmethod
     def _keep(flow: http.HTTPFlow) -> None:
-        response = flow.response
-        if response is None or response.raw_content is not None:
-            return
-        tee = response.stream  # the capture's recorder, when on, wraps the tee: look inside
-        while tee is not None and not isinstance(tee, StreamTee):
-            tee = getattr(tee, "inner", None)
-        if tee is None:
-            return
-        response.raw_content = tee.take()
-        if tee.truncated:
-            flow.metadata[TRUNCATED] = tee.seen
-            note = f"streamed body: kept the first {tee.limit // 1024} KB of {tee.seen} bytes"
-            flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
+        ex = exchange.get(flow)
+        tee = _tee(flow)
+        answer = ex.upstream_content if ex is not None and ex.first_byte is not None else None
+        if tee is not None and flow.response is not None and flow.response.raw_content is None:
+            flow.response.raw_content = tee.take()
+            if tee.truncated:
+                flow.metadata[TRUNCATED] = tee.seen
+                note = f"streamed body: kept the first {tee.limit // 1024} KB of {tee.seen} bytes"
+                flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
+        if tee is not None and (given := tee.take_input()) is not None:
+            answer = given
+        if ex is not None and (sides := record(flow, ex, answer)) is not None:
+            if tee is not None and tee.taken > tee.limit and "answer" in sides:
+                sides["answer"]["seen"] = tee.taken
+            flow.metadata[SIDES] = sides
+
+
+def _tee(flow: http.HTTPFlow) -> StreamTee | None:
+    """The flow's tee; the capture's recorder, when on, wraps it: look inside."""
+    tee = flow.response.stream if flow.response is not None else None
+    while tee is not None and not isinstance(tee, StreamTee):
+        tee = getattr(tee, "inner", None)
+    return tee

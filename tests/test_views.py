@@ -345,6 +345,12 @@ def shown_response(path: str, body: str | bytes, **kwargs) -> contentviews.Conte
     return shown(flow.response, flow)
 
 
+def shown_as_is(text: str, start: str) -> tuple[str, str]:
+    """A fallback's (wrapped) reason line and the body shown after it, from its first ``start``."""
+    at = text.index("\n" + start)
+    return text[:at], text[at + 1 :]
+
+
 def priorities(message: http.Message, flow: http.HTTPFlow) -> tuple[float, ...]:
     metadata = Metadata(flow=flow, http_message=message, content_type=message.headers.get("content-type"))
     data = message.content or b""
@@ -379,29 +385,43 @@ def test_anthropic_request_reads_as_a_conversation():
             {"temp_c": 18}
           Answer in Celsius.
         tools:
-          get_weather(city: string): Current weather"""
+          get_weather(city: string)
+            Current weather"""
     )
     assert "  max_tokens: 4096" in parameters.split("\n")
-    assert '  stop: ["\\n\\nHuman:"]' in parameters.split("\n")
+    assert "  thinking.budget_tokens: 2048" in parameters.split("\n")
+    assert '  stop_sequences: ["\\n\\nHuman:"]' in parameters.split("\n")
 
 
 def test_openai_chat_request_shows_developer_prompt_image_tool_round_trip_and_parameters():
     lines = shown_request(CHAT_PATH, OPENAI_CHAT_REQUEST).text.split("\n")
-    assert lines[:3] == ["openai-chat request · model gpt-5.5", "system:", "  You are terse."]
+    assert lines[:3] == ["openai-chat request · model gpt-5.5", "developer:", "  You are terse."]
     assert "  [image image/png, 18 B, detail auto]" in lines
     assert '  → get_weather({"city": "Paris"})  [call_1]' in lines
-    assert lines[lines.index("  ← get_weather result  [call_1]") + 1] == '    {"temp_c": 18}'
-    assert "  get_weather(city: string): Current weather" in lines
-    assert {"  max_tokens: 1024", '  reasoning: {"effort": "low"}'} <= set(lines)
+    result = lines.index("  ← get_weather result  [call_1]")
+    assert lines[result - 1 : result + 2] == [
+        "tool:",
+        "  ← get_weather result  [call_1]",
+        '    {"temp_c": 18}',
+    ]
+    assert lines[lines.index("  get_weather(city: string)") + 1] == "    Current weather"
+    wire_names = {
+        "  max_completion_tokens: 1024",
+        '  reasoning_effort: "low"',
+        "  stream_options.include_usage: true",
+    }
+    assert wire_names <= set(lines)
 
 
 def test_gemini_request_takes_its_model_from_the_url():
     lines = shown_request(GEMINI_STREAM_PATH + "?alt=sse", GEMINI_REQUEST).text.split("\n")
-    assert lines[0] == "gemini request · model gemini-2.5-flash"
+    assert lines[0] == "gemini request · model gemini-2.5-flash · streamGenerateContent"  # not a body field
+    assert lines[1:3] == ["systemInstruction:", "  You are terse."]
     assert "  [image url https://example.com/cat.jpg]" in lines
+    assert "model:" in lines and "assistant:" not in lines
     result = next(i for i, line in enumerate(lines) if line.startswith("  ← get_weather result  ["))
     assert lines[result + 1] == '    {"temp_c": 18}'
-    assert "  stream: true" in lines  # streamGenerateContent, not a body field
+    assert "  generationConfig.maxOutputTokens: 4096" in lines
 
 
 def test_gemini_tool_call_shows_its_thought_signature():
@@ -412,9 +432,10 @@ def test_gemini_tool_call_shows_its_thought_signature():
 
 def test_responses_request_reads_as_a_conversation():
     result = shown_request(RESPONSES_PATH, RESPONSES_REQUEST)
-    assert result.text.startswith("openai-responses request · model gpt-5.5\nsystem:\n  You are terse.")
+    assert result.text.startswith("openai-responses request · model gpt-5.5\ninstructions:\n  You are terse.")
     assert '→ get_weather({"city": "Paris"})' in result.text
-    assert "get_weather(city: string): Current weather" in result.text
+    assert "function_call_output:\n  ← get_weather result  [call_1]" in result.text
+    assert "  max_output_tokens: 2048" in result.text.split("\n")
 
 
 def test_long_tool_arguments_are_indented_and_short_ones_stay_on_one_line():
@@ -474,7 +495,7 @@ def test_openai_chat_response_shows_tool_call_stop_and_usage():
         openai-chat response · model gpt-5.5-2026-01-01 · id chatcmpl-abc
         assistant:
           → get_weather({"city": "Paris"})  [call_1]
-        stop: tool_use
+        stop: tool_calls
         usage: input 120 · output 40 · cache read 64 · reasoning 22"""
     )
 
@@ -497,9 +518,10 @@ def test_gemini_response_shows_thought_and_call():
     text = shown_response(GEMINI_PATH, GEMINI_RESPONSE).text
     assert text.split("\n")[:3] == [
         "gemini response · model gemini-2.5-flash · id x1AbCdEfGh",
-        "assistant:",
+        "model:",
         "  reasoning:",
     ]
+    assert "stop: STOP" in text.split("\n")
     assert "**Planning** I should call the weather tool." in text
     assert "usage: input 120 · output 58 · cache read 64 · reasoning 40" in text
 
@@ -529,7 +551,7 @@ def test_openai_chat_stream_is_reassembled():
         openai-chat stream, reassembled · model gpt-5.5 · id chatcmpl-2
         assistant:
           → get_weather({"city": "Paris"})  [call_1]
-        stop: tool_use"""
+        stop: tool_calls"""
     )
 
 
@@ -639,7 +661,7 @@ def test_registering_again_replaces_the_views():
 def test_damaged_json_is_shown_as_text():
     result = shown_request(CHAT_PATH, OPENAI_CHAT_REQUEST[:200])
     assert result.view_name == "LLM Conversation"
-    first, _, rest = result.text.partition("\n")
+    first, rest = shown_as_is(result.text, "{")
     assert first.startswith("openai-chat request (shown as is: not JSON: ")
     assert rest == OPENAI_CHAT_REQUEST[:200]
 
@@ -685,7 +707,7 @@ def test_damaged_json_array_stream_falls_back_to_text():
 def test_same_protocol_body_the_canonical_model_refuses_is_pretty_json(path, protocol, body, reason):
     """Pass-through routes carry what translation cannot (docs/snags.md #22); the view still shows it."""
     result = shown_request(path, json.dumps(body))
-    first, _, rest = result.text.partition("\n")
+    first, rest = shown_as_is(result.text, "{")
     assert result.view_name == "LLM Conversation"
     assert first.startswith(f"{protocol} request (shown as is: ") and reason in first
     assert rest == json.dumps(body, indent=2)
@@ -707,12 +729,10 @@ def test_responses_bodies_fall_back_to_json_without_the_translator(monkeypatch):
         "openai-responses request (shown as is: no openai-responses translator available)\n"
     )
     assert json.loads(request.text.partition("\n")[2]) == json.loads(RESPONSES_REQUEST)
-    assert stream.text.split("\n")[:2] == [
-        "openai-responses stream (shown as events: no openai-responses translator available)",
-        'response.created: {"type":"response.created","sequence_number":0,"response":{"id":"resp_3",'
-        '"object":"response","created_at":1767225600,"status":"in_progress","model":"gpt-5.5","output":[],'
-        '"usage":null}}',
-    ]
+    lines = stream.text.split("\n")
+    assert lines[0] == "openai-responses stream (shown as events: no openai-responses translator available)"
+    assert lines[1].startswith('response.created: {"type":"response.created","sequence_number":0,')
+    assert all(len(line) <= views.WIDTH for line in lines)
 
 
 def test_body_without_an_exchange_and_not_llm_is_refused_when_chosen_by_hand():
@@ -851,7 +871,9 @@ def test_kept_translated_stream_reads_in_the_stream_view(keeper):
     lines = result.text.split("\n")
     assert lines[0].startswith("openai-chat stream, reassembled · model claude-sonnet-4-6 · id ")
     assert lines[0].endswith(" · translated from anthropic")
-    assert "  It is 18 °C." in lines and "stop: end_turn" in lines
+    assert (
+        "  It is 18 °C." in lines and "stop: stop" in lines
+    )  # Chat's finish_reason for Anthropic's end_turn
 
 
 # -- real bytes through the proxy -----------------------------------------------------------------
@@ -967,7 +989,8 @@ def test_recorded_tool_round_trip_reads_as_conversation(proxy, fakes, client, ba
     assert asked.text.startswith(f"{PROTOCOLS[backend]} request · model fake-model")
     assert '→ get_weather({"city": "Paris"})' in asked.text
     assert "← get_weather result" in asked.text and TOOL_RESULT in asked.text
-    assert "  get_weather(city: string): Weather" in asked.text.split("\n")
+    tool = asked.text.split("\n").index("  get_weather(city: string)")
+    assert asked.text.split("\n")[tool + 1] == "    Weather"
 
     answers = [shown(call.response, call), shown(result.response, result)]
     assert {a.view_name for a in answers} == {"LLM Stream" if stream else "LLM Conversation"}
@@ -975,7 +998,8 @@ def test_recorded_tool_round_trip_reads_as_conversation(proxy, fakes, client, ba
     assert '  → get_weather({"city": "Paris"})' in answers[0].text
     assert f"  Tool said: {TOOL_RESULT}" in answers[1].text.split("\n")
     if PROTOCOLS[client] != PROTOCOLS[backend]:
-        assert answers[1].text.split("\n")[0].endswith(f"translated from {PROTOCOLS[backend]}")
+        header = " ".join(line.strip() for line in answers[1].text.split("\n")[:2])  # wrapped
+        assert f"· translated from {PROTOCOLS[backend]}" in header
 
 
 def test_recorded_gemini_json_array_stream_is_reassembled(proxy, fakes):
@@ -1034,8 +1058,21 @@ def test_mitmweb_sees_the_stream_the_client_received(start_proxy, fakes, tmp_pat
     request_view, request_text = record["request"]
     response_view, response_text = record["response"]
     assert (request_view, response_view) == ("LLM Conversation", "LLM Stream")
-    assert request_text.startswith("anthropic request · model fake-model · translated from openai-chat")
-    assert "  Hello from anthropic!" in response_text.split("\n")
+    client, provider = request_text.split("\n\n── provider side ── ")
+    assert client.startswith(
+        views.TITLES["client request"] + f"\nPOST {proxy.front_url}/v1/chat/completions\n"
+    )
+    assert "openai-chat request · model anthropic:fake-model" in client
+    assert {"  stream_options.include_usage: true", "  authorization: [redacted]"} <= set(client.split("\n"))
+    assert provider.startswith(
+        f"the request as the provider received it\nPOST {fakes.anthropic.base_url}/v1/messages"
+    )
+    assert "  max_tokens: 8192  (added by the proxy)" in provider.split("\n")
+    assert "  x-api-key: [redacted] (the backend's key, set by the proxy)" in provider.split("\n")
+    answered, received = response_text.split("\n\n── client side ── ")
+    assert answered.startswith(views.TITLES["provider answer"] + " (HTTP 200)\nanthropic stream, reassembled")
+    assert "stop: end_turn" in answered.split("\n") and "stop: stop" in received.split("\n")
+    assert "  Hello from anthropic!" in received.split("\n")
 
 
 def wait_for_files(directory: Path, timeout: float = 5.0) -> list[Path]:
