@@ -805,3 +805,106 @@ def scripted_responses_stream(model: str, script: Script, body: Json) -> Stream:
     events.append({"type": "response.completed", "response": completed})
     frames = [sse({"type": e["type"], "sequence_number": n, **e}, e["type"]) for n, e in enumerate(events)]
     return Stream(frames, b"", head=0, pause_at=pause_at if script.text else 0, pause=script.pause)
+
+
+# ================================================================================================
+# An OpenAI-compatible server whose models think (docs/wire.md §1.7), served by FakeReasoner
+# ================================================================================================
+REASONING_TEXT = "Thinking about Paris."
+REASONING_PIECE = 3  # characters per streamed delta: every tag arrives cut
+# model -> the message member its reasoning travels in (DeepSeek/Kimi/GLM, OpenRouter/vLLM/Ollama)
+REASONING_FIELDS = {"reasoning-content": "reasoning_content", "reasoning-field": "reasoning"}
+THINK_MODEL = "think-tags"  # reasoning written into the content: <think>…</think> then the answer
+# The model that behaves as DeepSeek's thinking mode about earlier reasoning.
+PASS_BACK_MODEL = "reasoning-content"
+PASS_BACK_REFUSED = "The `reasoning_content` in the thinking mode must be passed back to the API."
+
+
+def think_content(text: str) -> str:
+    return f"<think>{REASONING_TEXT}</think>\n\n{text}"
+
+
+def reasoning_pieces(text: str) -> list[str]:
+    return [text[i : i + REASONING_PIECE] for i in range(0, len(text), REASONING_PIECE)]
+
+
+def check_reasoning_passed_back(messages: list[Any]) -> None:
+    """DeepSeek's thinking mode: where the model called tools between two user messages, every
+    assistant message between them must bring its ``reasoning_content`` back (a string, empty
+    allowed); elsewhere the member is optional and ignored."""
+    span: list[int] = []
+    for i, message in enumerate([*messages, {"role": "user"}]):
+        if message.get("role") == "user":
+            if any(messages[j].get("tool_calls") for j in span):
+                for j in span:
+                    require(
+                        isinstance(messages[j].get("reasoning_content"), str),
+                        f"messages[{j}]: {PASS_BACK_REFUSED}",
+                    )
+            span = []
+        elif message.get("role") == "assistant":
+            span.append(i)
+
+
+def reasoning_chunk(model: str, body: Json, delta: Json) -> bytes:
+    with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+    chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": CREATED, "model": model}
+    return sse({**chunk, "choices": [choice], **({"usage": None} if with_usage else {})})
+
+
+def reasoning_frames(model: str, body: Json) -> list[bytes]:
+    """The frames a thinking model sends before its answer, by model name (none for others)."""
+    if model == THINK_MODEL:
+        head = think_content("")
+        return [reasoning_chunk(model, body, {"content": piece}) for piece in reasoning_pieces(head)]
+    field = REASONING_FIELDS.get(model)
+    if field is None:
+        return []
+    opening = reasoning_chunk(model, body, {"role": "assistant", "content": None, field: ""})
+    pieces = reasoning_pieces(REASONING_TEXT)
+    return [opening, *(reasoning_chunk(model, body, {"content": None, field: p}) for p in pieces)]
+
+
+class FakeReasoner(FakeOpenAI):
+    """Chat Completions as a thinking OpenAI-compatible server answers it; the model name picks
+    how the reasoning (``REASONING_TEXT``) comes, whole and streamed, before the usual answer:
+
+    - ``reasoning-content`` / ``reasoning-field``: in ``reasoning_content`` / ``reasoning``;
+      ``reasoning-content`` also refuses, as DeepSeek does, a history whose tool-calling turn
+      lacks its reasoning (``check_reasoning_passed_back``);
+    - ``think-tags``: at the start of the content, inside ``<think>…</think>``, streamed in
+      pieces of ``REASONING_PIECE`` characters so that both tags are cut.
+
+    Any other model answers as FakeOpenAI does. ``keyless``: a local server (Ollama, vLLM, …),
+    which takes requests that carry no key at all (a wrong key is still refused).
+    """
+
+    name = "reasoner"
+    keyless = False
+
+    def check_auth(self, request: web.Request) -> web.Response | None:
+        if self.keyless and "Authorization" not in request.headers:
+            return None
+        return super().check_auth(request)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = request[BODY]
+        check_openai_chat(body)
+        if body["model"] == PASS_BACK_MODEL:
+            check_reasoning_passed_back(body["messages"])
+        return await self.respond(request, body["model"], self.answer(body), body.get("stream") is True)
+
+    def completion(self, model: str, answer: Answer) -> Json:
+        completion = super().completion(model, answer)
+        message = completion["choices"][0]["message"]
+        if model == THINK_MODEL:
+            message["content"] = think_content(message["content"] or "")
+        elif field := REASONING_FIELDS.get(model):
+            message[field] = REASONING_TEXT
+        return completion
+
+    def chunks(self, model: str, answer: Answer, body: Json) -> Stream:
+        stream = super().chunks(model, answer, body)
+        head = reasoning_frames(model, body)
+        return Stream(head + stream.frames, stream.error, head=len(head) + stream.head)

@@ -1,0 +1,161 @@
+"""Thinking OpenAI-compatible servers through a real `mitmdump -s addons/llm.py`, on presets.
+
+A fake DeepSeek-like server (``FakeReasoner``) answers with its reasoning in ``reasoning_content``,
+in ``reasoning``, or inside ``<think>…</think>`` at the start of the content, streamed in pieces
+that cut both tags. Backends are presets given only a key (``type: deepseek``) or nothing at all
+(``type: ollama``). An Anthropic client gets the reasoning as thinking blocks, the answer as text;
+a Chat client, whose protocol the server speaks, gets the server's own answer untouched — and the
+server refuses, as DeepSeek does, a tool-calling turn sent back without its reasoning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from support.builders import CLIENT_KEY, WEATHER_SCHEMA
+from support.fakes import OPENAI_KEY
+from support.fakes.openai import (
+    PASS_BACK_MODEL,
+    PASS_BACK_REFUSED,
+    REASONING_FIELDS,
+    REASONING_TEXT,
+    THINK_MODEL,
+    FakeReasoner,
+)
+
+ANSWER = "Hello from reasoner!"
+STYLES = [*REASONING_FIELDS, THINK_MODEL]  # the model names, one per way of carrying reasoning
+TOOLS = [{"name": "get_weather", "description": "Weather", "input_schema": WEATHER_SCHEMA}]
+CHAT_TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_SCHEMA}}]
+
+
+@pytest.fixture(scope="module")
+def reasoner():
+    fake = FakeReasoner(OPENAI_KEY).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def local():
+    fake = FakeReasoner("no-key-needed")
+    fake.keyless = True
+    yield fake.start()
+    fake.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh(reasoner, local):
+    reasoner.reset()
+    local.reset()
+
+
+@pytest.fixture(scope="module")
+def reasoning_proxy(reasoner, local, tmp_path_factory):
+    from support.proxy import Proxy
+
+    config = (
+        "backends:\n"
+        f'  deepseek: {{base_url: "{reasoner.base_url}/v1", api_keys: ["{OPENAI_KEY}"]}}\n'
+        f'  ollama: {{base_url: "{local.base_url}/v1"}}\n'
+        "default_backend: deepseek\n"
+    )
+    running = Proxy(tmp_path_factory.mktemp("reasoning"), config).start()
+    yield running
+    running.stop()
+
+
+def messages_client(proxy) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=proxy.front_url + "/anthropic", api_key=CLIENT_KEY, max_retries=0)
+
+
+def chat_client(proxy) -> openai.OpenAI:
+    return openai.OpenAI(base_url=proxy.front_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+
+
+def ask_messages(proxy, model: str, stream: bool, **extra: Any) -> tuple[list[tuple[str, str]], Any]:
+    """(block type, its text) of the answer, and the answer, for a Messages client."""
+    args = {"model": model, "max_tokens": 512, "messages": [{"role": "user", "content": "Hi"}], **extra}
+    sdk = messages_client(proxy)
+    if stream:
+        with sdk.messages.stream(**args) as events:
+            deltas = [e.delta.type for e in events if e.type == "content_block_delta"]
+            message = events.get_final_message()
+        assert "thinking_delta" in deltas
+    else:
+        message = sdk.messages.create(**args)
+    blocks = [
+        (b.type, getattr(b, "thinking", None) or getattr(b, "text", None) or b.name) for b in message.content
+    ]
+    return blocks, message
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("style", STYLES)
+def test_reasoning_reaches_an_anthropic_client_as_thinking_then_text(
+    reasoning_proxy, reasoner, style, stream
+):
+    blocks, message = ask_messages(reasoning_proxy, f"deepseek:{style}", stream)
+
+    assert blocks == [("thinking", REASONING_TEXT), ("text", ANSWER)]
+    assert message.content[0].signature == ""  # not Anthropic's: the client's echo is dropped later
+    assert message.stop_reason == "end_turn"
+    assert reasoner.requests[-1].headers["authorization"] == f"Bearer {OPENAI_KEY}"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("style", STYLES)
+def test_reasoning_before_a_tool_call_comes_first(reasoning_proxy, style, stream):
+    blocks, message = ask_messages(reasoning_proxy, f"deepseek:{style}", stream, tools=TOOLS)
+
+    assert blocks == [("thinking", REASONING_TEXT), ("tool_use", "get_weather")]
+    assert message.content[1].input == {"city": "Paris"} and message.stop_reason == "tool_use"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_local_preset_needs_no_key(reasoning_proxy, local, stream):
+    blocks, _ = ask_messages(reasoning_proxy, f"ollama:{THINK_MODEL}", stream)
+
+    assert blocks == [("thinking", REASONING_TEXT), ("text", ANSWER)]
+    assert "authorization" not in local.requests[-1].headers
+    assert CLIENT_KEY not in str(local.requests[-1].headers)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_chat_client_gets_the_servers_reasoning_as_the_server_sent_it(reasoning_proxy, stream):
+    sdk = chat_client(reasoning_proxy)
+    args = {"model": f"deepseek:{PASS_BACK_MODEL}", "messages": [{"role": "user", "content": "Hi"}]}
+    if stream:
+        chunks = list(sdk.chat.completions.create(**args, stream=True))
+        deltas = [c.choices[0].delta for c in chunks if c.choices]
+        reasoning = "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
+        text = "".join(d.content or "" for d in deltas)
+    else:
+        message = sdk.chat.completions.create(**args).choices[0].message
+        reasoning, text = (message.model_extra or {})["reasoning_content"], message.content
+
+    assert (reasoning, text) == (REASONING_TEXT, ANSWER)
+
+
+def tool_turn(reasoning: dict[str, str]) -> list[dict[str, Any]]:
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    return [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call], **reasoning},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+    ]
+
+
+def test_a_tool_turn_sent_back_without_its_reasoning_is_refused_as_deepseek_does(reasoning_proxy):
+    sdk = chat_client(reasoning_proxy)
+    args = {"model": f"deepseek:{PASS_BACK_MODEL}", "tools": CHAT_TOOLS}
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(**args, messages=tool_turn({}))
+    answer = sdk.chat.completions.create(**args, messages=tool_turn({"reasoning_content": REASONING_TEXT}))
+
+    assert PASS_BACK_REFUSED in str(refused.value)
+    assert answer.choices[0].message.content == "Tool said: 18C"
