@@ -8,6 +8,7 @@ survives that: ``flow.metadata["llm"]`` holds a plain summary of the exchange in
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 import weakref
@@ -24,8 +25,10 @@ from backends.access import ProxyKey
 from backends.routing import Target
 from backends.sessions import Session
 from policies.gate import Decision
+from translators import wire
 from translators.canonical import (
     ChatRequest,
+    ChatResponse,
     Event,
     ReasoningDelta,
     TextDelta,
@@ -44,6 +47,11 @@ USER_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
+# Leg ids: a random prefix per process and a counter, unique without a system call per attempt.
+LEG_PREFIX = uuid.uuid4().hex[:10]
+LEG_NUMBERS = itertools.count(1)
+
+
 @dataclass
 class Attempt:
     instance: str
@@ -52,7 +60,7 @@ class Attempt:
     status: int | None = None
     error: str | None = None
     # The proxy's own id of this upstream leg (B2BUA: one per attempt, never the client's ids).
-    leg: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    leg: str = field(default_factory=lambda: f"{LEG_PREFIX}{next(LEG_NUMBERS):06x}")
 
 
 @dataclass
@@ -132,6 +140,8 @@ class Exchange:
     # The provider's answer before translation (non-streamed bodies only).
     upstream_status: int | None = None
     upstream_content: bytes | None = None
+    # The provider's whole answer, parsed (``answer``), with the bytes it was parsed from.
+    parsed_answer: tuple[bytes, ChatResponse] | None = None
     output: Output = field(default_factory=Output)
     first_token: float | None = None  # when the first content event arrived
     error: ProxyError | None = None  # set through ``fail`` only
@@ -165,6 +175,15 @@ class Exchange:
             module = translators.get(self.client_protocol)
             self.request = module.parse_request(body, model=self.selector, stream=self.stream)
         return self.request
+
+    def answer(self, content: bytes) -> ChatResponse:
+        """The provider's whole answer ``content``, parsed once for every reader (the policies'
+        checks and the translation); raises ValueError or ProxyError when it is unreadable."""
+        cached = self.parsed_answer
+        if cached is None or cached[0] is not content:
+            parsed = translators.get(self.backend_protocol).parse_response(wire.loads(content))
+            self.parsed_answer = cached = (content, parsed)
+        return cached[1]
 
     def client_user(self) -> str | None:
         """The end user the request names, read from the decoded body: identifying a client must

@@ -221,14 +221,8 @@ class Sessions:
         if self.worker is None:
             return
         data = {k: v for k, v in vars(session).items() if k != "state"}  # policy state stays in memory
-        row = (session.id, session.client, json.dumps(data), json.dumps(keys), session.last_seen)
-        self.worker.submit(
-            lambda conn: conn.execute(
-                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                "data = excluded.data, keys = excluded.keys, last_seen = excluded.last_seen",
-                row,
-            )
-        )
+        data["settings"] = dict(session.settings)  # a snapshot: the row is written later
+        self.worker.submit(partial(_store, data, list(keys)), key=session.id)  # the latest save wins
 
     def _forget(self, session: Session) -> None:
         if self.worker is not None:
@@ -321,6 +315,14 @@ class Sessions:
         ex = exchange.get(flow)
         if ex is not None and ex.session is not None and flow.response is not None:
             flow.response.headers[SESSION_HEADER] = ex.session.id
+
+
+def _store(data: dict[str, Any], keys: list[str], conn: Any) -> None:
+    conn.execute(
+        "INSERT INTO sessions VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+        "data = excluded.data, keys = excluded.keys, last_seen = excluded.last_seen",
+        (data["id"], data["client"], json.dumps(data), json.dumps(keys), data["last_seen"]),
+    )
 
 
 def contains(content: bytes, needle: bytes) -> bool:

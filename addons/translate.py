@@ -282,9 +282,7 @@ class TranslateResponses:
         """Read the answer, pass it through the stages and, unless its bytes pass untouched,
         render it for the client."""
         try:
-            answer = translators.get(ex.backend_protocol).parse_response(
-                wire.loads(flow.response.content or b"")
-            )
+            answer = ex.answer(flow.response.content or b"")
         except (ValueError, ProxyError):
             if ex.passthrough:
                 return  # the client reads its own protocol; the proxy just cannot count it

@@ -2,8 +2,14 @@
 
 Each kind of state names its own schema and migrates it with ``ensure_schema``, so they can share
 the one file. A ``Worker`` thread owns a connection: hooks hand it jobs and never touch the disk
-on mitmproxy's event loop; jobs that pile up while one runs share one transaction (one commit per
-batch of inserts), and a read queued after writes sees them.
+on mitmproxy's event loop; a read queued after writes sees them.
+
+Writes are gathered for ``FLUSH_SECONDS`` before they run, in one transaction (one commit per
+batch). Waking the thread for every row would cost more than the rows: each wake-up makes the
+event loop hand over the GIL, which at hundreds of requests per second cost about a fifth of the
+proxy's CPU (docs/architecture.md, "Performance"). A write given a ``key`` replaces a write of the
+same key still waiting (the latest state of a session is all that needs saving). Reads
+(``call``) run as soon as the thread is free, after the writes queued before them.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +31,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_FILE = "llm-state.sqlite"
 BUSY_TIMEOUT_MS = 5_000
 MAX_BATCH = 500  # jobs per transaction
+FLUSH_SECONDS = 0.1  # how long a write waits for others to share its transaction
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
@@ -77,12 +86,27 @@ class Worker:
     def __init__(self, conn: sqlite3.Connection, name: str) -> None:
         self.conn = conn
         self._jobs: queue.SimpleQueue[tuple[Job, Future[Any] | None] | None] = queue.SimpleQueue()
+        self._keyed: dict[Any, Job] = {}  # the latest job per key, not run yet
+        self._keyed_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, job: Job) -> None:
-        """Run ``job`` later; a failure is logged."""
-        self._jobs.put((job, None))
+    def submit(self, job: Job, key: Any = None) -> None:
+        """Run ``job`` later; a failure is logged. A job with a ``key`` replaces the job of the same
+        key that has not run yet (it takes that job's place in the order)."""
+        if key is None:
+            self._jobs.put((job, None))
+            return
+        with self._keyed_lock:
+            waiting = key in self._keyed
+            self._keyed[key] = job
+        if not waiting:
+            self._jobs.put((partial(self._run_keyed, key), None))
+
+    def _run_keyed(self, key: Any, conn: sqlite3.Connection) -> Any:
+        with self._keyed_lock:
+            job = self._keyed.pop(key)
+        return job(conn)
 
     def call(self, job: Callable[[sqlite3.Connection], T]) -> Future[T]:
         """Run ``job`` after everything queued before it; its result or exception comes in the future."""
@@ -98,6 +122,8 @@ class Worker:
     def _run(self) -> None:
         while True:
             batch = [self._jobs.get()]
+            if batch[0] is not None and batch[0][1] is None:
+                time.sleep(FLUSH_SECONDS)  # a write: let the next ones join its transaction
             while batch[-1] is not None and len(batch) < MAX_BATCH:
                 try:
                     batch.append(self._jobs.get_nowait())
