@@ -4,8 +4,9 @@ A fake DeepSeek-like server (``FakeReasoner``) answers with its reasoning in ``r
 in ``reasoning``, or inside ``<think>…</think>`` at the start of the content, streamed in pieces
 that cut both tags. Backends are presets given only a key (``type: deepseek``) or nothing at all
 (``type: ollama``). An Anthropic client gets the reasoning as thinking blocks, the answer as text;
-a Chat client, whose protocol the server speaks, gets the server's own answer untouched — and the
-server refuses, as DeepSeek does, a tool-calling turn sent back without its reasoning.
+Gemini and Responses clients get thought parts and a reasoning item; a Chat client, whose
+protocol the server speaks, gets the server's own answer untouched — and the server refuses, as
+DeepSeek does, a tool-calling turn sent back without its reasoning.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 import anthropic
 import openai
 import pytest
+from google import genai
+from google.genai import types
 from support.builders import CLIENT_KEY, WEATHER_SCHEMA
 from support.fakes import OPENAI_KEY
 from support.fakes.openai import (
@@ -159,3 +162,38 @@ def test_a_tool_turn_sent_back_without_its_reasoning_is_refused_as_deepseek_does
 
     assert PASS_BACK_REFUSED in str(refused.value)
     assert answer.choices[0].message.content == "Tool said: 18C"
+
+
+def gemini_client(proxy) -> genai.Client:
+    return genai.Client(api_key=CLIENT_KEY, http_options=types.HttpOptions(base_url=proxy.front_url))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_reasoning_reaches_a_gemini_client_as_thought_parts(reasoning_proxy, stream):
+    sdk, model = gemini_client(reasoning_proxy), f"deepseek:{THINK_MODEL}"
+    if stream:
+        parts = [
+            p for r in sdk.models.generate_content_stream(model=model, contents="Hi") for p in r.parts or []
+        ]
+    else:
+        parts = sdk.models.generate_content(model=model, contents="Hi").parts or []
+    thoughts = "".join(p.text or "" for p in parts if p.thought)
+    text = "".join(p.text or "" for p in parts if not p.thought)
+
+    assert (thoughts, text) == (REASONING_TEXT, ANSWER)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_reasoning_reaches_a_responses_client_as_a_reasoning_item(reasoning_proxy, stream):
+    sdk = chat_client(reasoning_proxy)
+    args = {"model": f"deepseek:{THINK_MODEL}", "input": "Hi"}
+    if stream:
+        with sdk.responses.stream(**args) as events:
+            response = events.get_final_response()
+    else:
+        response = sdk.responses.create(**args)
+    reasoning = [item for item in response.output if item.type == "reasoning"]
+
+    assert [item.type for item in response.output] == ["reasoning", "message"]
+    assert "".join(s.text for s in reasoning[0].summary) == REASONING_TEXT
+    assert response.output_text == ANSWER
