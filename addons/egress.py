@@ -39,6 +39,8 @@ from addons.upstream import Upstream, prepare
 from backends.config import Timeouts
 from backends.ratelimits import retry_after
 from backends.routing import Target
+from policies.gate import Decision
+from policies.guards import carries_content, with_recovery_note
 from translators import wire
 from translators.canonical import ChatRequest, StreamError
 from translators.errors import ProxyError
@@ -81,6 +83,7 @@ class Outcome:
     reply: Reply | None = None
     failure: ProxyError | None = None
     next_key: bool = True
+    empty: bool = False  # a stream that ended with no content, held whole in ``head``
 
 
 def _block_end(data: bytes) -> int:
@@ -199,6 +202,10 @@ class Relay:
             reply = error_reply(ProxyError("internal", "egress relay: unknown or expired flow"))
         else:
             outcome = await self.dispatch(ex)
+            for _ in range(self.settings.config.empty_answer.retries):
+                if not outcome.empty or not self._recover(ex, outcome):
+                    break
+                outcome = await self.dispatch(ex)
             if outcome.response is not None and ex.review is not None:
                 outcome = await ex.review(outcome)  # the verifier holds this stream (addons/verifier.py)
             if outcome.response is not None:
@@ -319,10 +326,12 @@ class Relay:
             attempt.error = outcome.failure.message if outcome.failure else None
             return outcome
         head: list[bytes] = []
+        empty = False
         if response.status == 200 and response.headers.get("content-type", "").startswith(
             "text/event-stream"
         ):
-            head, first_error = await self._peek(response, target)
+            hold = self.settings.config.empty_answer.retries > 0
+            head, first_error, empty = await self._peek(response, target, hold)
             if first_error is not None:
                 response.release()
                 attempt.error = first_error.message
@@ -332,7 +341,7 @@ class Relay:
             availability.succeeded(target.instance, key)
         ex.commit(upstream)
         ex.first_byte = time.time()
-        return Outcome(response=response, head=head)
+        return Outcome(response=response, head=head, empty=empty)
 
     async def _refused(
         self, ex: exchange.Exchange, upstream: Upstream, key: str, response: aiohttp.ClientResponse
@@ -388,33 +397,50 @@ class Relay:
             raise ProxyError("upstream_error", f"upstream {host} failed: {type(e).__name__}") from None
 
     async def _peek(
-        self, response: aiohttp.ClientResponse, target: Target
-    ) -> tuple[list[bytes], ProxyError | None]:
+        self, response: aiohttp.ClientResponse, target: Target, hold: bool
+    ) -> tuple[list[bytes], ProxyError | None, bool]:
         """Read up to the stream's first event: an error there (Anthropic's overloaded, an
-        OpenRouter error chunk) can still fail over, because nothing reached the client yet.
-        Only whole SSE blocks up to the first that decodes to an event are decoded."""
+        OpenRouter error chunk) can still fail over, because nothing reached the client yet. With
+        ``hold`` (the empty-answer retry is on) read on, within the same bound, to the first event
+        that carries content (``policies.guards``) or the stream's end: the third value says it
+        ended with none. Only whole SSE blocks are decoded, and only until then."""
         decoder = translators.get(target.protocol).StreamDecoder()
         head: list[bytes] = []
         pending = b""
+        idle, loop = target.backend.timeouts.idle, asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(target.backend.timeouts.idle):
+            async with asyncio.timeout(None) as deadline:
                 while sum(map(len, head)) < PEEK_LIMIT:
+                    deadline.reschedule(loop.time() + idle)
                     chunk = await response.content.readany()
                     if not chunk:
-                        break
+                        return head, None, hold and not pending.strip()
                     head.append(chunk)
                     pending += chunk
                     while (end := _block_end(pending)) > 0:
                         events, pending = decoder.feed(pending[:end]), pending[end:]
-                        if events:
-                            first = events[0]
-                            error = (
-                                ProxyError.from_dict(first.error) if isinstance(first, StreamError) else None
-                            )
-                            return head, error
+                        for event in events:
+                            if isinstance(event, StreamError):
+                                return head, ProxyError.from_dict(event.error), False
+                            if not hold or carries_content(event):
+                                return head, None, False
         except (TimeoutError, aiohttp.ClientError):
             pass  # the relay loop meets the same fault and reports it in-band
-        return head, None
+        return head, None, False
+
+    def _recover(self, ex: exchange.Exchange, outcome: Outcome) -> bool:
+        """An empty stream, not a byte of it sent: make the request again with the recovery note
+        (``empty_answer``); False when it cannot be expressed (the empty stream then goes on)."""
+        assert outcome.response is not None
+        try:
+            ex.rewrite(with_recovery_note(ex.canonical()))
+            ex.upstream = prepare(ex, ex.candidates[0])
+        except ProxyError:
+            return False
+        outcome.response.release()
+        ex.decisions.append(Decision("empty_answer", "retry", "", "empty answer", "stream"))
+        logger.info(f"LLM policy empty_answer retry: {ex!r} streamed an empty answer")
+        return True
 
     async def read_ahead(self, ex: exchange.Exchange, outcome: Outcome, limit: int) -> bool:
         """Read a stream's answer on into ``outcome.head`` (which the relay sends first), up to

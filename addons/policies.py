@@ -24,7 +24,6 @@ from typing import Any
 
 from mitmproxy import http
 
-import translators
 from addons import exchange
 from addons.egress import ERROR_HEADER
 from addons.replies import proxy_answer
@@ -36,14 +35,13 @@ from policies.base import Context, Reactor
 from policies.config import PoliciesConfig
 from policies.dangerous_commands import DangerousCommands
 from policies.gate import Decision, ToolCallGate
-from policies.guards import ReasoningFloor
+from policies.guards import EMPTY_NOTE, ReasoningFloor
 from policies.loops import LoopStage
 from policies.rewrite import Rewriter, RewriteStage
 from policies.sandbox import Sandbox
 from policies.tool_loop import ToolLoopGuard, ToolLoopStop
 from policies.tools import ToolAccess
 from policies.workdir import working_directory
-from translators import wire
 from translators.canonical import ChatResponse, Text, ToolCall
 from translators.errors import ProxyError
 
@@ -122,10 +120,6 @@ RESULT_MARKS: dict[str, tuple[bytes, ...]] = {
     "gemini": (b'"functionResponse"', b'"function_response"'),
 }
 EMPTY_BODY = 8 * 1024  # bytes: no empty answer's body is larger (ids, usage, an empty block)
-EMPTY_NOTE = (
-    "[llm-proxy] Your previous answer was empty: no text and no tool call. "
-    "Answer the user now, or call a tool if one is needed."
-)
 
 
 class Policies:
@@ -307,7 +301,7 @@ class Policies:
         if response is None or response.status_code >= 400 or ERROR_HEADER in response.headers:
             return None
         try:
-            return translators.get(ex.backend_protocol).parse_response(wire.loads(response.content or b""))
+            return ex.answer(response.content or b"")  # parsed once, for the translation too
         except (ValueError, ProxyError):
             return None
 

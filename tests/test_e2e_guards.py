@@ -1,8 +1,9 @@
 """End to end: the small guards through a real `mitmdump -s addons/llm.py`, with the official
 SDKs. The reasoning token floor: a request to a model the floor lists, with a smaller
 ``max_tokens``, reaches the provider with the floor; other models and larger limits as sent. The
-empty-answer retry: an empty whole answer is asked again with a note (the scripted fake answers
-its ``steered`` text to a request carrying one), in every protocol, same and translated."""
+empty-answer retry: an empty answer, whole or streamed (a stream of framing events only, held in
+the relay until it ended), is asked again with a note (the scripted fake answers its ``steered``
+text to a request carrying one), in every protocol, same and translated."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from support.builders import CLIENT_KEY
 from support.fakes import Fakes, scripted_model
 from support.proxy import Proxy
-from test_e2e_policies import PROTOCOLS, ROUTES, Ask, ask
+from test_e2e_policies import NORMAL_END, PROTOCOLS, ROUTES, Ask, ask
 
 FLOOR = 'reasoning_floor: {"o*": 1024, "anthropic:claude-opus*": 2048}\n'
 
@@ -66,27 +67,36 @@ def generations(fakes: Fakes, backend: str) -> list:
     return [r for r in getattr(fakes, backend).requests if r.method == "POST"]
 
 
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("route", list(ROUTES))
-def test_an_empty_whole_answer_is_asked_again_with_a_note(proxy, fakes, protocol, route):
+def test_an_empty_answer_is_asked_again_with_a_note(proxy, fakes, protocol, route, stream):
+    """The fake answers nothing (streamed: only the framing events) until the request carries the
+    note; the client gets only the second answer, in its protocol, with a normal end."""
     backend = ROUTES[route][protocol]
     before = len(generations(fakes, backend))
     model = scripted_model("", steered="Here is the answer after all.")
-    reply = ask(proxy, protocol, Ask(f"{backend}:{model}", False, tools=()))
-    assert reply.text == "Here is the answer after all."
+    reply = ask(proxy, protocol, Ask(f"{backend}:{model}", stream, tools=()))
+    assert reply.text == "Here is the answer after all." and reply.stop == NORMAL_END[protocol]
     sent = generations(fakes, backend)[before:]
     assert len(sent) == 2
     assert EMPTY_NOTE not in sent[0].raw.decode() and EMPTY_NOTE in sent[1].raw.decode()
 
 
-def test_an_answer_that_stays_empty_is_retried_once_and_then_passed_on(proxy, fakes):
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+def test_an_answer_that_stays_empty_is_retried_once_and_then_passed_on(proxy, fakes, stream):
     before = len(generations(fakes, "openai"))
-    reply = ask(proxy, "openai-chat", Ask(f"openai:{scripted_model('')}", False, tools=()))
+    reply = ask(proxy, "openai-chat", Ask(f"openai:{scripted_model('')}", stream, tools=()))
     assert reply.text == "" and reply.stop == "stop"
     assert len(generations(fakes, "openai")) - before == 2
 
 
-def test_an_answer_with_text_is_not_retried(proxy, fakes):
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+@pytest.mark.parametrize("answer", ["text", "tool call"])
+def test_an_answer_with_content_is_not_retried(proxy, fakes, stream, answer):
+    text, calls = ("Fine.", ()) if answer == "text" else ("", [("Read", {"file_path": "/a.txt"})])
     before = len(generations(fakes, "anthropic"))
-    reply = ask(proxy, "anthropic", Ask(f"anthropic:{scripted_model('Fine.')}", False, tools=()))
-    assert reply.text == "Fine." and len(generations(fakes, "anthropic")) - before == 1
+    model = scripted_model(text, calls, steered="Retried.")
+    reply = ask(proxy, "anthropic", Ask(f"anthropic:{model}", stream, tools=("Read",)))
+    assert reply.text == text and [name for name, _ in reply.calls] == [name for name, _ in calls]
+    assert len(generations(fakes, "anthropic")) - before == 1
