@@ -29,6 +29,7 @@ from addons.listeners import Listeners  # noqa: E402
 from addons.metrics import Metrics, MetricsEndpoint  # noqa: E402
 from addons.models import ModelCatalog  # noqa: E402
 from addons.policies import Policies  # noqa: E402
+from addons.responses_extra import ResponsesExtra, StoredResponses  # noqa: E402
 from addons.router import RouteRequests  # noqa: E402
 from addons.sessions import Sessions  # noqa: E402
 from addons.settings import Settings  # noqa: E402
@@ -70,6 +71,7 @@ addons = [
     ),
     UsageEndpoint(usage, limits.use),
     MetricsEndpoint(metrics),
+    StoredResponses(settings, egress.relay),
     FrontDoor(settings),
     ModelCatalog(settings, egress.relay.fetch_json),
     sessions,
@@ -77,6 +79,7 @@ addons = [
     limits,
     policies,
     verifier,
+    ResponsesExtra(settings),
     CountTokens(settings),
     egress,
     Fallback(),

@@ -45,6 +45,7 @@ from addons.listeners import Listeners
 from addons.metrics import Metrics, MetricsEndpoint
 from addons.models import ModelCatalog
 from addons.policies import Policies
+from addons.responses_extra import ResponsesExtra, StoredResponses
 from addons.router import RouteRequests
 from addons.sessions import Sessions
 from addons.settings import Settings
@@ -66,6 +67,7 @@ CORE = (
     Diagnostics,
     UsageEndpoint,
     MetricsEndpoint,
+    StoredResponses,
     FrontDoor,
     ModelCatalog,
     Sessions,
@@ -73,6 +75,7 @@ CORE = (
     KeyLimits,
     Policies,
     Verifier,
+    ResponsesExtra,
     CountTokens,
     Egress,
     Fallback,
@@ -136,6 +139,8 @@ def test_the_addons_share_one_settings_and_the_policies_fetch_through_the_egress
         ModelCatalog,
         RouteRequests,
         Policies,
+        StoredResponses,
+        ResponsesExtra,
         CountTokens,
         Egress,
         TranslateResponses,
@@ -144,6 +149,7 @@ def test_the_addons_share_one_settings_and_the_policies_fetch_through_the_egress
     ):
         assert addon(entry, kind).settings is settings, f"{kind.__name__} reads another Settings"
     assert addon(entry, Policies).fetch == addon(entry, Egress).relay.fetch
+    assert addon(entry, StoredResponses).relay is addon(entry, Egress).relay
 
 
 def test_settings_comes_first(entry):
@@ -166,6 +172,25 @@ def test_access_checks_the_key_before_any_endpoint_answers(entry):
     for endpoint in (Diagnostics, UsageEndpoint, MetricsEndpoint, FrontDoor):
         assert_before(entry, Access, endpoint, "an unauthenticated request would be answered")
     assert_before(entry, Listeners, Access, "the listeners must be chosen before they are checked")
+
+
+def test_stored_responses_are_answered_after_the_key_check_and_before_the_front_door(entry):
+    """``GET /v1/responses/{id}`` and ``/cancel`` carry the id in the path, which the front door's
+    table cannot hold: it would answer them with a 404. They reach a provider, so the proxy key
+    is checked first."""
+    assert_before(entry, Access, StoredResponses, "an unauthenticated client would reach OpenAI")
+    assert_before(entry, StoredResponses, FrontDoor, "the front door 404s paths outside its table")
+
+
+def test_the_other_responses_endpoints_are_prepared_before_the_egress_and_reshaped_before_translation(entry):
+    """ResponsesExtra prepares compact and input_tokens calls (a pass-through upstream, or the
+    emulated compaction's request) for the egress to send, and in ``response`` turns an emulated
+    compaction's answer into OpenAI's compaction object; the translation addon after it renders
+    errors in the client's envelope and leaves that body alone."""
+    assert_before(entry, FrontDoor, ResponsesExtra, "it reads the Exchange the front door opens")
+    assert_before(entry, ResponsesExtra, Egress, "the egress sends the upstream it prepares")
+    assert_before(entry, ResponsesExtra, Fallback, "a prepared flow is a handled flow")
+    assert_before(entry, ResponsesExtra, TranslateResponses, "the answer is reshaped before translation")
 
 
 def test_the_front_door_opens_the_exchange_before_anything_reads_it(entry):
@@ -212,10 +237,12 @@ def test_fallback_follows_every_addon_that_answers_or_redirects(entry):
         Diagnostics,
         UsageEndpoint,
         MetricsEndpoint,
+        StoredResponses,
         FrontDoor,
         ModelCatalog,
         RouteRequests,
         Policies,
+        ResponsesExtra,
         CountTokens,
         Egress,
     ):
@@ -496,7 +523,9 @@ async def test_in_entry_order_a_blocked_whole_answer_is_retried_then_translated_
         assert metrics.policy_actions.labels("dangerous_commands", action)._value.get() == 1, (
             f"Metrics counted the {action} decision"
         )
-    assert metrics.requests.labels("anthropic", "claude-sonnet-4-5", "openai-chat", "200")._value.get() == 1
+    assert (
+        metrics.requests.labels("anthropic", "claude-sonnet-4-5", "openai-chat", "200", "")._value.get() == 1
+    )
     assert usage_rows(addon(entry, UsageLog)) == [
         {"input_tokens": 45, "output_tokens": 6, "estimated": 0, "status": 200}
     ], "UsageLog recorded the usage of the answer the client got"

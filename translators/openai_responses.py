@@ -940,6 +940,37 @@ def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
     )
 
 
+def compaction_response(body: dict[str, Any], response: ChatResponse) -> dict[str, Any]:
+    """``POST /v1/responses/compact``'s answer made from a summary (``response``'s text): the
+    request's user messages, then one compaction item holding the summary, as OpenAI answers."""
+    response_id = response.id or _new_response_id()
+    base = _id_base(response_id)
+    given = body.get("input")
+    items = [{"role": "user", "content": given}] if isinstance(given, str) else as_list(given)
+    kept = [
+        {"type": "message", "id": _item_id("message", base, i), "role": "user", "content": _input_parts(item)}
+        for i, item in enumerate(i for i in items if isinstance(i, dict) and _is_user_message(i))
+    ]
+    summary = "".join(p.text for p in response.content if isinstance(p, Text))
+    return {
+        "id": response_id,
+        "object": "response.compaction",
+        "created_at": int(time.time()),
+        "output": [*kept, compaction_item(_item_id("compaction", base, len(kept)), summary)],
+        "usage": _render_usage(response.usage),
+    }
+
+
+def _is_user_message(item: dict[str, Any]) -> bool:
+    return item.get("type", "message") == "message" and item.get("role") == "user"
+
+
+def _input_parts(item: dict[str, Any]) -> Any:
+    """A message's content as parts (the easy form's string becomes one ``input_text``)."""
+    content = item.get("content")
+    return [{"type": "input_text", "text": content}] if isinstance(content, str) else content
+
+
 # -- stream decoder -------------------------------------------------------------------------------
 
 Handler = Callable[["StreamDecoder", dict[str, Any], list[Event]], None]
