@@ -81,7 +81,7 @@ def chat_client(proxy) -> openai.OpenAI:
 
 def ask_messages(proxy, model: str, stream: bool, **extra: Any) -> tuple[list[tuple[str, str]], Any]:
     """(block type, its text) of the answer, and the answer, for a Messages client."""
-    args = {"model": model, "max_tokens": 512, "messages": [{"role": "user", "content": "Hi"}], **extra}
+    args = {"model": model, "max_tokens": 512, "messages": [{"role": "user", "content": "Hi"}]} | extra
     sdk = messages_client(proxy)
     if stream:
         with sdk.messages.stream(**args) as events:
