@@ -11,7 +11,8 @@ none (and what the no-configuration start looks for); None marks a local server 
 ``echo`` says what the server wants of earlier reasoning on assistant messages — a mode of
 ``translators.openai_chat.ReasoningEcho`` (docs/wire.md §1.7):
 
-- ``drop``: never sent back (Groq and Mistral refuse the unknown member with a 400);
+- ``drop``: never sent back (Groq refuses the unknown member with a 400; others were not
+  shown to want it);
 - ``echo``: each message's own reasoning text, where it has one (Z.AI GLM keeps thinking
   across turns; OpenRouter takes it as ``reasoning``);
 - ``always``: every assistant message carries the member, empty when the reasoning is not

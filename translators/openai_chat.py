@@ -163,7 +163,7 @@ class ReasoningEcho:
     """What an OpenAI-compatible server wants of earlier reasoning on assistant messages, in
     ``field`` (docs/wire.md §1.7). ``mode``:
 
-    - ``drop``: never sent (OpenAI has no such member; Groq and Mistral refuse it);
+    - ``drop``: never sent (OpenAI has no such member; Groq refuses it);
     - ``echo``: a message's reasoning text, when it has some;
     - ``always``: every assistant message carries the member, empty when its reasoning is not
       known (DeepSeek and Kimi refuse tool-calling turns without it).
@@ -707,7 +707,7 @@ def split_think(content: str) -> tuple[str, str]:
 def _response_parts(message: dict[str, Any]) -> list[Part]:
     reasoning = _reasoning_text(message)
     content = message.get("content")
-    if isinstance(content, str) and content.startswith(THINK_OPEN):
+    if isinstance(content, str):
         thought, content = split_think(content)
         reasoning += thought
     parts: list[Part] = [Reasoning(text=reasoning, origin=NAME)] if reasoning else []
