@@ -256,19 +256,26 @@ def _module(protocol: str) -> ModuleType:
 @dataclass
 class Wire:
     """What the layout reads from the body itself: the protocol, the decoded JSON (a stream: its
-    events' objects), the text where ids that are not made up by the proxy appear (the bytes the
-    call came from) and, for a provider's request, the client's request it was made from."""
+    events' objects), the body's own text, the text of the other side's message it was made from
+    (``source``: ids there are not the proxy's) and, for a provider's request, the client's
+    request in canonical form."""
 
     protocol: str
     body: Any = None
+    own: str = ""
     source: str | None = None
     client: ChatRequest | None = None
 
     def role(self, role: str) -> str:
         return ROLE_WORDS.get(self.protocol, {}).get(role, role)
 
-    def made_up(self, call_id: str) -> bool:
-        return self.source is not None and bool(call_id) and call_id not in self.source
+    def call_id(self, call_id: str) -> str:
+        """A call id as shown: marked when the wire has none (Gemini) or the proxy made it up."""
+        if self.own and call_id and call_id not in self.own:
+            return "[no id on the wire]"
+        if self.source is not None and call_id and call_id not in self.source:
+            return f"[{_short(call_id)}, made up by the proxy]"
+        return f"[{_short(call_id)}]"
 
     def system(self) -> str:
         """Where the system prompt travels: a field, or the role of a message."""
@@ -425,8 +432,7 @@ def read_body(about: Subject, data: bytes, wire: Wire | None = None) -> str:
         return render_error(about, data, body)
     wire = wire or Wire(about.protocol)
     wire.body = body
-    if wire.source is None:
-        wire.source = data.decode("utf-8", "replace")
+    wire.own = _text(data)
     module = _module(about.protocol)
     if about.request:
         request = module.parse_request(body, model=_model(about), stream=about.stream)
@@ -443,8 +449,7 @@ def read_stream(about: Subject, data: bytes, wire: Wire | None = None) -> str:
     errors = [event.error for event in events if isinstance(event, StreamError)]
     wire = wire or Wire(about.protocol)
     wire.body = stream_objects(data)
-    if wire.source is None:
-        wire.source = data.decode("utf-8", "replace")
+    wire.own = _text(data)
     header = _header(about, "stream, reassembled", answer.model, answer.id)
     return render_response(answer, header, wire, errors)
 
@@ -665,23 +670,16 @@ class Layout:
                 return image(part)
             case ToolCall():
                 self.call_names[part.id] = part.name
-                return tool_call(part, self.call_id(part.id))
+                return tool_call(part, self.wire.call_id(part.id))
             case ToolResult():
                 return self.tool_result(part)
             case Reasoning():
                 return reasoning(part)
 
-    def call_id(self, call_id: str) -> str:
-        return (
-            f"[{_short(call_id)}, made up by the proxy]"
-            if self.wire.made_up(call_id)
-            else f"[{_short(call_id)}]"
-        )
-
     def tool_result(self, result: ToolResult) -> str:
         name = result.name or self.call_names.get(result.tool_call_id, "")
         label = " ".join(filter(None, ("←", name, "error" if result.is_error else "result")))
-        lines = [f"{label}  {self.call_id(result.tool_call_id)}"]
+        lines = [f"{label}  {self.wire.call_id(result.tool_call_id)}"]
         for part in result.content:
             text = json_text(part.text) if isinstance(part, Text) else image(part)
             lines.extend("  " + line for line in text.split("\n"))

@@ -1,11 +1,14 @@
-"""What mitmweb's flow list and mitmdump's console lines show: where each call really went.
+"""What mitmweb and mitmdump show: where each call really went, and both sides of a translated
+call in each protocol's own words.
 
 Calls made by the official SDKs through ``mitmdump -s addons/llm.py``; the flows as mitmproxy saved
-them (``save_stream_file``) and the proxy's own output are what a user sees.
+them (``save_stream_file``, read back without the live exchange) and the proxy's own output are what
+a user sees.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +17,15 @@ import anthropic
 import httpx
 import openai
 import pytest
-from mitmproxy import io
+from google.genai import types
+from mitmproxy import contentviews, io
 from mitmproxy.http import HTTPFlow
+from mitmproxy.test import taddons
+from support.builders import CLIENT_KEY, CLIENTS, TOOL_RESULT, UPSTREAM_KEYS
 from support.fakes import Fakes
 from support.proxy import Proxy
+
+from addons import views
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +85,123 @@ def test_the_proxys_own_endpoint_shows_its_own_address(saving):
     httpx.get(proxy.front_url + "/v1/models", timeout=10).raise_for_status()
     assert any(f"GET {proxy.front_url}/v1/models" in line for line in proxy.lines)
     assert not any("127.0.0.1:9/" in line for line in proxy.lines)
+
+
+# -- both sides of a translated call, in each protocol's own words ---------------------------------
+
+
+def marked(kind: str, proxy: Proxy, marker: str):
+    """The e2e matrix's SDK client of ``kind`` whose first user message is ``marker``."""
+    sdk = CLIENTS[kind](proxy)
+    if kind == "gemini":
+        sdk.contents[0] = types.Content(role="user", parts=[types.Part(text=marker)])
+    else:
+        sdk.messages[0]["content"] = marker
+    return sdk
+
+
+def views_of(flow: HTTPFlow) -> tuple[str, str]:
+    """What mitmweb shows of a saved flow: its request tab, then its response tab."""
+    views.register()
+    with taddons.context():
+        shown = [contentviews.prettify_message(m, flow) for m in (flow.request, flow.response)]
+    assert {s.view_name for s in shown} <= {"LLM Conversation", "LLM Stream"}
+    return shown[0].text, shown[1].text
+
+
+def sections(text: str, first: str, second: str) -> tuple[list[str], list[str]]:
+    """The lines of a view's two sides (titles in ``views.TITLES``)."""
+    assert text.startswith(views.TITLES[first])
+    one, two = text.split("\n\n" + views.TITLES[second])
+    return one.split("\n"), two.split("\n")
+
+
+def round_trip(saving, kind: str, model: str, stream: bool) -> tuple[HTTPFlow, HTTPFlow]:
+    """A tool call and the turn that answers it, by the official SDK of ``kind``, as saved."""
+    proxy, flows = saving
+    marker = f"both-sides-{kind}-{stream}-{time.monotonic_ns()}"
+    sdk = marked(kind, proxy, marker)
+    turn = sdk.ask(model, stream=stream, tools=True)
+    assert turn.calls, "the fake model calls the declared tool"
+    sdk.answer_tool(turn, TOOL_RESULT)
+    sdk.ask(model, stream=stream, tools=True)
+    calls = all_saved(flows, marker)
+    assert len(calls) == 2
+    return calls[0], calls[1]
+
+
+def all_saved(path: Path, marker: str, count: int = 2, timeout: float = 10) -> list[HTTPFlow]:
+    deadline = time.monotonic() + timeout
+    found: list[HTTPFlow] = []
+    while time.monotonic() < deadline:
+        with path.open("rb") as f:
+            found = [
+                flow
+                for flow in io.FlowReader(f).stream()
+                if isinstance(flow, HTTPFlow) and marker.encode() in (flow.request.raw_content or b"")
+            ]
+        if len(found) >= count:
+            break
+        time.sleep(0.05)
+    return found
+
+
+def test_an_openai_stream_to_anthropic_shows_both_sides_in_their_own_words(saving, fakes):
+    call, answer = round_trip(saving, "openai", "anthropic:claude-test", stream=True)
+    asked, answered = views_of(answer)
+    client, provider = sections(asked, "client request", "provider request")
+    assert "openai-chat request · model anthropic:claude-test" in client
+    assert "tool:" in client and "  stream_options.include_usage: true" in client  # the wire's words
+    assert "  authorization: [redacted]" in client
+    assert any(line.startswith("  user-agent: OpenAI/Python") for line in client)
+    assert provider[1] == f"POST {fakes.anthropic.base_url}/v1/messages"
+    assert "tool:" not in provider and "user:" in provider  # Anthropic carries tool results as user turns
+    assert any(re.fullmatch(r"  max_tokens: \d+  \(added by the proxy\)", line) for line in provider)
+    assert "  x-api-key: [redacted] (the backend's key, set by the proxy)" in provider
+    assert "    city: City name" in client and "    city: City name" in provider
+    assert f"  Tool said: {TOOL_RESULT}" in answered.split("\n")
+
+    _, first_answer = views_of(call)
+    sent, received = sections(first_answer, "provider answer", "client answer")
+    assert "anthropic stream, reassembled" in sent[1] and "stop: tool_use" in sent
+    assert received[1].startswith("openai-chat stream, reassembled") and "stop: tool_calls" in received
+
+
+def test_an_anthropic_call_to_gemini_marks_the_call_id_the_proxy_made_up(saving, fakes):
+    call, _ = round_trip(saving, "anthropic", "gemini:gemini-test", stream=False)
+    asked, answered = views_of(call)
+    sent, received = sections(answered, "provider answer", "client answer")
+    assert sent[1].startswith("gemini response") and "model:" in sent and "stop: STOP" in sent
+    assert '  → get_weather({"city": "Paris"})  [no id on the wire]' in sent
+    made_up = [line for line in received if "made up by the proxy]" in line]
+    assert len(made_up) == 1, "Gemini names no call id: the one the client got is the proxy's"
+    assert received[1].startswith("anthropic response") and "assistant:" in received
+    assert "stop: tool_use" in received
+    client, provider = sections(asked, "client request", "provider request")
+    assert "  max_tokens: 512" in client
+    assert "  generationConfig.maxOutputTokens: 512" in provider  # the client's own value: no mark
+
+
+def test_a_gemini_stream_to_openai_shows_gemini_words_on_the_client_side(saving, fakes):
+    call, answer = round_trip(saving, "gemini", "openai:gpt-test", stream=True)
+    asked, _ = views_of(answer)
+    client, provider = sections(asked, "client request", "provider request")
+    assert "gemini request · model openai:gpt-test · streamGenerateContent" in client
+    assert "model:" in client and "  x-goog-api-key: [redacted]" in client
+    assert provider[1] == f"POST {fakes.openai.base_url}/v1/chat/completions"
+    assert "assistant:" in provider and "tool:" in provider
+    _, first_answer = views_of(call)
+    sent, received = sections(first_answer, "provider answer", "client answer")
+    assert "stop: tool_calls" in sent and "stop: STOP" in received
+
+
+def test_the_recorded_sides_hold_no_key(saving, fakes):
+    proxy, flows = saving
+    marker = f"no-key-{time.monotonic_ns()}"
+    marked("openai", proxy, marker).ask("anthropic:claude-test", stream=False, tools=False)
+    (flow,) = all_saved(flows, marker, count=1)
+    sides = flow.metadata[views.SIDES]
+    assert marker.encode() in sides["client"]["content"]
+    assert CLIENT_KEY not in repr(sides), "the client's credential is redacted in its recorded headers"
+    content = flows.read_bytes()
+    assert not any(key.encode() in content for key in UPSTREAM_KEYS.values())
