@@ -25,6 +25,7 @@ from support.fakes.openai import (
     PASS_BACK_REFUSED,
     REASONING_FIELDS,
     REASONING_TEXT,
+    STRICT_MODEL,
     THINK_MODEL,
     FakeReasoner,
 )
@@ -64,6 +65,7 @@ def reasoning_proxy(reasoner, local, tmp_path_factory):
         "backends:\n"
         f'  deepseek: {{base_url: "{reasoner.base_url}/v1", api_keys: ["{OPENAI_KEY}"]}}\n'
         f'  ollama: {{base_url: "{local.base_url}/v1"}}\n'
+        f'  groq: {{base_url: "{reasoner.base_url}/v1", api_keys: ["{OPENAI_KEY}"]}}\n'
         "default_backend: deepseek\n"
     )
     running = Proxy(tmp_path_factory.mktemp("reasoning"), config).start()
@@ -197,3 +199,20 @@ def test_reasoning_reaches_a_responses_client_as_a_reasoning_item(reasoning_prox
     assert [item.type for item in response.output] == ["reasoning", "message"]
     assert "".join(s.text for s in reasoning[0].summary) == REASONING_TEXT
     assert response.output_text == ANSWER
+
+
+def test_earlier_thinking_never_reaches_a_server_that_refuses_it(reasoning_proxy, reasoner):
+    """An Anthropic client's history carries thinking (here from another model); Groq refuses
+    any reasoning member on assistant messages."""
+    thinking = {"type": "thinking", "thinking": "Earlier thoughts.", "signature": ""}
+    call = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": [thinking, call]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"}]},
+    ]
+    blocks, _ = ask_messages(reasoning_proxy, f"groq:{STRICT_MODEL}", False, tools=TOOLS, messages=history)
+    sent = reasoner.requests[-1].body["messages"]
+
+    assert blocks == [("text", "Tool said: 18C")]
+    assert "Earlier thoughts." not in str(sent)

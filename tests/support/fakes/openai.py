@@ -818,6 +818,7 @@ THINK_MODEL = "think-tags"  # reasoning written into the content: <think>…</th
 # The model that behaves as DeepSeek's thinking mode about earlier reasoning.
 PASS_BACK_MODEL = "reasoning-content"
 PASS_BACK_REFUSED = "The `reasoning_content` in the thinking mode must be passed back to the API."
+STRICT_MODEL = "strict-schema"  # refuses reasoning members on assistant messages, as Groq does
 
 
 def think_content(text: str) -> str:
@@ -826,6 +827,17 @@ def think_content(text: str) -> str:
 
 def reasoning_pieces(text: str) -> list[str]:
     return [text[i : i + REASONING_PIECE] for i in range(0, len(text), REASONING_PIECE)]
+
+
+def check_no_reasoning_members(messages: list[Any]) -> None:
+    """Groq's strict schema: an assistant message has no member for earlier reasoning."""
+    for i, message in enumerate(messages):
+        for member in REASONING_FIELDS.values():
+            require(
+                message.get("role") != "assistant" or member not in message,
+                f"'messages.{i}' : for 'role:assistant' the following must be satisfied"
+                f"[('messages.{i}' : property '{member}' is unsupported)]",
+            )
 
 
 def check_reasoning_passed_back(messages: list[Any]) -> None:
@@ -873,6 +885,7 @@ class FakeReasoner(FakeOpenAI):
     - ``reasoning-content`` / ``reasoning-field``: in ``reasoning_content`` / ``reasoning``;
       ``reasoning-content`` also refuses, as DeepSeek does, a history whose tool-calling turn
       lacks its reasoning (``check_reasoning_passed_back``);
+    - ``strict-schema``: no reasoning, and refuses reasoning members in history, as Groq does;
     - ``think-tags``: at the start of the content, inside ``<think>…</think>``, streamed in
       pieces of ``REASONING_PIECE`` characters so that both tags are cut.
 
@@ -893,6 +906,8 @@ class FakeReasoner(FakeOpenAI):
         check_openai_chat(body)
         if body["model"] == PASS_BACK_MODEL:
             check_reasoning_passed_back(body["messages"])
+        if body["model"] == STRICT_MODEL:
+            check_no_reasoning_members(body["messages"])
         return await self.respond(request, body["model"], self.answer(body), body.get("stream") is True)
 
     def completion(self, model: str, answer: Answer) -> Json:
