@@ -79,7 +79,8 @@ def prepare(ex: Exchange, target: Target) -> Upstream:
             body = with_model(ex.client_content, ex.body, target.model)
     else:
         request = with_parameters(ex.canonical(), target, ex.defaults)
-        body = wire.dumps(translators.get(target.protocol).render_request(request))
+        options = target.family.render_options(target.protocol)  # e.g. reasoning sent back
+        body = wire.dumps(translators.get(target.protocol).render_request(request, **options))
     url = target.url(ex.stream, sse=ex.gemini_sse if passthrough else True)
     headers = upstream_headers(ex, target, passthrough)
     if body is not None:

@@ -216,3 +216,21 @@ def test_earlier_thinking_never_reaches_a_server_that_refuses_it(reasoning_proxy
 
     assert blocks == [("text", "Tool said: 18C")]
     assert "Earlier thoughts." not in str(sent)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_an_anthropic_client_finishes_a_tool_turn_on_deepseek(reasoning_proxy, reasoner, stream):
+    """The client echoes the thinking it was shown; DeepSeek needs it back on the tool turn."""
+    model = f"deepseek:{PASS_BACK_MODEL}"
+    _, first = ask_messages(reasoning_proxy, model, stream, tools=TOOLS)
+    result = {"type": "tool_result", "tool_use_id": first.content[1].id, "content": "18C"}
+    history = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": first.content},
+        {"role": "user", "content": [result]},
+    ]
+    blocks, _ = ask_messages(reasoning_proxy, model, stream, tools=TOOLS, messages=history)
+    sent = [m for m in reasoner.requests[-1].body["messages"] if m["role"] == "assistant"]
+
+    assert blocks == [("thinking", REASONING_TEXT), ("text", "Tool said: 18C")]
+    assert sent[0]["reasoning_content"] == REASONING_TEXT
