@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if not CHROMIUM.exists():
         print(f"{CHROMIUM} is not installed (Debian: apt-get install chromium)", file=sys.stderr)
         return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     fakes = Fakes().start()
     with tempfile.TemporaryDirectory(prefix="browser-check-") as scratch:
         proxy = WebProxy(Path(scratch), fakes.llm_yaml())

@@ -28,6 +28,7 @@ from google.genai import types
 from mitmproxy import contentviews, exceptions, http
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.contentviews import Metadata
+from mitmproxy.io import tnetstring
 from mitmproxy.test import taddons, tflow, tutils
 from support.builders import CLIENT_KEY, CLIENTS, TOOL_RESULT, WEATHER_SCHEMA
 from support.fakes import RecordedRequest
@@ -36,6 +37,7 @@ import translators
 from addons import exchange as llm_exchange
 from addons import views
 from addons.exchange import Exchange
+from addons.upstream import Upstream
 from backends.config import BackendConfig
 from backends.families import FAMILIES
 from backends.routing import Target
@@ -1080,3 +1082,161 @@ def wait_for_files(directory: Path, timeout: float = 5.0) -> list[Path]:
     while not (files := sorted(directory.glob("*.json"))) and time.monotonic() < deadline:
         time.sleep(0.05)
     return files
+
+
+# -- the wire's words and the proxy's marks -------------------------------------------------------
+
+
+def test_tool_descriptions_and_parameter_descriptions_are_shown_in_full_and_folded():
+    description = "Run a shell command in the sandbox. " * 6 + "\nSecond paragraph: never use sudo."
+    schema = {
+        "type": "object",
+        "properties": {
+            "command": {"type": "string", "description": "The command line, as one string."},
+            "timeout": {"type": "integer"},
+        },
+        "required": ["command"],
+    }
+    tool = {
+        "type": "function",
+        "function": {"name": "bash", "description": description, "parameters": schema},
+    }
+    body = {"model": "m", "messages": [{"role": "user", "content": "ls"}], "tools": [tool]}
+    lines = shown_request(CHAT_PATH, json.dumps(body)).text.split("\n")
+    start = lines.index("  bash(command: string, timeout?: integer)")
+    folded = lines[start + 1 : lines.index("    Second paragraph: never use sudo.")]
+    assert len(folded) > 1 and all(len(line) <= views.WIDTH for line in folded)
+    assert " ".join(line.strip() for line in folded) == description.split("\n")[0].strip()
+    assert "    command: The command line, as one string." in lines
+    assert not any(
+        line.strip().startswith("timeout:") for line in lines
+    )  # undescribed: the signature says it
+
+
+def test_long_lines_are_wrapped_and_nothing_is_lost():
+    words = [f"word{i}" for i in range(80)]
+    body = {"model": "m", "messages": [{"role": "user", "content": " ".join(words)}]}
+    lines = shown_request(CHAT_PATH, json.dumps(body)).text.split("\n")
+    said = lines[lines.index("user:") + 1 :]
+    assert len(said) > 1 and all(len(line) <= views.WIDTH for line in said)
+    assert said[0].startswith("  word0 ") and all(line.startswith("    ") for line in said[1:])
+    assert " ".join(line.strip() for line in said).split() == words
+
+
+def test_zero_counters_are_left_out():
+    answer = json.loads(ANTHROPIC_RESPONSE)
+    answer["usage"] = {"input_tokens": 7, "output_tokens": 3, "cache_read_input_tokens": 0}
+    lines = shown_response(MESSAGES_PATH, json.dumps(answer)).text.split("\n")
+    assert lines[-1] == "usage: input 7 · output 3"
+
+
+# -- both sides, in process -----------------------------------------------------------------------
+
+CLIENT_URL = "http://127.0.0.1:8000/v1/chat/completions"
+PROVIDER_URL = "https://api.anthropic.example/v1/messages"
+
+
+def sided_exchange(client_body: dict, provider_body: dict, stream: bool = False) -> Exchange:
+    """A routed openai-chat → anthropic exchange as the front door and the egress leave it."""
+    ex = routed("openai-chat", "anthropic", stream=stream)
+    assert ex.target is not None
+    ex.client_url = CLIENT_URL
+    ex.client_headers = {
+        "Host": "127.0.0.1:9",
+        "authorization": f"Bearer {CLIENT_KEY}",
+        "user-agent": "sdk/1",
+    }
+    ex.client_content = json.dumps(client_body).encode()
+    headers = {"anthropic-version": "2023-06-01"}
+    ex.commit(Upstream(ex.target, PROVIDER_URL, headers, json.dumps(provider_body).encode(), False))
+    ex.first_byte = time.time()
+    return ex
+
+
+CLIENT_BODY = {"model": "anthropic:m", "messages": [{"role": "user", "content": "Hi"}], "temperature": 0.5}
+PROVIDER_BODY = {
+    "model": "m",
+    "messages": [{"role": "user", "content": "Hi"}],
+    "max_tokens": 8192,
+    "temperature": 0.2,
+    "top_p": 0.9,
+}
+
+
+def test_the_request_tab_shows_the_clients_request_then_the_providers_with_the_proxys_values_marked(keeper):
+    ex = sided_exchange(CLIENT_BODY, PROVIDER_BODY)
+    flow = llm_flow(MESSAGES_PATH, ex.upstream.body, ANTHROPIC_RESPONSE)
+    llm_exchange.put(flow, ex)
+    text = shown(flow.request, flow).text
+    client, provider = (part.split("\n") for part in text.split("\n\n"))
+    assert client[:3] == [
+        views.TITLES["client request"],
+        f"POST {CLIENT_URL}",
+        "openai-chat request · model anthropic:m",
+    ]
+    assert {"  Host: 127.0.0.1:8000", "  authorization: [redacted]", "  user-agent: sdk/1"} <= set(client)
+    assert provider[:2] == [views.TITLES["provider request"], f"POST {PROVIDER_URL}"]
+    assert "  max_tokens: 8192  (added by the proxy)" in provider
+    assert "  temperature: 0.2  (set by the proxy; the client sent 0.5)" in provider
+    assert "  top_p: 0.9  (added by the proxy)" in provider
+    assert "  x-api-key: [redacted] (the backend's key, set by the proxy)" in provider
+    assert CLIENT_KEY not in text
+
+
+def test_keep_streams_records_the_providers_stream_within_the_budget(keeper, tctx):
+    tctx.configure(keeper, llm_keep_stream_kb=1)
+    ex = sided_exchange(CLIENT_BODY, PROVIDER_BODY, stream=True)
+    flow = streamed_flow(lambda chunk: [chunk.upper()] if chunk else [], ex)
+    run_stream(keeper, flow, [b"a" * 700, b"b" * 700])
+    answer = flow.metadata[views.SIDES]["answer"]
+    assert answer["content"] == b"a" * 700 + b"b" * 324  # the provider's bytes, not the client's
+    assert answer["seen"] == 1400
+    assert flow.response.raw_content == b"A" * 700 + b"B" * 324
+
+
+def test_a_passthrough_stream_keeps_one_copy(keeper):
+    ex = sided_exchange(CLIENT_BODY, PROVIDER_BODY, stream=True)
+    assert ex.upstream is not None
+    ex.upstream.passthrough = True
+    flow = streamed_flow(True, ex)
+    run_stream(keeper, flow, [b"data: x\n\n"])
+    sides = flow.metadata[views.SIDES]
+    assert sides["passthrough"] and "answer" not in sides
+    assert flow.response.raw_content == b"data: x\n\n"
+
+
+def test_saved_sides_read_back_without_the_exchange(keeper):
+    """What mitmdump -w writes (tnetstring of the flow's state) shows both sides when read back."""
+    ex = sided_exchange(CLIENT_BODY, PROVIDER_BODY)
+    flow = llm_flow(MESSAGES_PATH, ex.upstream.body, OPENAI_CHAT_RESPONSE)
+    llm_exchange.put(flow, ex)
+    ex.upstream_status, ex.upstream_content = 200, ANTHROPIC_RESPONSE.encode()
+    keeper.response(flow)
+    llm_exchange.publish(flow)
+    saved = http.HTTPFlow.from_state(tnetstring.loads(tnetstring.dumps(flow.get_state())))
+    assert llm_exchange.get(saved) is None
+    text = shown(saved.response, saved).text
+    sent, received = text.split("\n\n")
+    assert sent.startswith(views.TITLES["provider answer"] + " (HTTP 200)\nanthropic response")
+    assert "stop: tool_use" in sent.split("\n")
+    assert received.startswith(views.TITLES["client answer"] + "\nopenai-chat response")
+    assert "stop: tool_calls" in received.split("\n")
+
+
+class Secrets:
+    """Stands in for the Settings addon: its ``redact``."""
+
+    name = "settings"
+
+    def redact(self, content: bytes) -> bytes:
+        return content.replace(b"sk-secret", b"[redacted]")
+
+
+def test_a_providers_error_body_is_recorded_without_the_key(keeper, tctx):
+    tctx.master.addons.add(Secrets())
+    ex = sided_exchange(CLIENT_BODY, PROVIDER_BODY)
+    flow = llm_flow(MESSAGES_PATH, ex.upstream.body, b"{}", status=401)
+    llm_exchange.put(flow, ex)
+    ex.upstream_status, ex.upstream_content = 401, b'{"error": {"message": "bad key sk-secret"}}'
+    keeper.response(flow)
+    assert flow.metadata[views.SIDES]["answer"]["content"] == b'{"error": {"message": "bad key [redacted]"}}'
