@@ -341,7 +341,10 @@ def flat(value: Any, path: str, depth: int = 1) -> Iterable[tuple[str, Any]]:
         yield path, value
 
 
-def parameter_lines(wire: Wire) -> list[str]:
+def parameter_lines(wire: Wire, request: ChatRequest) -> list[str]:
+    """The body's other fields by their wire paths; on a provider's request (``wire.client``
+    known), what the proxy added or changed is marked by comparing ``request``, the body's
+    canonical reading, with the client's."""
     body = wire.body if isinstance(wire.body, dict) else {}
     laid_out = LAID_OUT.get(wire.protocol, frozenset())
     fields = WIRE_PARAMETERS.get(wire.protocol, {})
@@ -350,29 +353,20 @@ def parameter_lines(wire: Wire) -> list[str]:
         if key in laid_out:
             continue
         for path, leaf in flat(value, key):
-            mark = _proxy_mark(wire, fields.get(path))
+            field = fields.get(path)
+            mark = proxy_mark(request, wire.client, field) if field and wire.client else ""
             lines.append(f"{path}: {_compact(leaf)}{mark}")
     return lines
 
 
-def _proxy_mark(wire: Wire, field: str | None) -> str:
-    """A provider's parameter the client did not set as it is: the proxy's default or change."""
-    if field is None or wire.client is None:
+def proxy_mark(provider: ChatRequest, client: ChatRequest, field: str) -> str:
+    """A provider's parameter the client did not send as it is: the proxy's default or change."""
+    sent, asked = getattr(provider, field, None), getattr(client, field, None)
+    if sent == asked:
         return ""
-    provider = getattr(_reading(wire), field, None)
-    client = getattr(wire.client, field, None)
-    if provider == client:
-        return ""
-    if client is None or client is False:
+    if asked is None or asked is False:
         return "  (added by the proxy)"
-    return f"  (set by the proxy; the client sent {_compact(client)})"
-
-
-def _reading(wire: Wire) -> ChatRequest | None:
-    try:
-        return _module(wire.protocol).parse_request(wire.body, model="?")
-    except Exception:
-        return None
+    return f"  (set by the proxy; the client sent {_compact(asked)})"
 
 
 # -- views ---------------------------------------------------------------------------------------
@@ -714,7 +708,7 @@ def render_request(request: ChatRequest, header: str, wire: Wire | None = None) 
         layout.add("tools:")
         for tool in request.tools:
             layout.add(tool_text(tool), 1)
-    if parameters := parameter_lines(layout.wire):
+    if parameters := parameter_lines(layout.wire, request):
         layout.add("parameters:")
         for line in parameters:
             layout.add(line, 1)
