@@ -407,11 +407,9 @@ class Relay:
         decoder = translators.get(target.protocol).StreamDecoder()
         head: list[bytes] = []
         pending = b""
-        idle, loop = target.backend.timeouts.idle, asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(None) as deadline:
+            async with asyncio.timeout(target.backend.timeouts.idle):  # the hold's time bound too
                 while sum(map(len, head)) < PEEK_LIMIT:
-                    deadline.reschedule(loop.time() + idle)
                     chunk = await response.content.readany()
                     if not chunk:
                         return head, None, hold and not pending.strip()
