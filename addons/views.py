@@ -762,21 +762,54 @@ def reasoning(part: Reasoning) -> str:
 
 
 def tool_text(tool: Tool) -> str:
-    """``name(arg: type, optional?: type)``, then the whole description and each described
-    parameter's description, indented (long lines are folded by ``wrap``)."""
-    schema = tool.parameters
-    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    required = set(schema.get("required") or [])
-    optional = {name: "" if name in required else "?" for name in properties}
-    arguments = ", ".join(f"{name}{optional[name]}: {schema_type(spec)}" for name, spec in properties.items())
+    """``name(arg: type, optional?: type)``, then the whole description and the parameters the
+    signature does not tell in full (long lines are folded by ``wrap``)."""
+    properties, required = _properties(tool.parameters)
+    arguments = ", ".join(
+        f"{name}{_optional(name, required)}: {schema_type(spec)}" for name, spec in properties.items()
+    )
     lines = [f"{tool.name}({arguments})"]
     lines += ["  " + line for line in (tool.description or "").strip().split("\n") if tool.description]
+    return "\n".join(lines + schema_lines(tool.parameters, 1, top=True))
+
+
+def schema_lines(schema: dict[str, Any], depth: int, top: bool = False) -> list[str]:
+    """``name?: type — description`` per parameter, nested objects' members one level in. At the
+    top, a parameter without a description or members is left to the signature."""
+    properties, required = _properties(schema)
+    lines = []
     for name, spec in properties.items():
-        described = spec.get("description") if isinstance(spec, dict) else None
-        if isinstance(described, str) and described.strip():
-            text = described.strip().replace("\n", "\n    ")
-            lines.append(f"  {name}{optional[name]}: {text}")
-    return "\n".join(lines)
+        spec = spec if isinstance(spec, dict) else {}
+        inner = _members(spec)
+        described = spec.get("description") if isinstance(spec.get("description"), str) else ""
+        if top and not described.strip() and inner is None:
+            continue
+        pad = "  " * depth
+        text = f"{name}{_optional(name, required)}: {schema_type(spec)}"
+        if described.strip():
+            text += " — " + described.strip().replace("\n", "\n" + pad + "  ")
+        lines.append(pad + text)
+        if inner is not None:
+            lines += schema_lines(inner, depth + 1)
+    return lines
+
+
+def _properties(schema: Any) -> tuple[dict[str, Any], set[str]]:
+    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+        return {}, set()
+    return schema["properties"], set(schema.get("required") or [])
+
+
+def _members(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The object schema inside a parameter (itself, or its array's items), if it has members."""
+    for inner in (spec, spec.get("items")):
+        if _properties(inner)[0]:
+            return inner
+    return None
+
+
+def _optional(name: str, required: set[str]) -> str:
+    return "" if name in required else "?"
 
 
 def schema_type(spec: Any) -> str:

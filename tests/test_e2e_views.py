@@ -158,7 +158,7 @@ def test_an_openai_stream_to_anthropic_shows_both_sides_in_their_own_words(savin
     assert "tool:" not in provider and "user:" in provider  # Anthropic carries tool results as user turns
     assert any(re.fullmatch(r"  max_tokens: \d+  \(added by the proxy\)", line) for line in provider)
     assert "  x-api-key: [redacted] (the backend's key, set by the proxy)" in provider
-    assert "    city: City name" in client and "    city: City name" in provider
+    assert "    city: string — City name" in client and "    city: string — City name" in provider
     assert f"  Tool said: {TOOL_RESULT}" in answered.split("\n")
 
     _, first_answer = views_of(call)

@@ -1107,10 +1107,8 @@ def test_tool_descriptions_and_parameter_descriptions_are_shown_in_full_and_fold
     folded = lines[start + 1 : lines.index("    Second paragraph: never use sudo.")]
     assert len(folded) > 1 and all(len(line) <= views.WIDTH for line in folded)
     assert " ".join(line.strip() for line in folded) == description.split("\n")[0].strip()
-    assert "    command: The command line, as one string." in lines
-    assert not any(
-        line.strip().startswith("timeout:") for line in lines
-    )  # undescribed: the signature says it
+    assert "    command: string — The command line, as one string." in lines
+    assert not any(line.strip().startswith("timeout") for line in lines[1:])  # the signature says it all
 
 
 def test_long_lines_are_wrapped_and_nothing_is_lost():
@@ -1240,3 +1238,34 @@ def test_a_providers_error_body_is_recorded_without_the_key(keeper, tctx):
     ex.upstream_status, ex.upstream_content = 401, b'{"error": {"message": "bad key sk-secret"}}'
     keeper.response(flow)
     assert flow.metadata[views.SIDES]["answer"]["content"] == b'{"error": {"message": "bad key [redacted]"}}'
+
+
+def test_nested_parameters_are_shown_with_their_members():
+    todo = {
+        "type": "object",
+        "properties": {
+            "content": {"type": "string", "description": "What to do"},
+            "status": {"type": "string", "enum": ["pending", "done"]},
+        },
+        "required": ["content", "status"],
+    }
+    schema = {
+        "type": "object",
+        "properties": {"todos": {"type": "array", "items": todo}},
+        "required": ["todos"],
+    }
+    tool = {"name": "TodoWrite", "description": "Update the list.", "input_schema": schema}
+    body = {
+        "model": "m",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "Plan."}],
+        "tools": [tool],
+    }
+    lines = shown_request(MESSAGES_PATH, json.dumps(body)).text.split("\n")
+    start = lines.index("  TodoWrite(todos: object[])")
+    assert lines[start + 1 : start + 5] == [
+        "    Update the list.",
+        "    todos: object[]",
+        "      content: string — What to do",
+        '      status: "pending"|"done"',
+    ]
