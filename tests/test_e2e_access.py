@@ -64,6 +64,8 @@ MODELS = {
 }
 GEMINI_PATH = "/v1beta/models/gemini:gemini-2.5-flash:generateContent"
 TIMEOUT = 20
+THRESHOLD = Slowdown().threshold  # failures from one address that refuse it for a while
+FIRST_WAIT = Slowdown().first  # seconds of the first refusal
 ADDRESSES = (f"127.0.0.{n}" for n in itertools.count(2))
 
 
@@ -223,8 +225,7 @@ def refusal(call: Callable[[], Any]) -> Refusal:
     with pytest.raises(SDK_ERRORS) as caught:
         call()
     response = caught.value.response
-    status = getattr(response, "status_code", None) or caught.value.code
-    return Refusal(status, response.json(), response.text, response.headers)
+    return Refusal(response.status_code, response.json(), response.text, response.headers)
 
 
 def envelope_message(protocol: str, body: dict[str, Any]) -> str:
@@ -286,16 +287,6 @@ def proxied(proxy: Proxy, name: str | None, secret: str | None = None, bearer: b
     return httpx.Client(transport=transport, timeout=TIMEOUT)
 
 
-def test_an_sdk_through_the_https_proxy_authenticates_with_the_proxy_url_credentials(keyed, fakes):
-    client = openai.OpenAI(
-        api_key=CLIENT_KEY, http_client=proxied(keyed.proxy, "bob", KEYS["bob"]), max_retries=0
-    )
-    answer = client.chat.completions.create(model="gpt-4o", messages=HELLO)
-    assert answer.choices[0].message.content == "Hello from openai!"
-    upstream = assert_clean_upstream(fakes)
-    assert upstream[-1].headers["authorization"] == f"Bearer {UPSTREAM_KEYS['openai']}"
-
-
 def test_a_bearer_proxy_authorization_authenticates_too(keyed, fakes):
     client = openai.OpenAI(
         api_key=CLIENT_KEY, http_client=proxied(keyed.proxy, None, KEYS["bob"], bearer=True), max_retries=0
@@ -313,9 +304,14 @@ def test_the_connects_key_carries_the_keys_model_rights(keyed, fakes):
     assert fakes.openai.requests == []
 
 
-def connect(proxy: Proxy, authorization: str | None) -> tuple[int, dict[str, str], str]:
+def connect(
+    proxy: Proxy, authorization: str | None, address: str | None = None
+) -> tuple[int, dict[str, str], str]:
     """A bare CONNECT to the HTTPS-proxy listener, as an HTTPS_PROXY client opens its tunnel."""
-    connection = http.client.HTTPConnection("127.0.0.1", proxy.proxy_port, timeout=TIMEOUT)
+    source = (address or next(ADDRESSES), 0)
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", proxy.proxy_port, timeout=TIMEOUT, source_address=source
+    )
     headers = {"host": "api.openai.com:443"}
     if authorization:
         headers["proxy-authorization"] = authorization
@@ -343,6 +339,52 @@ def test_a_connect_without_a_valid_proxy_key_gets_407_with_proxy_authenticate(ke
     assert headers["proxy-authenticate"].startswith("Basic")
     assert headers["x-llm-error-code"] == "unauthenticated"
     assert_no_secret(body, "an error body")
+
+
+def test_repeated_wrong_proxy_credentials_are_slowed_down_too(keyed):
+    address, wrong = next(ADDRESSES), "Basic " + base64.b64encode(f"bob:{WRONG}".encode()).decode()
+    for attempt in range(THRESHOLD):
+        assert connect(keyed.proxy, wrong, address)[0] == 407, f"attempt {attempt + 1}"
+    right = "Basic " + base64.b64encode(f"bob:{KEYS['bob']}".encode()).decode()
+    status, headers, body = connect(keyed.proxy, right, address)
+    assert status == 429
+    assert 0 < int(headers["retry-after"]) <= FIRST_WAIT
+    assert "too many failed proxy key attempts" in body
+
+
+def proxied2(proxy: Proxy, name: str, secret: str) -> httpx2.Client:
+    """The same for the anthropic SDK, which takes an httpx2 client."""
+    url = f"http://{name}:{secret}@127.0.0.1:{proxy.proxy_port}"
+    transport = httpx2.HTTPTransport(proxy=url, verify=trust(proxy), local_address=next(ADDRESSES))
+    return httpx2.Client(transport=transport, timeout=TIMEOUT)
+
+
+PROXIED_SDKS = {
+    "openai": lambda proxy, key: (
+        openai.OpenAI(api_key=CLIENT_KEY, http_client=proxied(proxy, "bob", key), max_retries=0)
+        .chat.completions.create(model="gpt-4o", messages=HELLO)
+        .choices[0]
+        .message.content
+    ),
+    "anthropic": lambda proxy, key: (
+        anthropic.Anthropic(api_key=CLIENT_KEY, http_client=proxied2(proxy, "bob", key), max_retries=0)
+        .messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=HELLO)
+        .content[0]
+        .text
+    ),
+    "gemini": lambda proxy, key: (
+        genai.Client(api_key=CLIENT_KEY, http_options={"httpx_client": proxied(proxy, "bob", key)})
+        .models.generate_content(model="gemini-2.5-flash", contents="Hi")
+        .text
+    ),
+}
+
+
+@pytest.mark.parametrize("sdk", PROXIED_SDKS)
+def test_each_sdk_at_its_providers_host_authenticates_with_the_proxy_url_credentials(keyed, fakes, sdk):
+    assert PROXIED_SDKS[sdk](keyed.proxy, KEYS["bob"]) == f"Hello from {sdk}!"
+    upstream = assert_clean_upstream(fakes)
+    assert [r for r in upstream if UPSTREAM_KEYS[sdk] in str(r.headers)]
 
 
 def agent_environment(proxy: Proxy, home: Path) -> dict[str, str]:
@@ -464,9 +506,6 @@ def metrics_named(proxy: Proxy, key: str) -> set[str]:
 
 
 # -- the brute-force slow-down --------------------------------------------------------------------
-
-THRESHOLD = Slowdown().threshold  # failures from one address that refuse it for a while
-FIRST_WAIT = Slowdown().first
 
 
 @pytest.mark.parametrize("protocol", ["openai-chat", "anthropic", "gemini"])
