@@ -30,6 +30,8 @@ AGENTS = {
     "claude": ("@anthropic-ai/claude-code", "2.1.332"),
     "codex": ("@openai/codex", "0.171.0"),
     "gemini": ("@google/gemini-cli", "0.61.0"),
+    "opencode": ("opencode-ai", "1.18.33"),
+    "qwen": ("@qwen-code/qwen-code", "0.24.4"),
 }
 
 

@@ -1,10 +1,20 @@
-"""Running a real coding agent — Claude Code, Codex CLI, Gemini CLI, unmodified — through the proxy.
+"""Running a real coding agent — Claude Code, Codex CLI, Gemini CLI, opencode, Qwen Code,
+unmodified — through the proxy.
 
 Shared by ``tests/test_e2e_agents.py`` (a tool-using turn on every backend, in both modes) and
 ``tests/test_e2e_agent_policies.py`` (the policies stop what the fakes make the agent attempt).
 Every agent runs with a temporary HOME, telemetry and updates off, a time limit, and the
 environment ``scripts/agent_env.py`` prints for users, so the README's instructions are what is
-tested. The agents come from ``scripts/install_agents.py``.
+tested; for opencode and Qwen Code, which that script does not know, ``NEW_AGENTS`` holds the same
+kind of environment (the README's agent table says it). The agents come from
+``scripts/install_agents.py``.
+
+opencode speaks Anthropic here (its provider when ``ANTHROPIC_API_KEY`` is set: its default model is
+that provider's) and takes its front door and any model outside its catalogue from its
+configuration file only; Qwen Code speaks OpenAI Chat Completions (its ``openai`` auth type) and
+takes its base URL from ``OPENAI_BASE_URL``. Its own default base URL is DashScope
+(``dashscope.aliyuncs.com``), which the HTTPS proxy does not intercept, so in that mode it is
+pointed at ``api.openai.com``.
 """
 
 from __future__ import annotations
@@ -17,7 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.agent_env import MODES, Endpoints, front_door_config
+from scripts.agent_env import (
+    LOOPBACK,
+    MODES,
+    Endpoints,
+    combined_bundle,
+    front_door_config,
+    mitmproxy_ca,
+    own_key_or_placeholder,
+)
 from scripts.install_agents import BIN
 
 from .fakes import AGENT_MODEL, ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY, FakeProvider, Fakes, RecordedRequest
@@ -80,6 +98,12 @@ QUIET = {
     },
     "codex": {},  # switched off in its command line (-c ...)
     "gemini": {},  # switched off in its settings.json
+    "opencode": {  # its models catalogue download, its update check, its plugins' npm look-ups
+        "OPENCODE_DISABLE_MODELS_FETCH": "1",
+        "OPENCODE_DISABLE_AUTOUPDATE": "1",
+        "npm_config_offline": "true",
+    },
+    "qwen": {},  # switched off in its settings.json
 }
 GEMINI_SETTINGS = {
     "security": {"auth": {"selectedType": "gemini-api-key"}},
@@ -87,6 +111,7 @@ GEMINI_SETTINGS = {
     "telemetry": {"enabled": False},
     "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
 }
+QWEN_SETTINGS = {**GEMINI_SETTINGS, "security": {"auth": {"selectedType": "openai"}}}
 # On the same-protocol route, Gemini CLI's activate_skill declaration reaches the fake Gemini with
 # "$schema" in its parametersJsonSchema, which the fake refuses: leave that one tool out there.
 GEMINI_PASSTHROUGH = {"tools": {"exclude": ["activate_skill"]}}
@@ -154,6 +179,29 @@ def gemini_command(run: Setting) -> list[str]:
     return ["-p", run.task.prompt, *model, *flags]
 
 
+def opencode_command(run: Setting) -> list[str]:
+    """Its configuration file carries the front door and, for a model outside its catalogue (a
+    selector), the model's declaration."""
+    anthropic: dict[str, object] = {}
+    if run.mode == "front-door":
+        anthropic["options"] = {"baseURL": f"{run.where.front_door}/v1"}
+    if run.task.model:
+        anthropic["models"] = {run.task.model: {}}
+    config = run.home / ".config" / "opencode" / "opencode.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({"provider": {"anthropic": anthropic}}))
+    model = ["-m", f"anthropic/{run.task.model}"] if run.task.model else []
+    return ["run", "--format", "json", *model, *run.task.flags, run.task.prompt]
+
+
+def qwen_command(run: Setting) -> list[str]:
+    settings = run.home / ".qwen" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(json.dumps(QWEN_SETTINGS))
+    model = ["-m", run.task.model] if run.task.model else []
+    return ["-p", run.task.prompt, *model, "--yolo", "--output-format", "json", *run.task.flags]
+
+
 def claude_answer(stdout: str, home: Path) -> str:
     result = json.loads(stdout)
     assert result["is_error"] is False, result
@@ -168,8 +216,63 @@ def gemini_answer(stdout: str, home: Path) -> str:
     return str(json.loads(stdout)["response"])
 
 
-COMMANDS = {"claude": claude_command, "codex": codex_command, "gemini": gemini_command}
-ANSWERS = {"claude": claude_answer, "codex": codex_answer, "gemini": gemini_answer}
+def opencode_answer(stdout: str, home: Path) -> str:
+    """The text of its last text event (its JSON lines also carry the tool's own output)."""
+    events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return str([e["part"]["text"] for e in events if e.get("type") == "text"][-1])
+
+
+def qwen_answer(stdout: str, home: Path) -> str:
+    result = json.loads(stdout)[-1]
+    assert result["type"] == "result" and result["is_error"] is False, result
+    return str(result["result"])
+
+
+COMMANDS = {
+    "claude": claude_command,
+    "codex": codex_command,
+    "gemini": gemini_command,
+    "opencode": opencode_command,
+    "qwen": qwen_command,
+}
+ANSWERS = {
+    "claude": claude_answer,
+    "codex": codex_answer,
+    "gemini": gemini_answer,
+    "opencode": opencode_answer,
+    "qwen": qwen_answer,
+}
+# The agents scripts/agent_env.py does not print for: agent -> (its key variable, mode -> its
+# base-URL variables, "{front}" standing for the front door). Node's and Bun's fetch both honour
+# HTTPS_PROXY and NODE_EXTRA_CA_CERTS, so the HTTPS-proxy mode needs nothing else.
+NEW_AGENTS: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
+    "opencode": ("ANTHROPIC_API_KEY", {"front-door": {}, "https-proxy": {}}),  # front door: its config
+    "qwen": (
+        "OPENAI_API_KEY",
+        {
+            "front-door": {"OPENAI_BASE_URL": "{front}/v1"},
+            "https-proxy": {"OPENAI_BASE_URL": "https://api.openai.com/v1"},
+        },
+    ),
+}
+
+
+def printed_env(agent: str, mode: str, where: Endpoints) -> dict[str, str]:
+    """What agent_env.py prints for the agent and mode; for the agents it does not know, the same."""
+    if agent not in NEW_AGENTS:
+        return MODES[mode](agent, where)
+    key, urls = NEW_AGENTS[agent]
+    env = {name: value.format(front=where.front_door) for name, value in urls[mode].items()}
+    if mode == "https-proxy":
+        ca = str(mitmproxy_ca(where.confdir))
+        bundle = str(combined_bundle(where.confdir))
+        env |= {
+            "HTTPS_PROXY": where.proxy,
+            "NO_PROXY": LOOPBACK,
+            "NODE_EXTRA_CA_CERTS": ca,
+            "SSL_CERT_FILE": bundle,
+        }
+    return {**env, key: own_key_or_placeholder(key)}
 
 
 @dataclass
@@ -184,7 +287,7 @@ class Run:
 def agent_env(agent: str, mode: str, proxy: Proxy, home: Path) -> dict[str, str]:
     """What agent_env.py prints for the mode, placeholders expanded, plus the fences of this test."""
     where = Endpoints(proxy.front_url, proxy.proxy_url, proxy.confdir)
-    printed = MODES[mode](agent, where)
+    printed = printed_env(agent, mode, where)
     env = {name: re.sub(r"\$\{\w+:-(\w+)\}", r"\1", value) for name, value in printed.items()}
     # Front door: anything not for the front door must still go through the proxy, to be seen.
     env.setdefault("HTTPS_PROXY", proxy.proxy_url)

@@ -358,7 +358,7 @@ class FakeAnthropic(FakeProvider):
         results = [anthropic_result_text(b) for b in last_user if b["type"] == "tool_result"]
         tools_on = bool(body.get("tools")) and (body.get("tool_choice") or {}).get("type") != "none"
         names = [tool.get("name", "") for tool in body.get("tools") or []]
-        return self.reply(body["model"], results, tools_on, names)
+        return self.reply(body["model"], results, tools_on, names, anthropic_schema(body))
 
     def message(self, model: str, answer: Answer, request: web.Request) -> Json:
         if answer.tool_call:
@@ -461,3 +461,9 @@ class FakeAnthropic(FakeProvider):
         ]
         frames = [sse(e, e["type"]) for e in events]
         return Stream(frames, b"", head=0, pause_at=pause_at, pause=script.pause)
+
+
+def anthropic_schema(body: Json) -> Json | None:
+    """The JSON schema the request wants the answer in (output_config.format)."""
+    fmt = (body.get("output_config") or {}).get("format") or {}
+    return fmt.get("schema") if fmt.get("type") == "json_schema" else None

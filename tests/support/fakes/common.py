@@ -34,17 +34,28 @@ LINGER_PREFIX = "linger-"  # linger-<s>: the stream ends s seconds after its las
 AGENT_MODEL = "agent-shell"
 AGENT_COMMAND = "echo proxied-ok > marker.txt && cat marker.txt"
 AGENT_OUTPUT = "proxied-ok"
-# Each coding agent's own shell tool (as it declares it) -> its arguments for AGENT_COMMAND.
-AGENT_SHELL_TOOLS: dict[str, dict[str, str]] = {
+# Codex's code mode (its default model): the model writes JavaScript for the freeform tool `exec`
+# (namespace `functions`), which calls the agent's nested tools; `text` hands the output back.
+AGENT_CODE_MODE = (
+    f"const r = await tools.exec_command({{cmd: {json.dumps(AGENT_COMMAND)}}});\ntext(r.output);"
+)
+# The tool recognition of model agent-shell: each coding agent's own shell tool, as the fake sees it
+# declared -> its arguments for AGENT_COMMAND (a JSON object; the raw input for a freeform tool).
+# The Responses fake names a namespaced tool `namespace.name`; the other fakes see the flat function
+# the proxy makes of it (`namespace__name`, one string parameter `input` for a freeform tool).
+AGENT_SHELL_TOOLS: dict[str, dict[str, str] | str] = {
     "Bash": {"command": AGENT_COMMAND, "description": "Write and read the marker file"},  # Claude Code
-    "exec_command": {"cmd": AGENT_COMMAND},  # Codex CLI
+    "exec_command": {"cmd": AGENT_COMMAND},  # Codex CLI, with a selector
     "shell_command": {"command": AGENT_COMMAND},  # Codex CLI, older releases
+    "functions.exec": AGENT_CODE_MODE,  # Codex CLI, its default model, on the Responses API
+    "functions__exec": {"input": AGENT_CODE_MODE},  # the same, translated for another provider
     "run_shell_command": {"command": AGENT_COMMAND, "description": "Write and read the marker file"},
+    "bash": {"command": AGENT_COMMAND},  # opencode
 }
 # Model agent-danger: each coding agent's shell tool -> its arguments for a destructive command.
 AGENT_DANGER_MODEL = "agent-danger"
 AGENT_DANGER_COMMAND = "git reset --hard"
-AGENT_DANGER_TOOLS: dict[str, dict[str, str]] = {
+AGENT_DANGER_TOOLS: dict[str, dict[str, str] | str] = {
     "Bash": {"command": AGENT_DANGER_COMMAND, "description": "Discard the uncommitted changes"},
     "exec_command": {"cmd": AGENT_DANGER_COMMAND},
     "shell_command": {"command": AGENT_DANGER_COMMAND},
@@ -63,7 +74,7 @@ class AgentWrite:
 
     path: str = ""
 
-    def tools(self) -> dict[str, dict[str, str]]:
+    def tools(self) -> dict[str, dict[str, str] | str]:
         return {"Write": {"file_path": self.path, "content": AGENT_WRITE_CONTENT}}
 
 
@@ -206,14 +217,16 @@ def script_pieces(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Answer:
-    """What the fake model says: a text, or one tool call (get_weather unless an agent's shell);
-    or, for a scripted model, whatever its ``script`` says."""
+    """What the fake model says: a text, or one tool call (get_weather unless an agent's shell;
+    ``custom``: a freeform tool's call, ``arguments`` its raw input); or, for a scripted model,
+    whatever its ``script`` says."""
 
     text: str = ""
     tool_call: bool = False
     name: str = TOOL_NAME
     arguments: str = TOOL_ARGS
     script: Script | None = None
+    custom: bool = False
 
 
 @dataclass
@@ -327,11 +340,20 @@ class FakeProvider:
             return self.error(400, f"fake {self.name}: {exc}")
 
     # --- behaviour -------------------------------------------------------------------------------
-    def reply(self, model: str, results: list[str], tools_on: bool, tools: Sequence[str] = ()) -> Answer:
+    def reply(
+        self,
+        model: str,
+        results: list[str],
+        tools_on: bool,
+        tools: Sequence[str] = (),
+        schema: Json | None = None,
+    ) -> Answer:
         """The deterministic answer; mid-stream scenarios always answer the greeting text.
 
         `tools` are the declared tool names: model agent-shell calls the agent's shell tool among them
-        (agent-danger and agent-write: the tool and arguments of ``AGENT_SCRIPTS``).
+        (agent-danger and agent-write: the tool and arguments of ``AGENT_SCRIPTS``). `schema`: the
+        JSON schema the request wants the answer in, which an agent's model answers an instance of
+        (an agent's side requests, such as Gemini CLI's model router, parse what they asked for).
         """
         if (script := Script.of(model)) is not None:
             return Answer(script.text, tool_call=bool(script.calls), script=script)
@@ -339,6 +361,8 @@ class FakeProvider:
             return Answer(self.greeting(model))
         if results:
             return Answer("Tool said: " + " | ".join(results))
+        if schema is not None and is_agent_model(model):
+            return Answer(compact(schema_instance(schema)))
         if model == AGENT_MODEL:
             return agent_answer(tools if tools_on else (), self.greeting(model))
         if model in AGENT_SCRIPTS:
@@ -498,13 +522,45 @@ class FakeProvider:
 
 
 def agent_answer(
-    tools: Sequence[str], greeting: str, calls: dict[str, dict[str, str]] = AGENT_SHELL_TOOLS
+    tools: Sequence[str], greeting: str, calls: dict[str, dict[str, str] | str] = AGENT_SHELL_TOOLS
 ) -> Answer:
     """The call of the agent's tool in `calls` when declared (a side request without it gets the greeting)."""
     shell = next((name for name in tools if name in calls), None)
     if shell is None:
         return Answer(greeting)
-    return Answer(tool_call=True, name=shell, arguments=compact(calls[shell]))
+    arguments = calls[shell]
+    if isinstance(arguments, str):
+        return Answer(tool_call=True, name=shell, arguments=arguments, custom=True)
+    return Answer(tool_call=True, name=shell, arguments=compact(arguments))
+
+
+# A JSON schema's type (JSON Schema's lowercase or OpenAPI's uppercase) -> the value the fakes fill
+# it with; an object gets every property, an enum its first value.
+SCHEMA_VALUES: dict[str, Any] = {
+    "string": "",
+    "integer": 1,
+    "number": 1,
+    "boolean": False,
+    "array": [],
+    "null": None,
+}
+
+
+def schema_instance(schema: Json) -> Any:
+    """The simplest value that fits `schema` (its enum's first value, every property of an object)."""
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type", "object")
+    kind = str(kind[0] if isinstance(kind, list) else kind).lower()
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {name: schema_instance(value) for name, value in properties.items() if isinstance(value, dict)}
+    return SCHEMA_VALUES.get(kind, "")
+
+
+def is_agent_model(model: str) -> bool:
+    """A model that drives a coding agent (agent-shell, agent-danger, agent-write)."""
+    return model == AGENT_MODEL or model in AGENT_SCRIPTS
 
 
 # The other models that drive a coding agent: model -> (the agent's tool -> its arguments), read per

@@ -356,7 +356,7 @@ class FakeGemini(FakeProvider):
         tools = body.get("tools") or []
         declarations = [d for tool in tools for d in get(tool, "functionDeclarations") or []]
         names = [declaration.get("name", "") for declaration in declarations]
-        return self.reply(model, results, declared and mode != "NONE", names)
+        return self.reply(model, results, declared and mode != "NONE", names, gemini_schema(body))
 
     def message(self, model: str, answer: Answer, request: web.Request) -> Json:
         return self.chunk(model, self.parts(model, answer), GEMINI_USAGE, finished=True)
@@ -423,3 +423,10 @@ class FakeGemini(FakeProvider):
             return Stream(frames, b"", head=0, pause_at=pause_at, pause=script.pause)
         frames = [(("[" if i == 0 else ",\r\n") + compact(c)).encode() for i, c in enumerate(chunks)] + [b"]"]
         return Stream(frames, b"", 0, "application/json", pause_at=pause_at, pause=script.pause)
+
+
+def gemini_schema(body: Json) -> Json | None:
+    """The JSON schema the request wants the answer in (responseJsonSchema or responseSchema)."""
+    config = get(body, "generationConfig") or {}
+    schema = get(config, "responseJsonSchema") or get(config, "responseSchema")
+    return schema if isinstance(schema, dict) else None

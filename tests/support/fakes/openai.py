@@ -21,6 +21,7 @@ from .common import (
     arg_fragments,
     expect_dict,
     expect_list,
+    is_agent_model,
     is_int,
     json_response,
     require,
@@ -270,8 +271,13 @@ class FakeOpenAI(FakeProvider):
     async def responses(self, request: web.Request) -> web.StreamResponse:
         body = request[BODY]
         check_openai_responses(body)
-        names = [tool.get("name", "") for tool in body.get("tools") or [] if tool.get("type") == "function"]
-        answer = self.reply(body["model"], responses_results(body), responses_tools_on(body), names)
+        if is_agent_model(body["model"]):
+            answer = self.reply(body["model"], *agent_reading(body))
+        else:
+            names = [
+                tool.get("name", "") for tool in body.get("tools") or [] if tool.get("type") == "function"
+            ]
+            answer = self.reply(body["model"], responses_results(body), responses_tools_on(body), names)
         return await self.respond(request, body["model"], answer, body.get("stream") is True)
 
     def answer(self, body: Json) -> Answer:
@@ -282,7 +288,7 @@ class FakeOpenAI(FakeProvider):
         ]
         tools_on = bool(body.get("tools")) and body.get("tool_choice") != "none"
         names = [tool["function"]["name"] for tool in body.get("tools") or []]
-        return self.reply(body["model"], results, tools_on, names)
+        return self.reply(body["model"], results, tools_on, names, chat_schema(body))
 
     def message(self, model: str, answer: Answer, request: web.Request) -> Json:
         if request.path == RESPONSES_PATH:
@@ -620,14 +626,12 @@ CHECK_RESPONSES_ITEM: dict[str, Callable[[str, Json], None]] = {
 }
 
 
-def responses_results(body: Json) -> list[str]:
-    """The outputs of function_call_output items after the model's last turn."""
+def responses_results(body: Json, kinds: frozenset[str] = frozenset({"function_call_output"})) -> list[str]:
+    """The outputs of the items of `kinds` (function_call_output) after the model's last turn."""
     items = body["input"] if isinstance(body["input"], list) else []
     model_turn = max((i for i, item in enumerate(items) if is_model_item(item)), default=-1)
     return [
-        responses_output_text(item["output"])
-        for item in items[model_turn + 1 :]
-        if item.get("type") == "function_call_output"
+        responses_output_text(item["output"]) for item in items[model_turn + 1 :] if item.get("type") in kinds
     ]
 
 
@@ -653,6 +657,8 @@ def output_text(text: str) -> Json:
 
 def response_item(answer: Answer, done: bool) -> Json:
     """The one output item; while in progress a message has no content and a call no arguments."""
+    if answer.custom:
+        return custom_call_item(answer, done)
     status = "completed" if done else "in_progress"
     item_id = RESPONSES_ITEM_IDS[answer.tool_call]
     if answer.tool_call:
@@ -692,6 +698,8 @@ def response_object(model: str, answer: Answer, body: Json, done: bool) -> Json:
 def response_content_events(answer: Answer) -> list[Json]:
     """Between output_item.added and .done: text parts and deltas, or argument fragments."""
     where: Json = {"item_id": RESPONSES_ITEM_IDS[answer.tool_call], "output_index": 0}
+    if answer.custom:
+        return custom_call_events(answer)
     if answer.tool_call:
         deltas = [
             {"type": "response.function_call_arguments.delta", **where, "delta": fragment}
@@ -710,6 +718,70 @@ def response_content_events(answer: Answer) -> list[Json]:
         {"type": "response.output_text.done", **where, "text": answer.text, "logprobs": []},
         {"type": "response.content_part.done", **where, "part": output_text(answer.text)},
     ]
+
+
+# -- how a coding agent's model reads a Responses request (common.is_agent_model) ------------------
+AGENT_RESULT_ITEMS = frozenset({"function_call_output", "custom_tool_call_output"})
+CUSTOM_CALL_ID = "ctc_fake_openai"
+
+
+def chat_schema(body: Json) -> Json | None:
+    """The JSON schema a Chat request wants the answer in (response_format.json_schema.schema)."""
+    fmt = body.get("response_format") or {}
+    return (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
+
+
+def responses_schema(body: Json) -> Json | None:
+    """The JSON schema a Responses request wants the answer in (text.format.schema)."""
+    fmt = (body.get("text") or {}).get("format") or {}
+    return fmt.get("schema") if fmt.get("type") == "json_schema" else None
+
+
+def agent_reading(body: Json) -> tuple[list[str], bool, list[str], Json | None]:
+    """What an agent's model acts on, unlike the other models (which carry custom items and never
+    act on them): the results of its function and freeform calls, and every function and freeform
+    tool, also those an ``additional_tools`` item declares (Codex's code mode), a namespaced one
+    as ``namespace.name``. Returns the arguments of ``FakeProvider.reply`` after the model."""
+    names = declared_names(body.get("tools") or [])
+    for item in body["input"] if isinstance(body["input"], list) else []:
+        if item.get("type") == "additional_tools":
+            names += declared_names(item.get("tools") or [])
+    results = responses_results(body, AGENT_RESULT_ITEMS)
+    return results, body.get("tool_choice") != "none", names, responses_schema(body)
+
+
+def declared_names(tools: list[Json], namespace: str = "") -> list[str]:
+    """The names of function and custom tools, a namespace's own tools as ``namespace.name``."""
+    names: list[str] = []
+    for tool in tools:
+        if tool.get("type") == "namespace":
+            names += declared_names(tool.get("tools") or [], f"{tool.get('name')}.")
+        elif tool.get("type") in ("function", "custom"):
+            names.append(namespace + str(tool.get("name")))
+    return names
+
+
+def custom_call_item(answer: Answer, done: bool) -> Json:
+    """A freeform tool's call (`namespace.name`: the name and its namespace); no input in progress."""
+    namespace, _, name = answer.name.rpartition(".")
+    fields = {"call_id": OPENAI_TOOL_ID, "name": name, **({"namespace": namespace} if namespace else {})}
+    status = "completed" if done else "in_progress"
+    return {
+        "type": "custom_tool_call",
+        "id": CUSTOM_CALL_ID,
+        **fields,
+        "input": answer.arguments if done else "",
+        "status": status,
+    }
+
+
+def custom_call_events(answer: Answer) -> list[Json]:
+    where: Json = {"item_id": CUSTOM_CALL_ID, "output_index": 0}
+    deltas = [
+        {"type": "response.custom_tool_call_input.delta", **where, "delta": piece}
+        for piece in text_pieces(answer.arguments)
+    ]
+    return [*deltas, {"type": "response.custom_tool_call_input.done", **where, "input": answer.arguments}]
 
 
 def responses_stream(model: str, answer: Answer, body: Json) -> Stream:
