@@ -28,6 +28,7 @@ to ``llm_keep_stream_kb``) and puts the client's back as the response body at th
 from __future__ import annotations
 
 import json
+import logging
 import re
 import textwrap
 from collections.abc import Callable, Iterable
@@ -60,6 +61,8 @@ from translators.canonical import (
 )
 from translators.errors import ProxyError
 from translators.sse import SSEParser, format_event
+
+logger = logging.getLogger(__name__)
 
 LLM_PRIORITY = 2.0  # beats the built-in JSON view (1)
 NOT_LLM = -1.0
@@ -1017,7 +1020,12 @@ class KeepStreams:
                 flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
         if tee is not None and (given := tee.take_input()) is not None:
             answer = given
-        if ex is not None and (sides := record(flow, ex, answer)) is not None:
+        try:
+            sides = record(flow, ex, answer) if ex is not None else None
+        except Exception:  # an observer: the addons after it (usage, metrics, capture) must still run
+            logger.exception("LLM views: could not record both sides of %r", ex)
+            return
+        if sides is not None:
             if tee is not None and tee.taken > tee.limit and "answer" in sides:
                 sides["answer"]["seen"] = tee.taken
             flow.metadata[SIDES] = sides

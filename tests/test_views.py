@@ -1269,3 +1269,16 @@ def test_nested_parameters_are_shown_with_their_members():
         "      content: string — What to do",
         '      status: "pending"|"done"',
     ]
+
+
+def test_a_failure_to_record_the_sides_does_not_escape_the_hook(keeper, monkeypatch, caplog):
+    """An exception out of a hook would skip usage, metrics and capture for the flow (docs/mitm.md §1)."""
+
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(views, "record", broken)
+    flow = streamed_flow(True, sided_exchange(CLIENT_BODY, PROVIDER_BODY, stream=True))
+    run_stream(keeper, flow, [b"data: x\n\n"])
+    assert flow.response.raw_content == b"data: x\n\n" and views.SIDES not in flow.metadata
+    assert "could not record both sides" in caplog.text
