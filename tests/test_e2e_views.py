@@ -21,7 +21,7 @@ from google.genai import types
 from mitmproxy import contentviews, io
 from mitmproxy.http import HTTPFlow
 from mitmproxy.test import taddons
-from support.builders import CLIENT_KEY, CLIENTS, TOOL_RESULT, UPSTREAM_KEYS
+from support.builders import CLIENT_KEY, CLIENTS, TOOL_RESULT, UPSTREAM_KEYS, WEATHER_SCHEMA
 from support.fakes import Fakes
 from support.proxy import Proxy
 
@@ -205,3 +205,41 @@ def test_the_recorded_sides_hold_no_key(saving, fakes):
     assert CLIENT_KEY not in repr(sides), "the client's credential is redacted in its recorded headers"
     content = flows.read_bytes()
     assert not any(key.encode() in content for key in UPSTREAM_KEYS.values())
+
+
+def test_a_responses_call_to_anthropic_shows_responses_words_on_the_client_side(saving, fakes):
+    proxy, flows = saving
+    marker = f"both-sides-responses-{time.monotonic_ns()}"
+    client = openai.OpenAI(base_url=proxy.front_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    call = {
+        "type": "function_call",
+        "call_id": "call_r1",
+        "name": "get_weather",
+        "arguments": '{"city":"Paris"}',
+    }
+    items = [
+        {"role": "user", "content": marker},
+        call,
+        {"type": "function_call_output", "call_id": "call_r1", "output": TOOL_RESULT},
+    ]
+    tool = {"type": "function", "name": "get_weather", "description": "Weather", "parameters": WEATHER_SCHEMA}
+    client.responses.create(
+        model="anthropic:claude-test",
+        input=items,
+        tools=[tool],
+        instructions="Be brief.",
+        max_output_tokens=300,
+    )
+    (flow,) = all_saved(flows, marker, count=1)
+    asked, answered = views_of(flow)
+    sent_by_client, received_by_provider = sections(asked, "client request", "provider request")
+    assert sent_by_client[:3] == [
+        views.TITLES["client request"],
+        f"POST {proxy.front_url}/v1/responses",
+        "openai-responses request · model anthropic:claude-test",
+    ]
+    assert "instructions:" in sent_by_client and "function_call_output:" in sent_by_client
+    assert "  max_output_tokens: 300" in sent_by_client
+    assert "system:" in received_by_provider and "  max_tokens: 300" in received_by_provider
+    sent, received = sections(answered, "provider answer", "client answer")
+    assert "stop: end_turn" in sent and "stop: completed" in received
