@@ -41,6 +41,7 @@ from translators.canonical import (
     End,
     Event,
     Image,
+    Message,
     MessageStart,
     Reasoning,
     ReasoningConfig,
@@ -63,6 +64,7 @@ from translators.canonical import (
 from translators.errors import ProxyError
 from translators.mapping import ANTHROPIC_MIN_BUDGET, DEFAULT_MAX_TOKENS, EFFORT_BUDGET
 from translators.sse import SSEParser
+from translators.toolnames import MAPPED, WEB_SEARCH, web_search
 
 # -- fixtures copied from docs/wire.md §3 ----------------------------------------------------
 
@@ -385,13 +387,56 @@ def test_content_the_canonical_model_cannot_carry_is_refused_as_untranslatable(b
     assert "cannot be translated" in message
 
 
-def test_typed_server_tools_are_refused_as_untranslatable():
-    tools = [
-        {"name": "f", "input_schema": {"type": "object"}},
-        {"type": "web_search_20250305", "name": "web_search"},
-    ]
-    message = invalid({"model": "m", "max_tokens": 5, "messages": [], "tools": tools})
-    assert message == "tools[1].type: server tool 'web_search_20250305' cannot be translated"
+def test_the_web_search_server_tool_becomes_the_canonical_web_search_with_its_options():
+    search = {
+        "type": "web_search_20250305",
+        "name": "web_search",
+        "max_uses": 3,
+        "allowed_domains": ["docs.python.org"],
+        "user_location": {"type": "approximate", "city": "Paris", "country": "FR"},
+    }
+    req = parse_with(tools=[{"name": "f", "input_schema": {"type": "object"}}, search])
+
+    assert [t.name for t in req.tools] == ["f"]
+    assert web_search(req.metadata) == {
+        "max_uses": 3,
+        "allowed_domains": ["docs.python.org"],
+        "user_location": {"type": "approximate", "city": "Paris", "country": "FR"},
+    }
+    assert req.warnings == [MAPPED.format(where="tools[1]", kind="web_search_20250305")]
+
+
+@pytest.mark.parametrize("kind", ["web_fetch_20250910", "code_execution_20250825", "bash_20250124"])
+def test_other_anthropic_defined_tools_are_removed_with_a_warning_not_refused(kind):
+    req = parse_with(tools=[{"type": kind, "name": "x"}, {"name": "f", "input_schema": {"type": "object"}}])
+
+    assert [t.name for t in req.tools] == ["f"] and web_search(req.metadata) is None
+    [warning] = req.warnings
+    assert warning.startswith("tools[0]: removed the hosted tool") and kind in warning
+
+
+def test_a_web_search_is_rendered_as_the_server_tool_beside_the_functions():
+    search = {"allowed_domains": ["a.org"], "blocked_domains": ["b.org"], "max_uses": 2}
+    request = ChatRequest(
+        model="m", messages=[Message(role="user", content=[Text(text="hi")])],
+        tools=[Tool(name="f")], metadata={WEB_SEARCH: search},
+    )  # fmt: skip
+
+    body = proto.render_request(request)
+
+    assert body["tools"][-1] == {
+        "type": "web_search_20250305", "name": "web_search", "allowed_domains": ["a.org"], "max_uses": 2,
+    }, "allowed and blocked domains together are refused: allowed wins"  # fmt: skip
+    assert [t["name"] for t in body["tools"]] == ["f", "web_search"]
+
+
+def test_a_client_function_named_web_search_keeps_the_name_to_itself():
+    request = ChatRequest(
+        model="m", messages=[Message(role="user", content=[Text(text="hi")])],
+        tools=[Tool(name="web_search")], metadata={WEB_SEARCH: {}},
+    )  # fmt: skip
+
+    assert [t.get("type") for t in proto.render_request(request)["tools"]] == [None]
 
 
 def test_custom_typed_tools_are_ordinary_tools():

@@ -1,9 +1,10 @@
 """Codex's tool shapes through a real `mitmdump -s addons/llm.py`, with the official `openai` SDK.
 
 A Responses client declares a custom (freeform, grammar) tool, a namespaced function, a long
-name and a hosted tool; the Anthropic, Gemini and Chat-protocol fakes (which refuse names outside
-their patterns and unknown tool types) get flat functions only, and the client gets its own
-shapes back, whole and streamed; the custom call's output is the tool result of the next turn.
+name and hosted web search; the Anthropic, Gemini and Chat-protocol fakes (which refuse names outside
+their patterns and unknown tool types) get flat functions, plus Anthropic its own web search server
+tool (Gemini's Google Search is sent only without functions, Chat has none), and the client gets its
+own shapes back, whole and streamed; the custom call's output is the tool result of the next turn.
 """
 
 from __future__ import annotations
@@ -40,13 +41,24 @@ def client(proxy: Proxy) -> openai.OpenAI:
     return openai.OpenAI(base_url=proxy.front_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
 
 
-def upstream_tool_names(fakes: Fakes, backend: str) -> list[str]:
+# backend -> the hosted web search its provider is sent beside the functions (docs/wire.md §2.8)
+SEARCH_SENT: dict[str, list[Any]] = {
+    "anthropic": [{"type": "web_search_20250305", "name": "web_search"}],
+    "gemini": [],
+    "chat": [],
+}
+
+
+def upstream_tools(fakes: Fakes, backend: str) -> tuple[list[str], list[Any]]:
+    """The function names and the hosted tools the provider got."""
     body = getattr(fakes, BACKENDS[backend]).requests[-1].body
     if backend == "gemini":
-        return [d["name"] for tool in body["tools"] for d in tool.get("functionDeclarations", [])]
+        names = [d["name"] for tool in body["tools"] for d in tool.get("functionDeclarations", [])]
+        return names, [tool for tool in body["tools"] if "functionDeclarations" not in tool]
     if backend == "chat":
-        return [tool["function"]["name"] for tool in body["tools"]]
-    return [tool["name"] for tool in body["tools"]]
+        return [tool["function"]["name"] for tool in body["tools"]], []
+    hosted = [tool for tool in body["tools"] if "type" in tool]
+    return [tool["name"] for tool in body["tools"] if "type" not in tool], hosted
 
 
 def model_for(backend: str, calls: Any) -> str:
@@ -83,8 +95,9 @@ def test_codex_tool_shapes_come_back_as_declared(shapes_proxy, fakes, backend, s
     patch, search = response.output
     assert (patch.type, patch.name, patch.input) == ("custom_tool_call", "apply_patch", PATCH)
     assert (search.type, search.name, search.namespace) == ("function_call", "search", "docs")
-    names = upstream_tool_names(fakes, backend)
+    names, hosted = upstream_tools(fakes, backend)
     assert names[:2] == ["apply_patch", "docs__search"] and len(names) == 3 and len(names[2]) <= 64
+    assert hosted == SEARCH_SENT[backend]
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))

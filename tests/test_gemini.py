@@ -55,6 +55,7 @@ from translators.canonical import (
     UsageUpdate,
 )
 from translators.errors import CODES, ProxyError
+from translators.toolnames import MAPPED, WEB_SEARCH, web_search
 
 ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
 
@@ -496,11 +497,6 @@ class TestParseRequest:
                 },
                 r"^contents\[0\]\.parts\[0\]\.executableCode: .*cannot be translated",
             ),
-            (
-                {"contents": [user("x")], "tools": [{"googleSearch": {}}]},
-                r"^tools\[0\]\.googleSearch: a server-side tool cannot be translated",
-            ),
-            ({"contents": [user("x")], "tools": [{"code_execution": {}}]}, r"^tools\[0\]\.code_execution: "),
             (
                 {"contents": [user("x")], "generationConfig": {"candidateCount": 2}},
                 r"^generationConfig\.candidateCount: more than one candidate cannot be translated",
@@ -1746,3 +1742,42 @@ class TestErrors:
     def test_bodies_that_are_not_envelopes(self, status: int, body: bytes, code: str, message: str) -> None:
         error = gemini.parse_error(status, body)
         assert (error.code, error.status, error.message) == (code, status, message)
+
+
+class TestHostedTools:
+    """Google Search is the canonical web search; other built-in tools are removed with a warning."""
+
+    def test_google_search_becomes_the_canonical_web_search(self) -> None:
+        fn = {"name": "f", "parameters": {"type": "object"}}
+        req = parse(
+            {"contents": [user("x")], "tools": [{"googleSearch": {}}, {"functionDeclarations": [fn]}]}
+        )
+
+        assert [t.name for t in req.tools] == ["f"] and web_search(req.metadata) == {}
+        assert req.warnings == [MAPPED.format(where="tools[0].googleSearch", kind="googleSearch")]
+
+    @pytest.mark.parametrize("key", ["code_execution", "urlContext", "googleMaps"])
+    def test_other_built_in_tools_are_removed_with_a_warning_not_refused(self, key: str) -> None:
+        req = parse({"contents": [user("x")], "tools": [{key: {}}]})
+
+        assert req.tools == [] and web_search(req.metadata) is None
+        [warning] = req.warnings
+        assert warning.startswith(f"tools[0].{key}: removed the hosted tool")
+
+    def test_a_web_search_alone_is_rendered_as_google_search(self) -> None:
+        request = ChatRequest(model="m", messages=[Message(role="user", content=[Text(text="hi")])])
+        searching = request.model_copy(update={"metadata": {WEB_SEARCH: {"allowed_domains": ["a.org"]}}})
+
+        assert "tools" not in gemini.render_request(request)
+        assert gemini.render_request(searching)["tools"] == [{"googleSearch": {}}]
+        validate_request_body(gemini.render_request(searching))
+
+    def test_beside_function_declarations_the_web_search_is_left_out(self) -> None:
+        request = ChatRequest(
+            model="m",
+            messages=[Message(role="user", content=[Text(text="hi")])],
+            tools=[Tool(name="f")],
+            metadata={WEB_SEARCH: {}},
+        )
+
+        assert [list(t) for t in gemini.render_request(request)["tools"]] == [["functionDeclarations"]]

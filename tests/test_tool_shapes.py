@@ -87,12 +87,83 @@ def test_a_tool_declared_again_in_additional_tools_is_sent_once():
     assert [t.name for t in request.tools] == ["shell"]
 
 
-@pytest.mark.parametrize("kind", sorted(openai_responses.HOSTED_TOOLS))
-def test_hosted_tools_are_removed_with_a_warning_not_refused(kind):
+@pytest.mark.parametrize(
+    "kind", sorted(set(openai_responses.HOSTED_TOOLS) - openai_responses.WEB_SEARCH_TOOLS)
+)
+def test_hosted_tools_without_an_equivalent_are_removed_with_a_warning_not_refused(kind):
     request = parse(tools=[SHELL, {"type": kind}])
     assert [t.name for t in request.tools] == ["shell"]
     [warning] = request.warnings
     assert warning.startswith("tools[1]: removed the hosted tool") and kind in warning
+
+
+CODEX_SEARCH = {  # Codex's hosted search, with the options OpenAI takes
+    "type": "web_search",
+    "filters": {"allowed_domains": ["docs.python.org"]},
+    "user_location": {"type": "approximate", "country": "FR"},
+    "search_context_size": "low",
+}
+# target -> the web search it is sent, beside a function tool (None: none is sent)
+SEARCH_WITH_FUNCTIONS: dict[Any, Any] = {
+    openai_responses: {
+        "type": "web_search",
+        "filters": {"allowed_domains": ["docs.python.org"]},
+        "user_location": {"type": "approximate", "country": "FR"},
+    },
+    anthropic: {
+        "type": "web_search_20250305",
+        "name": "web_search",
+        "allowed_domains": ["docs.python.org"],
+        "user_location": {"type": "approximate", "country": "FR"},
+    },
+    gemini: None,  # Gemini 2.x refuses Google Search beside function declarations
+    openai_chat: None,  # Chat Completions has no hosted search
+}
+
+
+@pytest.mark.parametrize("kind", sorted(openai_responses.WEB_SEARCH_TOOLS))
+def test_hosted_web_search_is_kept_with_its_options_for_the_targets_own_and_said_so(kind):
+    request = parse(tools=[SHELL, {**CODEX_SEARCH, "type": kind}])
+    assert [t.name for t in request.tools] == ["shell"], "never declared as a function"
+    [warning] = request.warnings
+    assert warning.startswith(f"tools[1]: the hosted tool {kind!r} is sent as the target's own web search")
+
+
+@pytest.mark.parametrize("target", list(SEARCH_WITH_FUNCTIONS), ids=lambda t: t.NAME)
+def test_each_target_gets_its_own_web_search_or_none(target):
+    rendered = target.render_request(parse(tools=[SHELL, CODEX_SEARCH]))
+    tools = rendered.get("tools", [])
+    hosted = [t for t in tools if "web_search" in json.dumps(t) or "googleSearch" in t]
+    assert hosted == ([SEARCH_WITH_FUNCTIONS[target]] if SEARCH_WITH_FUNCTIONS[target] else [])
+
+
+def test_web_search_alone_reaches_gemini_as_google_search():
+    rendered = gemini.render_request(parse(tools=[CODEX_SEARCH]))
+    assert rendered["tools"] == [{"googleSearch": {}}] and "toolConfig" not in rendered
+
+
+@pytest.mark.parametrize(
+    ("client", "body"),
+    [
+        (
+            anthropic,
+            {
+                "model": "m",
+                "max_tokens": 9,
+                "messages": [],
+                "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+            },
+        ),
+        (
+            gemini,
+            {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "tools": [{"googleSearch": {}}]},
+        ),
+    ],
+    ids=["anthropic", "gemini"],
+)
+def test_claude_codes_and_gemini_clis_web_search_reaches_openai_responses_as_its_own(client, body):
+    request = client.parse_request(body, model="m")
+    assert openai_responses.render_request(request)["tools"] == [{"type": "web_search"}]
 
 
 def test_unknown_tool_types_are_still_refused_by_name():
@@ -173,9 +244,9 @@ def test_namespaced_and_long_named_calls_in_history_use_the_flat_names():
 
 @pytest.mark.parametrize("target", [anthropic, gemini, openai_chat, openai_responses])
 def test_every_target_gets_only_flat_function_declarations(target):
-    request = parse(tools=[APPLY_PATCH, NAMESPACE, {**SHELL, "name": LONG}, {"type": "web_search"}])
+    request = parse(tools=[APPLY_PATCH, NAMESPACE, {**SHELL, "name": LONG}, {"type": "file_search"}])
     rendered = json.dumps(target.render_request(request))
-    assert "web_search" not in rendered and '"custom"' not in rendered and LONG not in rendered
+    assert "file_search" not in rendered and '"custom"' not in rendered and LONG not in rendered
     assert "mcp__docs__search" in rendered and "apply_patch" in rendered
 
 

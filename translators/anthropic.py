@@ -48,6 +48,7 @@ from translators.errors import ProxyError, code_for_status
 from translators.mapping import ANTHROPIC_MIN_BUDGET, DEFAULT_MAX_TOKENS, EFFORT_BUDGET
 from translators.sse import SSEEvent, format_event
 from translators.streams import SSEDecoder
+from translators.toolnames import MAPPED, REMOVED, SEARCH_OPTIONS, WEB_SEARCH, search_options, web_search
 from translators.wire import (
     Reader,
     count,
@@ -132,6 +133,8 @@ UNTRANSLATABLE_BLOCKS = frozenset(
     }
 )
 
+WEB_SEARCH_PREFIX = "web_search_"  # web_search_20250305, web_search_20260209, …
+WEB_SEARCH_TOOL = "web_search_20250305"  # the version written: every current model takes it
 TOOL_CHOICE_IN: dict[str, str] = {"auto": "auto", "any": "required", "none": "none", "tool": "tool"}
 TOOL_CHOICE_OUT: dict[str, str] = {mode: wire for wire, mode in TOOL_CHOICE_IN.items()}
 FORCED_TOOL_CHOICES = frozenset({"any", "tool"})
@@ -175,13 +178,14 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
     for i, raw in enumerate(_read(body, "messages", "", "an array", required=True)):
         _parse_message(_check(raw, f"messages[{i}]", "an object"), f"messages[{i}]", messages, system)
     tool_choice, parallel = _parse_tool_choice(body.get("tool_choice"))
+    tools, metadata, warnings = _parse_tools(_read(body, "tools", "", "an array") or [])
     return ChatRequest(
         model=model or _read(body, "model", "", "a string", required=True),
         system=system,
         messages=messages,
-        tools=[
-            _parse_tool(t, f"tools[{i}]") for i, t in enumerate(_read(body, "tools", "", "an array") or [])
-        ],
+        tools=tools,
+        metadata=metadata,
+        warnings=warnings,
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
         max_tokens=_read(body, "max_tokens", "", "an integer", required=True),
@@ -316,11 +320,27 @@ _RESULT_PARSERS = {kind: _BLOCK_PARSERS[kind] for kind in ("text", "image")}
 _TEXT_ONLY = {"text": _parse_text}
 
 
-def _parse_tool(raw: Any, path: str) -> Tool:
-    raw = _check(raw, path, "an object")
-    kind = _read(raw, "type", path, "a string")
-    if kind not in (None, "custom"):
-        raise invalid(f"{path}.type", f"server tool {kind!r} cannot be translated")
+def _parse_tools(tools: list[Any]) -> tuple[list[Tool], dict[str, Any], list[str]]:
+    """Client tools; the web search server tool as the canonical web search; one warning per
+    other Anthropic-defined tool, which is removed (translators/toolnames.py)."""
+    parsed: list[Tool] = []
+    metadata: dict[str, Any] = {}
+    warnings: list[str] = []
+    for i, raw in enumerate(tools):
+        path = f"tools[{i}]"
+        raw = _check(raw, path, "an object")
+        kind = _read(raw, "type", path, "a string")
+        if kind in (None, "custom"):
+            parsed.append(_parse_tool(raw, path))
+        elif kind.startswith(WEB_SEARCH_PREFIX):
+            metadata[WEB_SEARCH] = search_options(raw)
+            warnings.append(MAPPED.format(where=path, kind=kind))
+        else:
+            warnings.append(REMOVED.format(where=path, kind=kind, what="a tool defined by Anthropic"))
+    return parsed, metadata, warnings
+
+
+def _parse_tool(raw: dict[str, Any], path: str) -> Tool:
     schema = _read(raw, "input_schema", path, "an object")
     return Tool(
         name=_read(raw, "name", path, "a string", required=True),
@@ -406,6 +426,10 @@ def render_request(request: ChatRequest) -> dict[str, Any]:
             body["tool_choice"] = choice
     elif called := _called_tools(body["messages"]):
         body["tools"], body["tool_choice"] = called, {"type": "none"}
+    if (search := web_search(request.metadata)) is not None and "web_search" not in [
+        t.name for t in request.tools
+    ]:
+        body["tools"] = [*body.get("tools", []), _render_search(search)]
     if budget := _thinking_budget(request.reasoning, body):
         body["thinking"] = {"type": "enabled", "budget_tokens": budget}
         if body["max_tokens"] <= budget:  # the budget is part of max_tokens (docs/snags.md #16)
@@ -524,6 +548,15 @@ def _render_tool(tool: Tool) -> dict[str, Any]:
     return rendered
 
 
+def _render_search(search: dict[str, Any]) -> dict[str, Any]:
+    """The web search server tool; Anthropic refuses allowed and blocked domains together."""
+    rendered: dict[str, Any] = {"type": WEB_SEARCH_TOOL, "name": "web_search"}
+    rendered.update({k: v for k, v in search.items() if k in SEARCH_OPTIONS})
+    if "allowed_domains" in rendered:
+        rendered.pop("blocked_domains", None)
+    return rendered
+
+
 def _called_tools(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Anthropic rejects tool_use history without a ``tools`` array (docs/wire.md §6,
     docs/snags.md #4), which clients of other protocols may omit on a last turn: declare the tools
@@ -590,7 +623,8 @@ _RESPONSE_PARSERS = {
 
 
 def parse_response(body: Any) -> ChatResponse:
-    """Server-tool blocks are skipped: they only answer server tools, which translated routes refuse."""
+    """Server-tool blocks (a mapped web search's ``server_tool_use`` and ``web_search_tool_result``)
+    are skipped: the answer's text carries what the search found."""
     if not isinstance(body, dict):
         raise ProxyError("upstream_error", "response: expected a JSON object")
     blocks = body.get("content") if isinstance(body.get("content"), list) else []

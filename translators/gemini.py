@@ -59,6 +59,7 @@ from translators.errors import CODES, ProxyError, code_for_status
 from translators.mapping import EFFORT_BUDGET
 from translators.sse import SSEEvent
 from translators.streams import Encoder, SSEDecoder
+from translators.toolnames import MAPPED, REMOVED, WEB_SEARCH, web_search
 from translators.wire import (
     Reader,
     count,
@@ -217,6 +218,9 @@ IMAGE_MAGIC: dict[str, str] = {
 DEFAULT_IMAGE_TYPE = "image/jpeg"
 
 # Part data fields that the canonical model cannot carry.
+GOOGLE_SEARCH = frozenset(
+    {"googleSearch", "google_search", "googleSearchRetrieval", "google_search_retrieval"}
+)
 UNTRANSLATABLE_PARTS = ("executableCode", "codeExecutionResult", "toolCall", "toolResponse")
 
 ROLE_IN: dict[str, str] = {"user": "user", "model": "assistant"}
@@ -471,13 +475,16 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
     if _get(body, "cachedContent") is not None:
         raise refuse("cachedContent", "server-side cached content")
     try:
-        tool_choice, tools = _parse_tool_config(_get(body, "toolConfig"), _parse_tools(_get(body, "tools")))
+        declared, metadata, warnings = _parse_tools(_get(body, "tools"))
+        tool_choice, tools = _parse_tool_config(_get(body, "toolConfig"), declared)
         return ChatRequest(
             model=model.removeprefix("models/"),
             system=_parse_system(_get(body, "systemInstruction")),
             messages=_parse_contents(_get(body, "contents")),
             tools=tools,
             tool_choice=tool_choice,
+            metadata=metadata,
+            warnings=warnings,
             stream=bool(stream),
             **_parse_generation_config(_get(body, "generationConfig")),
         )
@@ -568,23 +575,33 @@ def _check_role(part: Part, role: str, path: str) -> None:
         raise invalid(f"{path}.functionResponse", "only allowed in a user turn")
 
 
-def _parse_tools(tools: Any) -> list[Tool]:
+def _parse_tools(tools: Any) -> tuple[list[Tool], dict[str, Any], list[str]]:
+    """Function declarations, a built-in Google Search as the canonical web search, and one
+    warning per other built-in tool, which is removed (translators/toolnames.py)."""
     if tools is None:
-        return []
+        return [], {}, []
     if not isinstance(tools, list):
         raise invalid("tools", "expected a list")
     parsed: list[Tool] = []
+    metadata: dict[str, Any] = {}
+    warnings: list[str] = []
     for i, tool in enumerate(tools):
         _check(tool, f"tools[{i}]", "an object")
         for key, value in tool.items():
-            if value is not None and key not in ("functionDeclarations", "function_declarations"):
-                raise refuse(f"tools[{i}].{key}", "a server-side tool")
+            if value is None or key in ("functionDeclarations", "function_declarations"):
+                continue
+            where = f"tools[{i}].{key}"
+            if key in GOOGLE_SEARCH:
+                metadata[WEB_SEARCH] = {}
+                warnings.append(MAPPED.format(where=where, kind=key))
+            else:
+                warnings.append(REMOVED.format(where=where, kind=key, what="a tool Gemini runs itself"))
         declarations = _get(tool, "functionDeclarations") or []
         if not isinstance(declarations, list):
             raise invalid(f"tools[{i}].functionDeclarations", "expected a list")
         for k, declaration in enumerate(declarations):
             parsed.append(_parse_declaration(declaration, f"tools[{i}].functionDeclarations[{k}]"))
-    return parsed
+    return parsed, metadata, warnings
 
 
 def _parse_declaration(declaration: Any, path: str) -> Tool:
@@ -715,6 +732,9 @@ def render_request(request: ChatRequest) -> dict[str, Any]:
         body["tools"] = [{"functionDeclarations": declarations}]
         if request.tool_choice is not None:
             body["toolConfig"] = {"functionCallingConfig": _render_tool_choice(request.tool_choice)}
+    elif web_search(request.metadata) is not None:
+        # Google Search beside function declarations is refused by Gemini 2.x models: only alone.
+        body["tools"] = [{"googleSearch": {}}]
     if config := _render_generation_config(request):
         body["generationConfig"] = config
     return body

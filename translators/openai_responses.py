@@ -84,7 +84,7 @@ from translators.openai_chat import (
 )
 from translators.sse import SSEEvent
 from translators.streams import Encoder, SSEDecoder
-from translators.toolnames import Names, origins
+from translators.toolnames import MAPPED, REMOVED, WEB_SEARCH, Names, origins, search_options, web_search
 from translators.wire import (
     arguments_text,
     as_list,
@@ -130,8 +130,9 @@ CUSTOM_INPUT = "input"
 CUSTOM_INPUT_NOTE = "The tool's whole input as raw text (not JSON-encoded)."
 CUSTOM_GRAMMAR = "The input must match this {syntax} grammar:\n{definition}"
 
-# Hosted tools run at OpenAI; on a translated route they are removed from the request with a
-# warning (x-llm-warning), never refused. type -> what the tool did.
+# Hosted tools run at OpenAI; on a translated route web search becomes the target's own
+# (translators/toolnames.py) and the others are removed from the request with a warning
+# (x-llm-warning), never refused. type -> what the tool did.
 HOSTED_TOOLS: dict[str, str] = {
     "web_search": "OpenAI's web search",
     "web_search_preview": "OpenAI's web search",
@@ -144,6 +145,7 @@ HOSTED_TOOLS: dict[str, str] = {
     "computer_use_preview": "OpenAI's computer use",
     "mcp": "MCP servers called by OpenAI",
 }
+WEB_SEARCH_TOOLS = frozenset(kind for kind, what in HOSTED_TOOLS.items() if what == "OpenAI's web search")
 
 
 STOP_IN: dict[str, StopReason] = {
@@ -310,6 +312,7 @@ class _Tools:
     names: Names = field(default_factory=Names)
     tools: list[Tool] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    search: dict[str, Any] | None = None  # a hosted web search's options (toolnames.WEB_SEARCH)
 
     def add(self, tools: list[Tool]) -> None:
         """A tool declared again (in ``tools`` and an ``additional_tools`` item) is sent once:
@@ -496,8 +499,13 @@ def _declare(tool: dict[str, Any], where: str, namespace: str | None, tools: _To
     if kind == "namespace" and namespace is None:
         inner = read(tool, "name", where, "a string", required=True)
         return [t for at, value in objects(tool, "tools", where) for t in _declare(value, at, inner, tools)]
+    if kind in WEB_SEARCH_TOOLS:
+        filters = read(tool, "filters", where, "an object") or {}
+        tools.search = {**search_options(tool), **search_options(filters)}
+        tools.warnings.append(MAPPED.format(where=where, kind=kind))
+        return []
     if kind in HOSTED_TOOLS:
-        tools.warnings.append(f"{where}: removed the hosted tool {kind!r} ({HOSTED_TOOLS[kind]})")
+        tools.warnings.append(REMOVED.format(where=where, kind=kind, what=HOSTED_TOOLS[kind]))
         return []
     raise refuse(key_path(where, "type"), f"a {kind!r} tool")
 
@@ -551,6 +559,11 @@ def _response_format(body: dict[str, Any]) -> ResponseFormat | None:
     return parse_format(read(text, "format", "text", "an object"), "text.format", nested=None)
 
 
+def _metadata(body: dict[str, Any], tools: _Tools) -> dict[str, Any]:
+    metadata = read(body, "metadata", "", "an object") or {}
+    return metadata if tools.search is None else {**metadata, WEB_SEARCH: tools.search}
+
+
 def parse_request(body: Any, *, model: str | None = None, stream: bool | None = None) -> ChatRequest:
     """A Responses request body as canonical; ``model``/``stream`` override the body's."""
     if not isinstance(body, dict):
@@ -574,7 +587,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
         response_format=_response_format(body),
         stream=stream if stream is not None else bool(read(body, "stream", "", "a boolean")),
         user=read(body, "safety_identifier", "", "a string") or read(body, "user", "", "a string"),
-        metadata=read(body, "metadata", "", "an object") or {},
+        metadata=_metadata(body, tools),
     )
     if compacting(request) and request.tools:
         # The tools stay declared (Anthropic refuses calls in history without them), unusable.
@@ -666,6 +679,16 @@ def _render_tool(tool: Tool) -> dict[str, Any]:
     return {**rendered, "parameters": tool.parameters, "strict": tool.strict}
 
 
+def _render_search(search: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's web search with the options it has (no blocked domains, no per-turn limit)."""
+    rendered: dict[str, Any] = {"type": "web_search"}
+    if domains := search.get("allowed_domains"):
+        rendered["filters"] = {"allowed_domains": domains}
+    if location := search.get("user_location"):
+        rendered["user_location"] = location
+    return rendered
+
+
 def _render_tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
     if choice.mode == "tool":
         return {"type": "function", "name": choice.name or ""}
@@ -705,6 +728,8 @@ def render_request(request: ChatRequest) -> dict[str, Any]:
         body["instructions"] = system
     body["input"] = _render_items(request)
     body.update(render_tools(request, _render_tool, _render_tool_choice))
+    if (search := web_search(request.metadata)) is not None:
+        body["tools"] = [*body.get("tools", []), _render_search(search)]
     for field_, key in FIELD_OUT.items():
         if (value := getattr(request, field_)) is not None:
             body[key] = value

@@ -65,3 +65,46 @@ class Names:
 def origins(tools: list[Tool]) -> dict[str, ToolOrigin]:
     """Flat name -> the client's declaration, for the tools that were reshaped."""
     return {tool.name: tool.origin for tool in tools if tool.origin is not None}
+
+
+# -- hosted tools ---------------------------------------------------------------------------------
+# A hosted tool runs at the provider. The one every provider has is web search: a client's
+# declaration of it is read into the canonical request's ``metadata`` under WEB_SEARCH (the options
+# providers share, as a dict), never into ``tools``, because a renderer that knows no hosted tool
+# (Chat Completions) would send it as a function the model could call with nobody to run it. Each
+# renderer that has an equivalent writes its own (docs/wire.md §2.8):
+#
+# | protocol         | read from                                        | written as                     |
+# |------------------|--------------------------------------------------|--------------------------------|
+# | openai-responses | web_search, web_search_preview (and dated forms) | {"type": "web_search"}         |
+# | anthropic        | web_search_20250305, web_search_20260209         | type web_search_20250305       |
+# | gemini           | googleSearch, googleSearchRetrieval              | googleSearch, if no functions |
+# | openai-chat      | (none)                                           | (removed)                      |
+#
+# Options: allowed_domains, blocked_domains (lists of domains), max_uses (searches per turn),
+# user_location ({"type": "approximate", city, region, country, timezone}); a renderer writes those
+# its provider has. Every other hosted tool is removed with a warning.
+
+WEB_SEARCH = "llm-proxy.web_search"  # ChatRequest.metadata key; client metadata values are strings
+SEARCH_OPTIONS = ("allowed_domains", "blocked_domains", "max_uses", "user_location")
+MAPPED = (
+    "{where}: the hosted tool {kind!r} is sent as the target's own web search where it has one "
+    "(OpenAI Responses, Anthropic, Gemini without function tools), else removed"
+)
+REMOVED = "{where}: removed the hosted tool {kind!r} ({what})"
+
+
+def web_search(metadata: dict) -> dict | None:
+    """The web search a request asked for (its options), or None."""
+    value = metadata.get(WEB_SEARCH)
+    return value if isinstance(value, dict) else None
+
+
+def search_options(source: dict, **renamed: str) -> dict:
+    """The shared options found in ``source`` (``renamed``: option -> the key ``source`` uses)."""
+    options = {}
+    for option in SEARCH_OPTIONS:
+        value = source.get(renamed.get(option, option))
+        if value is not None:
+            options[option] = value
+    return options
