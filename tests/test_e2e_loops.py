@@ -9,7 +9,8 @@ closed by the proxy. The clients are the policy tests' (``test_e2e_policies``). 
 the HTTPS proxy, whose model loops, ends its turn with the note. Last, the tool-loop guard, in
 every client protocol, same and translated, streamed and whole: a session's history with the same
 call and result ``max_repeats`` times is steered, and the steered answer that calls the same thing
-again reaches the client as the stop text with a normal stop reason.
+again reaches the client as the stop text with a normal stop reason; and Claude Code, whose
+model calls one tool for ever, ends its turn with that text.
 """
 
 from __future__ import annotations
@@ -289,3 +290,29 @@ def test_a_loop_that_went_on_after_the_steer_is_answered_by_the_proxy_itself(pro
     stopped = loop_turn(proxy, protocol, model, ask_text, MAX_REPEATS + 1, True)
     assert len(generations(fakes, backend)) == sent, "the stop is the proxy's own answer"
     assert stopped.text.startswith(STOPPED) and stopped.stop == NORMAL_END[protocol]
+
+
+def test_claude_code_stuck_calling_one_tool_is_stopped_with_the_note_in_its_output(
+    fakes: Fakes, tmp_path_factory: pytest.TempPathFactory
+):
+    """A real agent through the HTTPS proxy whose model reads the same missing file for ever:
+    Claude Code runs the call ``max_repeats`` times, the next request is steered, and the answer
+    that calls it once more ends Claude Code's turn with the stop text instead. (Served by the
+    Gemini fake, translated: the Anthropic fake gives every call the same id, and Claude Code
+    keeps only one of the calls sharing an id in its history, so no repeat would ever show.)"""
+    confdir = tmp_path_factory.mktemp("tool-loop-agent")
+    agent_proxy = Proxy(confdir, agents_config(fakes, None), ["--set", f"block_list={FENCE}"]).start()
+    missing = str(tmp_path_factory.mktemp("tool-loop-files") / "missing.txt")
+    try:
+        model = f"gemini:{scripted_model(calls=[('Read', {'file_path': missing})])}"
+        home = tmp_path_factory.mktemp("claude-tool-loop") / "home"
+        task = Task(model=model, prompt="Read the missing file.", claude_tools=("Read",))
+        before = len(generations(fakes, "gemini"))
+        run = run_agent("claude", "gemini", "https-proxy", lambda _: agent_proxy, fakes, home, task)
+    finally:
+        agent_proxy.stop()
+    assert run.answer.startswith("[llm-proxy] stopped a tool loop: Read"), run.output
+    sent = [r.raw.decode() for r in generations(fakes, "gemini")[before:] if missing.encode() in r.raw]
+    assert len(sent) == MAX_REPEATS, "one request per run of the call, the last one steered"
+    assert STEERED in sent[-1] and sent[-1].count('"functionResponse"') == MAX_REPEATS
+    assert not any(STEERED in text for text in sent[:-1])
