@@ -161,7 +161,7 @@ WIRE_PARAMETERS: dict[str, dict[str, str]] = {
 }
 FLAT_DEPTH = 2  # parameters: object members opened into dotted names this deep
 SHORT_JSON = 72  # arguments up to this long stay on one line
-WIDTH = 100  # lines are wrapped to this many characters
+WIDTH = 90  # lines are wrapped to this many characters (mitmweb's detail pane: half a 1440-pixel window)
 
 
 # -- what a body is ------------------------------------------------------------------------------

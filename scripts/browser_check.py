@@ -4,7 +4,7 @@ Starts the fake providers and ``mitmweb -s addons/llm.py`` on loopback, makes a 
 round trip with the official openai SDK (OpenAI Chat, streamed, to the Anthropic fake), opens the
 second call's flow in headless Chromium (Debian's ``/usr/bin/chromium``), and checks that its
 request tab shows the client side and the provider side and its response tab the provider's answer
-and the client's. It writes a screenshot of each tab for review (``--out``, and ``-response``
+and the client's, each in its own words, with no line wider than the detail pane. It writes a screenshot of each tab for review (``--out``, and ``-response``
 beside it). The browser is driven over the DevTools protocol on its websocket (aiohttp, which the
 proxy already uses): no browser driver to install.
 
@@ -36,7 +36,8 @@ if str(REPO / "tests") not in sys.path:  # the process harness and fakes, as the
     sys.path.append(str(REPO / "tests"))
 
 import aiohttp  # noqa: E402
-from support.builders import CLIENTS, TOOL_RESULT  # noqa: E402
+import openai  # noqa: E402
+from support.builders import TOOL_RESULT, WEATHER_SCHEMA  # noqa: E402
 from support.fakes import Fakes  # noqa: E402
 from support.proxy import MITMDUMP, Proxy, Server, free_port  # noqa: E402
 
@@ -57,6 +58,10 @@ CHROMIUM_FLAGS = (
 WINDOW = (1600, 1700)  # tall enough for both sides of the request tab
 COLUMNS = ("tls", "icon", "path", "method", "status", "size", "time", "comment")
 MODEL = "anthropic:claude-test"
+DESCRIPTION = (
+    "Get the current weather for a city: temperature in degrees Celsius, the sky, and the wind. Use it"
+    " whenever the user asks about the weather now; for forecasts, say that you cannot tell."
+)
 WEB_URL = re.compile(r"Web server listening at (http://\S+)")
 # What each tab (its route in mitmweb's single-page app) must show of the second call: both sides,
 # each in its own words (a Chat "tool" message, Anthropic's end_turn and Chat's stop).
@@ -70,6 +75,17 @@ TABS: dict[str, tuple[str, ...]] = {
     ),
 }
 PAGE_WAIT = 30.0  # seconds for the page to render a tab
+# The detail pane needs no horizontal scrolling: from the innermost element showing the view's
+# first line up, no element is wider inside than it shows. Answers "fits" or the element that is not.
+FITS = """(() => {
+  const start = %s;
+  const all = [...document.querySelectorAll("body *")].filter(e => (e.innerText || "").startsWith(start));
+  for (let e = all[all.length - 1]; e && e !== document.body; e = e.parentElement) {
+    if (e.scrollWidth > e.clientWidth + 1)
+      return `${e.tagName}.${e.className}: ${e.scrollWidth} > ${e.clientWidth}`;
+  }
+  return all.length ? "fits" : "view not found";
+})()"""
 
 
 class WebProxy(Proxy):
@@ -111,11 +127,17 @@ def chromium(profile: Path) -> Server:
 
 
 def translated_round_trip(proxy: Proxy) -> None:
-    """A tool call and the turn that answers it, streamed, by the openai SDK."""
-    sdk = CLIENTS["openai"](proxy)
-    turn = sdk.ask(MODEL, stream=True, tools=True)
-    sdk.answer_tool(turn, TOOL_RESULT)
-    sdk.ask(MODEL, stream=True, tools=True)
+    """A tool call (whole) and the turn that answers it (streamed), by the openai SDK; the tool's
+    description is long, as coding agents' are, so the pane has lines to fold."""
+    client = openai.OpenAI(base_url=proxy.front_url + "/v1", api_key="unused", max_retries=0)
+    tool = {"name": "get_weather", "description": DESCRIPTION, "parameters": WEATHER_SCHEMA}
+    asked: dict[str, Any] = {"model": MODEL, "tools": [{"type": "function", "function": tool}]}
+    messages: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    called = client.chat.completions.create(messages=messages, **asked).choices[0].message
+    result = {"role": "tool", "tool_call_id": called.tool_calls[0].id, "content": TOOL_RESULT}
+    messages += [called.model_dump(exclude_none=True), result]
+    stream_usage = {"include_usage": True}
+    list(client.chat.completions.create(messages=messages, stream=True, stream_options=stream_usage, **asked))
 
 
 async def last_translated_flow(session: aiohttp.ClientSession, base: str, token: str) -> str:
@@ -165,6 +187,11 @@ class Page:
             await asyncio.sleep(0.25)
         return text
 
+    async def fits(self, start: str) -> str:
+        expression = FITS % json.dumps(start)
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return str(result.get("result", {}).get("value", ""))
+
     async def screenshot(self, path: Path) -> None:
         shot = await self.call("Page.captureScreenshot", format="png")
         path.write_bytes(base64.b64decode(shot["data"]))
@@ -187,6 +214,8 @@ async def look(devtools: str, web_url: str, out: Path) -> list[str]:
                 shot = out if tab == "request" else out.with_name(f"{out.stem}-{tab}{out.suffix}")
                 await page.screenshot(shot)
                 missing += [f"{tab} tab: {word!r}" for word in wanted if word not in text]
+                if (fits := await page.fits("── ")) != "fits":  # the view's first line: a side's title
+                    missing.append(f"{tab} tab: lines that fit the pane ({fits})")
                 print(f"{tab} tab: {shot}")
     return missing
 

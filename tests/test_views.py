@@ -10,6 +10,7 @@ real bytes recorded through the proxy.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import textwrap
 import time
@@ -347,6 +348,13 @@ def shown_response(path: str, body: str | bytes, **kwargs) -> contentviews.Conte
     return shown(flow.response, flow)
 
 
+def head(text: str) -> str:
+    """A view's first line, unwrapped (``views.wrap`` continues a long line two columns in)."""
+    first, *rest = text.split("\n")
+    continued = [line.strip() for line in itertools.takewhile(lambda line: line.startswith("  "), rest)]
+    return " ".join([first, *continued])
+
+
 def shown_as_is(text: str, start: str) -> tuple[str, str]:
     """A fallback's (wrapped) reason line and the body shown after it, from its first ``start``."""
     at = text.index("\n" + start)
@@ -642,10 +650,8 @@ def test_routed_flow_request_is_the_providers_and_response_the_clients():
     flow = llm_flow("/relay", ANTHROPIC_REQUEST, OPENAI_CHAT_RESPONSE)
     llm_exchange.put(flow, routed("openai-chat", "anthropic"))
     request, response = shown(flow.request, flow), shown(flow.response, flow)
-    assert request.text.split("\n")[0] == (
-        "anthropic request · model claude-sonnet-4-6 · translated from openai-chat"
-    )
-    assert response.text.split("\n")[0] == (
+    assert head(request.text) == "anthropic request · model claude-sonnet-4-6 · translated from openai-chat"
+    assert head(response.text) == (
         "openai-chat response · model gpt-5.5-2026-01-01 · id chatcmpl-abc · translated from anthropic"
     )
 
@@ -711,7 +717,7 @@ def test_same_protocol_body_the_canonical_model_refuses_is_pretty_json(path, pro
     result = shown_request(path, json.dumps(body))
     first, rest = shown_as_is(result.text, "{")
     assert result.view_name == "LLM Conversation"
-    assert first.startswith(f"{protocol} request (shown as is: ") and reason in first
+    assert first.startswith(f"{protocol} request (shown as is: ") and reason in " ".join(first.split())
     assert rest == json.dumps(body, indent=2)
 
 
@@ -872,7 +878,7 @@ def test_kept_translated_stream_reads_in_the_stream_view(keeper):
     assert result.view_name == "LLM Stream"
     lines = result.text.split("\n")
     assert lines[0].startswith("openai-chat stream, reassembled · model claude-sonnet-4-6 · id ")
-    assert lines[0].endswith(" · translated from anthropic")
+    assert head(result.text).endswith(" · translated from anthropic")
     assert (
         "  It is 18 °C." in lines and "stop: stop" in lines
     )  # Chat's finish_reason for Anthropic's end_turn
@@ -1000,8 +1006,7 @@ def test_recorded_tool_round_trip_reads_as_conversation(proxy, fakes, client, ba
     assert '  → get_weather({"city": "Paris"})' in answers[0].text
     assert f"  Tool said: {TOOL_RESULT}" in answers[1].text.split("\n")
     if PROTOCOLS[client] != PROTOCOLS[backend]:
-        header = " ".join(line.strip() for line in answers[1].text.split("\n")[:2])  # wrapped
-        assert f"· translated from {PROTOCOLS[backend]}" in header
+        assert head(answers[1].text).endswith(f"· translated from {PROTOCOLS[backend]}")
 
 
 def test_recorded_gemini_json_array_stream_is_reassembled(proxy, fakes):
