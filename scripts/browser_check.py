@@ -55,7 +55,7 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--hide-scrollbars",
 )
-WINDOW = (1600, 1700)  # tall enough for both sides of the request tab
+WINDOW = (1600, 1800)  # tall enough for both sides of the request tab
 COLUMNS = ("tls", "icon", "path", "method", "status", "size", "time", "comment")
 MODEL = "anthropic:claude-test"
 DESCRIPTION = (
