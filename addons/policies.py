@@ -40,6 +40,7 @@ from policies.loops import LoopStage
 from policies.rewrite import Rewriter, RewriteStage
 from policies.sandbox import Sandbox
 from policies.tool_loop import ToolLoopGuard, ToolLoopStop
+from policies.tool_pairs import raw_pairs
 from policies.tools import ToolAccess
 from policies.workdir import working_directory
 from translators.canonical import ChatResponse, Text, ToolCall
@@ -197,7 +198,9 @@ class Policies:
         if marks < guard.max_repeats:
             state.clear()
             return None
-        verdict = guard.judge(ex.canonical(), state)
+        # The pairs from the decoded body where its protocol allows: no parse of the conversation.
+        pairs = raw_pairs(ex.client_protocol, ex.body) if ex.request is None else None
+        verdict = guard.judge(ex.canonical() if pairs is None else pairs, state)
         if verdict is None:
             return None
         action, repeat = verdict

@@ -26,7 +26,6 @@ session's (``Session.state["tool_loop"]``); a request without a session is never
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import Any, Literal
 
 from policies.gate import Decision
 from policies.session_config import ToolLoopConfig
+from policies.tool_pairs import Pair, normalised
 from translators.canonical import (
     ChatRequest,
     End,
@@ -73,14 +73,6 @@ class Repeat:
     fingerprint: str
 
 
-def normalised(arguments: str) -> str:
-    try:
-        value: Any = json.loads(arguments or "{}")
-    except ValueError:
-        return arguments.strip()
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def since_last_user_text(messages: list[Message]) -> list[Message]:
     for i in range(len(messages) - 1, -1, -1):
         message = messages[i]
@@ -89,20 +81,27 @@ def since_last_user_text(messages: list[Message]) -> list[Message]:
     return messages
 
 
-def most_repeated(request: ChatRequest) -> Repeat | None:
-    """The call and result that came back most often since the last user message."""
+def pairs_of(request: ChatRequest) -> list[Pair]:
+    """Each tool call with its result since the last user message, from a canonical request."""
     calls: dict[str, tuple[str, str]] = {}
-    counts: Counter[tuple[str, str, str]] = Counter()
+    pairs: list[Pair] = []
     for message in since_last_user_text(request.messages):
         for part in message.content:
             if isinstance(part, ToolCall):
                 calls[part.id] = (part.name, normalised(part.arguments))
             elif isinstance(part, ToolResult) and part.tool_call_id in calls:
                 result = "".join(p.text for p in part.content if isinstance(p, Text))
-                counts[(*calls[part.tool_call_id], f"{part.is_error}:{result}")] += 1
-    if not counts:
+                pairs.append((*calls[part.tool_call_id], f"{part.is_error}:{result}"))
+    return pairs
+
+
+def most_repeated(conversation: ChatRequest | list[Pair]) -> Repeat | None:
+    """The call and result that came back most often since the last user message; the pairs may
+    come read from the raw body already (``policies/tool_pairs.py``)."""
+    pairs = pairs_of(conversation) if isinstance(conversation, ChatRequest) else conversation
+    if not pairs:
         return None
-    (tool, arguments, result), count = counts.most_common(1)[0]
+    (tool, arguments, result), count = Counter(pairs).most_common(1)[0]
     return Repeat(tool, arguments, count, f"{tool}\0{arguments}\0{hash(result)}")
 
 
@@ -114,9 +113,11 @@ class ToolLoopGuard:
     def __init__(self, config: ToolLoopConfig) -> None:
         self.max_repeats = config.max_repeats
 
-    def judge(self, request: ChatRequest, state: dict[str, Any]) -> tuple[Action, Repeat] | None:
+    def judge(
+        self, conversation: ChatRequest | list[Pair], state: dict[str, Any]
+    ) -> tuple[Action, Repeat] | None:
         """``state`` is the session's memory of this guard, updated here."""
-        repeat = most_repeated(request)
+        repeat = most_repeated(conversation)
         if repeat is None or repeat.count < self.max_repeats:
             state.clear()
             return None
