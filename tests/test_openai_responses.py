@@ -583,7 +583,6 @@ def test_store_false_or_absent_and_null_state_fields_are_fine() -> None:
         (body(input=[{"type": "item_reference", "id": "msg_1"}]), "input[0].type"),
         (body(input=[{"type": "mcp_call", "id": "m", "name": "x", "arguments": "{}"}]), "input[0].type"),
         (body(input=[{"type": "shell_call", "call_id": "c", "action": {"commands": []}}]), "input[0].type"),
-        (body(input=[{"type": "web_search_call", "id": "ws", "status": "completed"}]), "input[0].type"),
         (
             body(input=[{"role": "user", "content": [{"type": "input_file", "file_id": "file_1"}]}]),
             "input[0].content[0].type",
@@ -1960,3 +1959,13 @@ def test_the_proxys_compaction_item_reads_back_as_the_summary_and_a_foreign_one_
 @pytest.mark.parametrize("content", ["", api.SEAL_PREFIX + "%%%not-base64", api.SEAL_PREFIX + "_w=="])
 def test_damaged_or_foreign_seals_are_not_summaries(content: str) -> None:
     assert api.unseal(content) is None
+
+
+def test_a_web_search_call_in_history_is_left_out_the_answer_after_it_carries_the_findings() -> None:
+    searched = {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"type": "search"}}
+    said = {"role": "assistant", "content": [{"type": "output_text", "text": "Python 3.14 is out."}]}
+
+    parsed = api.parse_request(body(input=[{"role": "user", "content": "news?"}, searched, said]))
+
+    assert [m.role for m in parsed.messages] == ["user", "assistant"]
+    assert parsed.messages[1].content == [Text(text="Python 3.14 is out.")]

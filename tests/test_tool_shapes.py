@@ -368,3 +368,138 @@ def _same_calls(one: list[Any], other: list[Any]) -> bool:
         return [(names[i], joined[i]) for i in sorted(names)]
 
     return calls(one) == calls(other)
+
+
+# -- answers of a hosted web search: the cited pages as text -------------------------------------
+
+PAGE = ("https://docs.python.org/3.14/whatsnew/", "What's new in Python 3.14")
+SOURCES = f"\n\nSources:\n- {PAGE[1]}: {PAGE[0]}"
+ANTHROPIC_CITATION = {
+    "type": "web_search_result_location",
+    "url": PAGE[0],
+    "title": PAGE[1],
+    "cited_text": "3.14",
+}
+ANTHROPIC_SEARCHED: list[Any] = [
+    {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "python 3.14"}},
+    {
+        "type": "web_search_tool_result",
+        "tool_use_id": "srvtoolu_1",
+        "content": [
+            {"type": "web_search_result", "url": PAGE[0], "title": PAGE[1], "encrypted_content": "e"}
+        ],
+    },
+    {"type": "text", "text": "Python 3.14 is out.", "citations": [ANTHROPIC_CITATION]},
+]
+GEMINI_GROUNDED = {
+    "candidates": [
+        {
+            "content": {"role": "model", "parts": [{"text": "Python 3.14 is out."}]},
+            "finishReason": "STOP",
+            "groundingMetadata": {
+                "webSearchQueries": ["python 3.14"],
+                "groundingChunks": [{"web": {"uri": PAGE[0], "title": PAGE[1]}}, {"web": {"uri": PAGE[0]}}],
+            },
+        }
+    ]
+}
+OPENAI_ANNOTATED: list[Any] = [
+    {
+        "type": "web_search_call",
+        "id": "ws_1",
+        "status": "completed",
+        "action": {"type": "search", "query": "q"},
+    },
+    {
+        "type": "message",
+        "id": "msg_1",
+        "role": "assistant",
+        "status": "completed",
+        "content": [
+            {
+                "type": "output_text",
+                "text": "Python 3.14 is out.",
+                "annotations": [
+                    {
+                        "type": "url_citation",
+                        "start_index": 0,
+                        "end_index": 6,
+                        "url": PAGE[0],
+                        "title": PAGE[1],
+                    }
+                ],
+            }
+        ],
+    },
+]
+
+
+def sse_frames(*events: dict[str, Any], named: bool = True) -> bytes:
+    """SSE frames; ``named``: each with an ``event:`` line of its type (Gemini's have none)."""
+    head = (lambda data: f"event: {data['type']}\n".encode()) if named else (lambda data: b"")
+    return b"".join(head(data) + b"data: " + json.dumps(data).encode() + b"\n\n" for data in events)
+
+
+def block(index: int, kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": f"content_block_{kind}", "index": index, **fields}
+
+
+def streamed_text(module: Any, data: bytes) -> str:
+    decoder = module.StreamDecoder()
+    events = decoder.feed(data) + decoder.close()
+    return "".join(e.text for e in events if type(e).__name__ == "TextDelta")
+
+
+def whole_text(module: Any, body: dict[str, Any]) -> str:
+    return "".join(p.text for p in module.parse_response(body).content if hasattr(p, "text"))
+
+
+def test_anthropics_search_blocks_are_skipped_and_its_citations_end_the_text_whole_and_streamed():
+    whole = {"id": "m", "model": "c", "content": ANTHROPIC_SEARCHED, "stop_reason": "end_turn", "usage": {}}
+    citing = {"type": "citations_delta", "citation": ANTHROPIC_CITATION}
+    said = {"type": "text_delta", "text": "Python 3.14 is out."}
+    stream = sse_frames(
+        {"type": "message_start", "message": {"id": "m", "model": "c", "usage": {}}},
+        block(0, "start", content_block=ANTHROPIC_SEARCHED[0]),
+        block(0, "stop"),
+        block(1, "start", content_block=ANTHROPIC_SEARCHED[1]),
+        block(1, "stop"),
+        block(2, "start", content_block={**ANTHROPIC_SEARCHED[2], "text": "", "citations": []}),
+        block(2, "delta", delta=citing),
+        block(2, "delta", delta=said),
+        block(2, "stop"),
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}},
+        {"type": "message_stop"},
+    )
+
+    assert whole_text(anthropic, whole) == "Python 3.14 is out." + SOURCES
+    assert streamed_text(anthropic, stream) == "Python 3.14 is out." + SOURCES
+
+
+def test_geminis_grounding_ends_the_text_whole_and_streamed():
+    first = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Python 3.14 is out."}]}}]}
+    last = {"candidates": [{**GEMINI_GROUNDED["candidates"][0], "content": {"role": "model", "parts": []}}]}
+
+    assert whole_text(gemini, GEMINI_GROUNDED) == "Python 3.14 is out." + SOURCES
+    assert streamed_text(gemini, sse_frames(first, last, named=False)) == "Python 3.14 is out." + SOURCES
+
+
+def test_openais_url_citations_end_the_text_and_its_search_call_is_skipped_whole_and_streamed():
+    whole = {"id": "r", "status": "completed", "output": OPENAI_ANNOTATED}
+    head = {"id": "r", "object": "response", "status": "in_progress", "output": []}
+    done = "response.output_item.done"
+    stream = sse_frames(
+        {"type": "response.created", "response": head},
+        {"type": done, "output_index": 0, "item": OPENAI_ANNOTATED[0]},
+        {"type": "response.output_text.delta", "output_index": 1, "delta": "Python 3.14 is out."},
+        {"type": done, "output_index": 1, "item": OPENAI_ANNOTATED[1]},
+        {"type": "response.completed", "response": {**whole, "object": "response"}},
+    )
+
+    assert whole_text(openai_responses, whole) == "Python 3.14 is out." + SOURCES
+    assert streamed_text(openai_responses, stream) == "Python 3.14 is out." + SOURCES
+
+
+def test_an_answer_without_citations_gets_no_sources():
+    plain = {"id": "m", "model": "c", "content": [{"type": "text", "text": "Hi."}], "stop_reason": "end_turn"}
+    assert whole_text(anthropic, plain) == "Hi."

@@ -48,7 +48,15 @@ from translators.errors import ProxyError, code_for_status
 from translators.mapping import ANTHROPIC_MIN_BUDGET, DEFAULT_MAX_TOKENS, EFFORT_BUDGET
 from translators.sse import SSEEvent, format_event
 from translators.streams import SSEDecoder
-from translators.toolnames import MAPPED, REMOVED, SEARCH_OPTIONS, WEB_SEARCH, search_options, web_search
+from translators.toolnames import (
+    MAPPED,
+    REMOVED,
+    SEARCH_OPTIONS,
+    WEB_SEARCH,
+    Sources,
+    search_options,
+    web_search,
+)
 from translators.wire import (
     Reader,
     count,
@@ -636,6 +644,12 @@ def parse_response(body: Any) -> ChatResponse:
         ]
     except ProxyError as error:
         raise ProxyError("upstream_error", f"response {error.message}") from None
+    sources = Sources()
+    for block in blocks:
+        if isinstance(block, dict) and block.get("type") == "text":
+            _cite(block, sources)
+    if said := sources.text():
+        content.append(Text(text=said))
     reason = body.get("stop_reason")
     stop_sequence = body.get("stop_sequence")
     return ChatResponse(
@@ -728,6 +742,13 @@ def _client_block(part: Part) -> dict[str, Any] | None:
 # -- stream decoder -------------------------------------------------------------------------------
 
 
+def _cite(block: dict[str, Any], sources: Sources) -> None:
+    """A text block's web search citations (``web_search_result_location``: url, title)."""
+    for citation in block.get("citations") or []:
+        if isinstance(citation, dict):
+            sources.add(citation.get("url"), citation.get("title"))
+
+
 def _text_delta(delta: dict[str, Any]) -> Event | None:
     text = delta.get("text")
     return TextDelta(text=text) if isinstance(text, str) and text else None
@@ -764,6 +785,7 @@ class StreamDecoder(SSEDecoder):
         super().__init__()
         self._calls: dict[int, int] = {}  # content-block index -> canonical tool-call index
         self._usage: dict[str, Any] = {}  # Anthropic's raw usage, merged
+        self._sources = Sources()  # a web search's citations, told as text at the end
 
     def _on_event(self, frame: SSEEvent, events: list[Event]) -> None:
         if frame.data:
@@ -806,12 +828,17 @@ class StreamDecoder(SSEDecoder):
             return events
         if kind == "redacted_thinking":
             return [ReasoningDelta(redacted=True, signature=str(block.get("data") or ""), origin=NAME)]
+        if kind == "text" and block.get("citations"):
+            _cite(block, self._sources)
         first = _text_delta(block) if kind == "text" else None
         return [first] if first else []
 
     def _block_delta(self, data: dict[str, Any]) -> list[Event]:
         delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
         kind = delta.get("type")
+        if kind == "citations_delta":
+            _cite({"citations": [delta.get("citation")]}, self._sources)
+            return []
         if kind == "input_json_delta":
             call = self._calls.get(data.get("index"))  # None for server-tool blocks
             fragment = delta.get("partial_json")
@@ -827,6 +854,8 @@ class StreamDecoder(SSEDecoder):
         events: list[Event] = []
         delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
         if reason := delta.get("stop_reason"):
+            if sources := self._sources.text():
+                events.append(TextDelta(text=sources))
             self._stopped = True
             sequence = delta.get("stop_sequence")
             events.append(Stop(reason=STOP_IN.get(reason, "end_turn"), stop_sequence=sequence or None))

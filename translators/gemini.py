@@ -59,7 +59,7 @@ from translators.errors import CODES, ProxyError, code_for_status
 from translators.mapping import EFFORT_BUDGET
 from translators.sse import SSEEvent
 from translators.streams import Encoder, SSEDecoder
-from translators.toolnames import MAPPED, REMOVED, WEB_SEARCH, web_search
+from translators.toolnames import MAPPED, REMOVED, WEB_SEARCH, Sources, web_search
 from translators.wire import (
     Reader,
     count,
@@ -1074,6 +1074,15 @@ def _coalesce(parts: list[Part]) -> list[Part]:
     return out
 
 
+def _ground(grounding: Any, sources: Sources) -> None:
+    """The web pages of Google Search grounding (``groundingChunks[].web``: uri, title)."""
+    chunks = _get(grounding, "groundingChunks") if isinstance(grounding, dict) else None
+    for chunk in chunks if isinstance(chunks, list) else []:
+        web = _get(chunk, "web") if isinstance(chunk, dict) else None
+        if isinstance(web, dict):
+            sources.add(_get(web, "uri"), _get(web, "title"))
+
+
 def parse_response(body: Any) -> ChatResponse:
     if not isinstance(body, dict):
         raise ProxyError("upstream_error", "Gemini response: expected a JSON object")
@@ -1086,6 +1095,10 @@ def parse_response(body: Any) -> ChatResponse:
                 parts.append(ids.assign(part) if isinstance(part, ToolCall) else part)
         has_calls = any(isinstance(p, ToolCall) for p in parts)
         stop = _stop_reason(_get(candidate, "finishReason"), has_calls)
+        sources = Sources()
+        _ground(_get(candidate, "groundingMetadata") or {}, sources)
+        if said := sources.text():
+            parts.append(Text(text=said))
     else:
         stop = "refusal" if _blocked(body) else None
     return ChatResponse(
@@ -1147,6 +1160,7 @@ class StreamDecoder(SSEDecoder):
         self._started = False
         self._has_calls = False
         self._calls = 0
+        self._sources = Sources()  # Google Search grounding, told as text at the end
 
     def _on_event(self, frame: SSEEvent, events: list[Event]) -> None:
         if not frame.data.strip():
@@ -1178,7 +1192,11 @@ class StreamDecoder(SSEDecoder):
         if (meta := _get(payload, "usageMetadata")) is not None:
             events.append(UsageUpdate(usage=_usage(meta)))
         finish = _get(candidate, "finishReason") if candidate is not None else None
+        if candidate is not None and (grounding := _get(candidate, "groundingMetadata")):
+            _ground(grounding, self._sources)
         if not self._stopped and (finish or (candidate is None and _blocked(payload))):
+            if sources := self._sources.text():
+                events.append(TextDelta(text=sources))
             self._stopped = True
             reason = _stop_reason(finish, self._has_calls) if finish else "refusal"
             events.append(Stop(reason=reason))  # type: ignore[arg-type]

@@ -84,7 +84,16 @@ from translators.openai_chat import (
 )
 from translators.sse import SSEEvent
 from translators.streams import Encoder, SSEDecoder
-from translators.toolnames import MAPPED, REMOVED, WEB_SEARCH, Names, origins, search_options, web_search
+from translators.toolnames import (
+    MAPPED,
+    REMOVED,
+    WEB_SEARCH,
+    Names,
+    Sources,
+    origins,
+    search_options,
+    web_search,
+)
 from translators.wire import (
     arguments_text,
     as_list,
@@ -420,8 +429,14 @@ def compacting(request: ChatRequest) -> bool:
     return last is not None and last.role == "user" and last.content == [Text(text=COMPACT_INSTRUCTION)]
 
 
+def _search_call_item(item: dict[str, Any], where: str, _tools: _Tools) -> tuple[str, list[Part]]:
+    """A web search OpenAI ran in an earlier turn: what it found is in the answer that followed."""
+    return "assistant", []
+
+
 _ITEM_PARSERS: dict[str, ItemParser] = {
     "message": _message_item,
+    "web_search_call": _search_call_item,
     "compaction_trigger": _trigger_item,
     "compaction": _compaction_item,
     "function_call": _call_item,
@@ -770,6 +785,16 @@ def _message_texts(item: dict[str, Any]) -> list[str]:
     return [text for c in parts if (text := _text_of(c, CONTENT_KEYS.get(str(c.get("type")), "")))]
 
 
+def _cite(item: dict[str, Any], sources: Sources) -> None:
+    """An output message's ``url_citation`` annotations (what a web search found)."""
+    if item.get("type") != "message":
+        return
+    for part in as_list(item.get("content")):
+        for note in as_list(part.get("annotations")) if isinstance(part, dict) else []:
+            if isinstance(note, dict) and note.get("type") == "url_citation":
+                sources.add(note.get("url"), note.get("title"))
+
+
 def _refused(item: dict[str, Any]) -> bool:
     return any(isinstance(c, dict) and c.get("type") == "refusal" for c in as_list(item.get("content")))
 
@@ -805,6 +830,11 @@ def parse_response(body: Any) -> ChatResponse:
         raise ProxyError("upstream_error", f"response: expected a JSON object, got {json_type(body)}")
     items = [item for item in as_list(body.get("output")) if isinstance(item, dict)]
     parts = [part for item in items for part in _output_parts(item)]
+    sources = Sources()
+    for item in items:
+        _cite(item, sources)
+    if said := sources.text():
+        parts.append(Text(text=said))
     refused = any(_refused(item) for item in items if item.get("type") == "message")
     has_calls = any(isinstance(p, ToolCall) for p in parts)
     stop_reason = _stop_reason(body.get("status"), body.get("incomplete_details"), has_calls, refused)
@@ -1027,6 +1057,7 @@ class StreamDecoder(SSEDecoder):
         self._argued: set[int] = set()  # calls that got argument deltas
         self._texted: set[Any] = set()  # message items that got text deltas
         self._summaries: dict[Any, Any] = {}  # reasoning item -> last summary_index with text
+        self._sources = Sources()  # a web search's citations, told as text at the end
 
     def _on_event(self, frame: SSEEvent, events: list[Event]) -> None:
         try:
@@ -1099,9 +1130,11 @@ class StreamDecoder(SSEDecoder):
             self._finish_call(key, item, events)
         elif kind == "reasoning":
             self._finish_reasoning(key, item, events)
-        elif kind == "message" and key not in self._texted:
-            self._refused = self._refused or _refused(item)
-            events += [TextDelta(text=text) for text in _message_texts(item)]
+        elif kind == "message":
+            _cite(item, self._sources)
+            if key not in self._texted:
+                self._refused = self._refused or _refused(item)
+                events += [TextDelta(text=text) for text in _message_texts(item)]
 
     def _finish_call(self, key: Any, item: dict[str, Any], events: list[Event]) -> None:
         index = self._open_call(key, item, events)
@@ -1127,6 +1160,8 @@ class StreamDecoder(SSEDecoder):
         status = response.get("status") or str(data.get("type")).removeprefix("response.")
         events += [ToolCallEnd(index=index) for index in self._open]
         self._open.clear()
+        if sources := self._sources.text():
+            events.append(TextDelta(text=sources))
         if isinstance(usage := response.get("usage"), dict):
             events.append(UsageUpdate(usage=_parse_usage(usage)))
         reason = _stop_reason(status, response.get("incomplete_details"), bool(self._calls), self._refused)

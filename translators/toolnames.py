@@ -108,3 +108,25 @@ def search_options(source: dict, **renamed: str) -> dict:
         if value is not None:
             options[option] = value
     return options
+
+
+class Sources:
+    """The pages a provider's web search cited (Anthropic citations, Gemini grounding, OpenAI
+    url_citation annotations), once each in order. No client protocol carries another's citation
+    shape, so a translated answer ends with them as text: ``text()`` is that ending ("" if none)."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, str] = {}  # url -> title
+
+    def add(self, url: object, title: object) -> None:
+        if isinstance(url, str) and url and url not in self.pages:
+            self.pages[url] = title if isinstance(title, str) else ""
+
+    def text(self) -> str:
+        if not self.pages:
+            return ""
+        lines = [f"- {title}: {url}" if title else f"- {url}" for url, title in self.pages.items()]
+        return SOURCES_HEADING + "\n".join(lines)
+
+
+SOURCES_HEADING = "\n\nSources:\n"
