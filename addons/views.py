@@ -913,15 +913,18 @@ StreamCallable = Callable[[bytes], bytes | Iterable[bytes]]
 
 class StreamTee:
     """A ``flow.response.stream`` callable around another one (None: bytes pass unchanged) that
-    keeps the first ``limit`` bytes it hands to the client and, when asked (a translated stream),
-    the first ``limit`` bytes it was given. Per chunk: an append and a subtraction per side."""
+    keeps the first ``limit`` bytes it hands to the client (unless mitmproxy stores them itself)
+    and, when asked (a translated stream), the first ``limit`` bytes it was given. Per chunk: an
+    append and a subtraction per side."""
 
     __slots__ = ("inner", "limit", "room", "seen", "kept", "given", "taken", "room_in")
 
-    def __init__(self, inner: StreamCallable | None, limit: int, keep_input: bool = False) -> None:
+    def __init__(
+        self, inner: StreamCallable | None, limit: int, keep_input: bool = False, keep_output: bool = True
+    ) -> None:
         self.inner = inner
         self.limit = limit
-        self.room = limit
+        self.room = limit if keep_output else 0
         self.seen = 0
         self.kept: list[bytes] = []
         self.given: list[bytes] | None = [] if keep_input else None  # what the provider sent
@@ -996,10 +999,11 @@ class KeepStreams:
         limit = ctx.options.llm_keep_stream_kb * 1024
         if not limit or response is None or not response.stream or (ex := exchange.get(flow)) is None:
             return
-        if ctx.options.store_streamed_bodies:
-            return  # mitmproxy keeps the whole body itself
+        stored = ctx.options.store_streamed_bodies  # mitmproxy keeps what the client received itself
+        if stored and ex.passthrough:
+            return
         inner = response.stream if callable(response.stream) else None
-        response.stream = StreamTee(inner, limit, keep_input=not ex.passthrough)
+        response.stream = StreamTee(inner, limit, keep_input=not ex.passthrough, keep_output=not stored)
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._keep(flow)

@@ -833,9 +833,12 @@ def test_stream_cut_off_midway_is_kept_for_the_error_flow(keeper):
     assert flow.response.raw_content == b"data: partial"
 
 
-@pytest.mark.parametrize("case", ["off", "not-llm", "not-streamed", "mitmproxy-stores-it"])
+@pytest.mark.parametrize("case", ["off", "not-llm", "not-streamed", "mitmproxy-stores-a-passthrough"])
 def test_streams_are_left_alone(keeper, tctx, case):
     flow = streamed_flow(True)
+    exchange = llm_exchange.get(flow)
+    if exchange is not None and case == "mitmproxy-stores-a-passthrough":
+        exchange.upstream = Upstream(exchange.target, PROVIDER_URL, {}, None, True)
     if case == "off":
         tctx.configure(keeper, llm_keep_stream_kb=0)
     elif case == "not-llm":
@@ -1287,3 +1290,16 @@ def test_a_failure_to_record_the_sides_does_not_escape_the_hook(keeper, monkeypa
     run_stream(keeper, flow, [b"data: x\n\n"])
     assert flow.response.raw_content == b"data: x\n\n" and views.SIDES not in flow.metadata
     assert "could not record both sides" in caplog.text
+
+
+def test_with_mitmproxy_storing_streams_the_providers_stream_is_still_kept(keeper, tctx):
+    tctx.options.store_streamed_bodies = True
+    flow = streamed_flow(
+        lambda chunk: [chunk.upper()] if chunk else [], sided_exchange(CLIENT_BODY, PROVIDER_BODY, True)
+    )
+    keeper.responseheaders(flow)
+    out = [piece for chunk in (b"data: a\n\n", b"") for piece in flow.response.stream(chunk)]
+    flow.response.raw_content = b"".join(out)  # what mitmproxy stored
+    keeper.response(flow)
+    assert flow.response.raw_content == b"DATA: A\n\n"
+    assert flow.metadata[views.SIDES]["answer"]["content"] == b"data: a\n\n"
