@@ -12,9 +12,10 @@ proxy reshapes, and Gemini, whose calls have no ids) and any shape a reader does
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
+
+from translators import wire
 
 Pair = tuple[str, str, str]  # tool name, normalised arguments, result ("<is_error>:<text>")
 
@@ -22,14 +23,10 @@ Pair = tuple[str, str, str]  # tool name, normalised arguments, result ("<is_err
 def normalised(arguments: str) -> str:
     """Tool arguments compared by meaning: parsed JSON with sorted keys, else the stripped text."""
     try:
-        value: Any = json.loads(arguments or "{}")
+        value: Any = wire.loads(arguments or "{}")
     except ValueError:
         return arguments.strip()
-    return canonical_json(value)
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return wire.dumps_sorted(value)
 
 
 class Unknown(Exception):
@@ -92,7 +89,7 @@ def anthropic_pairs(body: dict[str, Any]) -> list[Pair]:
         for block in content:
             kind = block.get("type") if isinstance(block, dict) else None
             if kind == "tool_use":
-                calls[block.get("id")] = (block.get("name"), canonical_json(block.get("input") or {}))
+                calls[block.get("id")] = (block.get("name"), wire.dumps_sorted(block.get("input") or {}))
             elif kind == "tool_result" and block.get("tool_use_id") in calls:
                 result = _text(block.get("content") or "")
                 pairs.append((*calls[block["tool_use_id"]], f"{bool(block.get('is_error'))}:{result}"))

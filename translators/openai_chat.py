@@ -66,6 +66,7 @@ from translators.wire import (
     invalid,
     json_type,
     key_path,
+    loads,
     objects,
     read,
     refuse,
@@ -897,7 +898,7 @@ class StreamDecoder(SSEDecoder):
             self._end(events)
             return
         try:
-            chunk = json.loads(data)
+            chunk = loads(data)
         except ValueError:
             self._fail(events, ProxyError("upstream_error", f"upstream sent a malformed chunk: {data[:100]}"))
             return

@@ -44,6 +44,14 @@ def dumps_text(obj: Any) -> str:
         return _ENCODER.encode(obj)
 
 
+def dumps_sorted(obj: Any) -> str:
+    """Compact JSON text with object keys sorted: one text per meaning, for comparing values."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def loads(data: bytes | str) -> Any:
     """Decoded JSON; raises ValueError (with the standard library's message) for invalid JSON."""
     try:
@@ -173,7 +181,7 @@ def parse_arguments(arguments: str) -> dict[str, Any]:
     if not arguments.strip():
         return {}
     try:
-        value = json.loads(arguments)
+        value = loads(arguments)
     except ValueError:
         return {"_raw": arguments}
     return value if isinstance(value, dict) else {"_raw": arguments}
