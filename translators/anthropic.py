@@ -127,13 +127,6 @@ UNTRANSLATABLE_BLOCKS = frozenset(
     {
         "document",
         "search_result",
-        "server_tool_use",
-        "web_search_tool_result",
-        "web_fetch_tool_result",
-        "code_execution_tool_result",
-        "bash_code_execution_tool_result",
-        "text_editor_code_execution_tool_result",
-        "tool_search_tool_result",
         "container_upload",
         "mcp_tool_use",
         "mcp_tool_result",
@@ -143,6 +136,18 @@ UNTRANSLATABLE_BLOCKS = frozenset(
 
 WEB_SEARCH_PREFIX = "web_search_"  # web_search_20250305, web_search_20260209, …
 WEB_SEARCH_TOOL = "web_search_20250305"  # the version written: every current model takes it
+# A server tool's call and results, as they come back in history (left out when parsed).
+SERVER_TOOL_BLOCKS = frozenset(
+    {
+        "server_tool_use",
+        "web_search_tool_result",
+        "web_fetch_tool_result",
+        "code_execution_tool_result",
+        "bash_code_execution_tool_result",
+        "text_editor_code_execution_tool_result",
+        "tool_search_tool_result",
+    }
+)
 TOOL_CHOICE_IN: dict[str, str] = {"auto": "auto", "any": "required", "none": "none", "tool": "tool"}
 TOOL_CHOICE_OUT: dict[str, str] = {mode: wire for wire, mode in TOOL_CHOICE_IN.items()}
 FORCED_TOOL_CHOICES = frozenset({"any", "tool"})
@@ -238,11 +243,17 @@ def _parse_message(raw: dict[str, Any], path: str, messages: list[Message], syst
 
 
 def _parse_content(value: Any, path: str) -> list[Part]:
+    """A message's blocks; a server tool's call and result in history are left out (the text
+    after them says what they found, and no other provider can replay them)."""
     if isinstance(value, str):
         return [Text(text=value)]
     if not isinstance(value, list):
         raise invalid(path, "expected a string or an array of blocks")
-    return [_parse_block(block, f"{path}[{i}]", _BLOCK_PARSERS) for i, block in enumerate(value)]
+    return [
+        _parse_block(block, f"{path}[{i}]", _BLOCK_PARSERS)
+        for i, block in enumerate(value)
+        if not (isinstance(block, dict) and block.get("type") in SERVER_TOOL_BLOCKS)
+    ]
 
 
 def _parse_block(block: Any, path: str, parsers: dict[str, Callable[[dict[str, Any], str], Part]]) -> Part:
