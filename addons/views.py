@@ -39,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 
 from mitmproxy import contentviews, ctx, exceptions, http
 from mitmproxy.contentviews import Contentview, Metadata, SyntaxHighlight
+from mitmproxy.net import encoding
 
 import translators
 from addons import exchange
@@ -586,12 +587,13 @@ def both_sides(about: Subject, data: bytes, metadata: Metadata) -> str | None:
 
 def request_sides(sides: dict[str, Any]) -> str:
     client, provider = sides["client"], sides["provider"]
-    first = read_any(_side_subject(client, True), client["content"])
-    if sides.get("passthrough") and provider["content"] == client["content"]:
+    asked, sent = decoded(client), decoded(provider)
+    first = read_any(_side_subject(client, True), asked)
+    if sides.get("passthrough") and sent == asked:
         second = "(the client's body, passed through unchanged)"
     else:
-        wire = Wire(provider["protocol"], source=_text(client["content"]), client=client_request(client))
-        second = read_any(_side_subject(provider, True), provider["content"], wire=wire)
+        wire = Wire(provider["protocol"], source=_text(asked), client=client_request(client, asked))
+        second = read_any(_side_subject(provider, True), sent, wire=wire)
     return (
         side(TITLES["client request"], client, first)
         + "\n\n"
@@ -624,11 +626,23 @@ def _side_subject(message: dict[str, Any], request: bool) -> Subject:
     return Subject(protocol, request, 200, model, stream)
 
 
-def client_request(client: dict[str, Any]) -> ChatRequest | None:
+def decoded(message: dict[str, Any]) -> bytes:
+    """A request side's body without its content encoding (a client may compress what it sends)."""
+    content = message["content"]
+    coding = next((v for k, v in message["headers"].items() if k.lower() == "content-encoding"), "")
+    if not coding or coding == "identity":
+        return content
+    try:
+        return encoding.decode(content, coding)
+    except ValueError:
+        return content  # shown as it is, with the reason it is not JSON
+
+
+def client_request(client: dict[str, Any], content: bytes) -> ChatRequest | None:
     about = _side_subject(client, True)
     try:
         return _module(about.protocol).parse_request(
-            json.loads(client["content"]), model=_model(about), stream=about.stream
+            json.loads(content), model=_model(about), stream=about.stream
         )
     except Exception:
         return None

@@ -30,6 +30,7 @@ from mitmproxy import contentviews, exceptions, http
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.contentviews import Metadata
 from mitmproxy.io import tnetstring
+from mitmproxy.net import encoding
 from mitmproxy.test import taddons, tflow, tutils
 from support.builders import CLIENT_KEY, CLIENTS, TOOL_RESULT, WEATHER_SCHEMA
 from support.fakes import RecordedRequest
@@ -1303,3 +1304,13 @@ def test_with_mitmproxy_storing_streams_the_providers_stream_is_still_kept(keepe
     keeper.response(flow)
     assert flow.response.raw_content == b"DATA: A\n\n"
     assert flow.metadata[views.SIDES]["answer"]["content"] == b"data: a\n\n"
+
+
+def test_a_compressed_client_body_reads_as_its_conversation(keeper):
+    ex = sided_exchange(CLIENT_BODY, PROVIDER_BODY)
+    ex.client_headers["content-encoding"] = "zstd"
+    ex.client_content = encoding.encode(ex.client_content, "zstd")
+    flow = llm_flow(MESSAGES_PATH, ex.upstream.body, ANTHROPIC_RESPONSE)
+    llm_exchange.put(flow, ex)
+    client = shown(flow.request, flow).text.split("\n\n")[0].split("\n")
+    assert client[2:5] == ["openai-chat request · model anthropic:m", "user:", "  Hi"]
