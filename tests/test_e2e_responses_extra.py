@@ -37,7 +37,8 @@ SHELL: list[Any] = [
 # The fakes' answer when the last user turn holds the tool result "hi" (tests/support/fakes): what
 # the "model" summarises HISTORY to.
 FAKE_SUMMARY = "Tool said: hi"
-MODELS = {"anthropic": "anthropic:claude-fake", "gemini": "gemini:gemini-fake"}
+MODELS = {"anthropic": "anthropic:claude-fake", "gemini": "gemini:gemini-fake", "chat": "chat:gpt-fake-1"}
+FAKE_OF = {"anthropic": "anthropic", "gemini": "gemini", "chat": "openai"}  # chat: the OpenAI fake's Chat API
 KEYS = (OPENAI_KEY, ANTHROPIC_KEY, GEMINI_KEY)
 
 
@@ -55,7 +56,12 @@ def _fresh(extra_fakes: Fakes) -> None:
 
 @pytest.fixture(scope="module")
 def extra_proxy(extra_fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    running = Proxy(tmp_path_factory.mktemp("responses-extra"), extra_fakes.llm_yaml()).start()
+    chat = (
+        f'  chat: {{type: openai-compatible, base_url: "{extra_fakes.openai.base_url}/v1", '
+        f'api_keys: ["{OPENAI_KEY}"]}}\n'
+    )
+    config = extra_fakes.llm_yaml().replace("default_backend:", chat + "default_backend:")
+    running = Proxy(tmp_path_factory.mktemp("responses-extra"), config).start()
     yield running
     running.stop()
 
@@ -133,7 +139,7 @@ def test_a_compaction_the_target_cannot_answer_is_the_clients_own_error(extra_pr
 # -- Codex's compaction: a compaction_trigger in an ordinary request --------------------------------
 
 
-@pytest.mark.parametrize("backend", ["anthropic", "gemini"])
+@pytest.mark.parametrize("backend", ["anthropic", "gemini", "chat"])
 def test_codex_compaction_streams_one_compaction_item_that_the_next_request_reads_as_the_summary(
     extra_proxy, extra_fakes, backend
 ):
@@ -149,8 +155,8 @@ def test_codex_compaction_streams_one_compaction_item_that_the_next_request_read
     later = [HISTORY[0], done[0].model_dump(exclude_none=True), {"role": "user", "content": "Go on."}]
     answer = client.responses.create(model=MODELS[backend], input=later)  # type: ignore[arg-type]
 
-    assert answer.output_text == f"Hello from {backend}!"
-    first, second = getattr(extra_fakes, backend).requests
+    assert answer.output_text == f"Hello from {FAKE_OF[backend]}!"
+    first, second = getattr(extra_fakes, FAKE_OF[backend]).requests
     assert openai_responses.COMPACT_INSTRUCTION in sent_text(first.body)
     assert openai_responses.SUMMARY_NOTE.strip() in sent_text(second.body) and summary in sent_text(
         second.body
