@@ -1,12 +1,13 @@
 """Does mitmweb show both sides of a translated call? A look through a real browser.
 
 Starts the fake providers and ``mitmweb -s addons/llm.py`` on loopback, makes a translated tool
-round trip with the official openai SDK (OpenAI Chat, streamed, to the Anthropic fake), opens the
-second call's flow in headless Chromium (Debian's ``/usr/bin/chromium``), and checks that its
-request tab shows the client side and the provider side and its response tab the provider's answer
-and the client's, each in its own words, with no line wider than the detail pane. It writes a screenshot of each tab for review (``--out``, and ``-response``
-beside it). The browser is driven over the DevTools protocol on its websocket (aiohttp, which the
-proxy already uses): no browser driver to install.
+round trip with the official openai SDK (OpenAI Chat to the Anthropic fake, the second call
+streamed), opens the second call's flow in headless Chromium (Debian's ``/usr/bin/chromium``), and
+checks that its request tab shows the client side and the provider side and its response tab the
+provider's answer and the client's, each in its own words, with no line wider than the detail pane.
+It writes a screenshot of each tab for review (``--out``, and ``-response`` beside it). The
+browser is driven over the DevTools protocol on its websocket (aiohttp, which the proxy already
+uses): no browser driver to install.
 
     .venv/bin/python scripts/browser_check.py --out docs/mitmweb.png
 
