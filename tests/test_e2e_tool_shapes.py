@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anthropic
 import openai
 import pytest
+from google import genai
+from google.genai import types
 from support.builders import CLIENT_KEY
 from support.fakes import OPENAI_KEY, Fakes, scripted_model
 from support.proxy import Proxy
@@ -120,3 +123,49 @@ def test_custom_tool_call_output_is_the_next_turns_tool_result(shapes_proxy, fak
     assert response.output_text.startswith("Tool said: ")
     sent = json.dumps(getattr(fakes, BACKENDS[backend]).requests[-1].body)
     assert "Done!" in sent and "Add File: a.txt" in sent and '"custom"' not in sent
+
+
+# -- hosted web search from the other clients ------------------------------------------------------
+
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
+
+
+def test_claude_codes_web_search_reaches_gemini_as_google_search_and_the_client_is_told(shapes_proxy, fakes):
+    sdk = anthropic.Anthropic(
+        base_url=shapes_proxy.front_url + "/anthropic", api_key=CLIENT_KEY, max_retries=0
+    )
+    raw = sdk.messages.with_raw_response.create(
+        model="gemini:gemini-2.5-flash", max_tokens=64, tools=[WEB_SEARCH],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": "What is new in Python?"}],
+    )  # fmt: skip
+
+    assert raw.parse().content[0].text == "Hello from gemini!"  # type: ignore[union-attr]
+    assert "web_search_20250305" in raw.headers["x-llm-warning"]
+    assert fakes.gemini.requests[-1].body["tools"] == [{"googleSearch": {}}]
+
+
+def test_gemini_clis_google_search_reaches_anthropic_as_its_web_search(shapes_proxy, fakes):
+    client = genai.Client(api_key=CLIENT_KEY, http_options=types.HttpOptions(base_url=shapes_proxy.front_url))
+    search = types.GenerateContentConfig(tools=[types.Tool(google_search=types.GoogleSearch())])
+    answer = client.models.generate_content(
+        model="anthropic:claude-x", contents="What is new?", config=search
+    )
+
+    assert answer.candidates, "answered (the fake calls a tool whenever one is declared)"
+    assert fakes.anthropic.requests[-1].body["tools"] == [
+        {"type": "web_search_20250305", "name": "web_search"}
+    ]
+
+
+def test_beside_functions_a_web_search_is_left_out_for_gemini_which_would_refuse_both(shapes_proxy, fakes):
+    shell = {"name": "shell", "input_schema": {"type": "object", "properties": {}}}
+    sdk = anthropic.Anthropic(
+        base_url=shapes_proxy.front_url + "/anthropic", api_key=CLIENT_KEY, max_retries=0
+    )
+    sdk.messages.create(
+        model="gemini:gemini-2.5-flash", max_tokens=64, tools=[shell, WEB_SEARCH],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": "Hi"}],
+    )  # fmt: skip
+
+    [tools] = fakes.gemini.requests[-1].body["tools"]
+    assert list(tools) == ["functionDeclarations"]

@@ -127,6 +127,21 @@ def check_anthropic_text(where: str, block: Json) -> None:
     )
 
 
+def check_server_tool(i: int, tool: Json) -> None:
+    """The web search server tool as Anthropic checks it; other server types pass unchecked."""
+    kind = str(tool.get("type"))
+    if not kind.startswith("web_search_"):
+        return
+    require(
+        kind in ("web_search_20250305", "web_search_20260209"), f"tools.{i}.type: unknown tool type {kind!r}"
+    )
+    require(tool.get("name") == "web_search", f"tools.{i}.name: Input should be 'web_search'")
+    require(
+        not (tool.get("allowed_domains") and tool.get("blocked_domains")),
+        f"tools.{i}: allowed_domains and blocked_domains cannot be used together",
+    )
+
+
 def check_anthropic_tools(tools: Any) -> bool:
     """Check the tool definitions; True when there are any."""
     if tools is None:
@@ -135,7 +150,8 @@ def check_anthropic_tools(tools: Any) -> bool:
     for i, tool in enumerate(tools):
         require(isinstance(tool, dict), f"tools.{i}: expected an object")
         if tool.get("type", "custom") != "custom":
-            continue  # a server tool (web_search_…): no input_schema
+            check_server_tool(i, tool)  # a server tool (web_search_…): no input_schema
+            continue
         name = tool.get("name")
         require(
             isinstance(name, str) and ANTHROPIC_TOOL_NAME.match(name), f"tools.{i}.name: invalid {name!r}"

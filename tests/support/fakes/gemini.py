@@ -118,10 +118,21 @@ def check_gemini(body: Json, model: str) -> None:
     for i, tool in enumerate(body.get("tools") or []):
         for j, declaration in enumerate(get(tool, "functionDeclarations") or []):
             check_gemini_declaration(f"tools[{i}].function_declarations[{j}]", declaration)
+    check_gemini_search(model, body.get("tools") or [])
     contents = expect_list(body.get("contents"), "contents is not specified")
     check_gemini_turns(contents)
     if model.startswith(GEMINI_THINKING_PREFIX):
         check_gemini_signatures(contents)
+
+
+def check_gemini_search(model: str, tools: list[Any]) -> None:
+    """Gemini 2.x models refuse Google Search beside function declarations."""
+    searching = any(isinstance(t, dict) and get(t, "googleSearch") is not None for t in tools)
+    declaring = any(isinstance(t, dict) and get(t, "functionDeclarations") for t in tools)
+    require(
+        not (searching and declaring) or model.startswith("gemini-3"),
+        "Tool use with function calling is unsupported",
+    )
 
 
 def check_gemini_parts(where: str, content: Any) -> list[Json]:
