@@ -32,7 +32,8 @@ from addons import views
 def saving(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proxy, Path]]:
     confdir = tmp_path_factory.mktemp("views")
     flows = confdir / "flows.mitm"
-    proxy = Proxy(confdir, fakes.llm_yaml(), ["--set", f"save_stream_file={flows}"]).start()
+    options = ["--set", f"save_stream_file={flows}", "--set", "flow_detail=3"]  # 3: bodies in their views
+    proxy = Proxy(confdir, fakes.llm_yaml(), options).start()
     yield proxy, flows
     proxy.stop()
 
@@ -243,3 +244,22 @@ def test_a_responses_call_to_anthropic_shows_responses_words_on_the_client_side(
     assert "system:" in received_by_provider and "  max_tokens: 300" in received_by_provider
     sent, received = sections(answered, "provider answer", "client answer")
     assert "stop: end_turn" in sent and "stop: completed" in received
+
+
+def test_mitmdump_prints_both_sides_of_a_translated_call(saving):
+    proxy, flows = saving
+    marker = f"console-{time.monotonic_ns()}"
+    marked("anthropic", proxy, marker).ask("openai:gpt-test", stream=False, tools=False)
+    all_saved(flows, marker, count=1)
+    deadline = time.monotonic() + 10
+    while views.TITLES["client answer"] not in (printed := printed_flow(proxy.log, marker)):
+        assert time.monotonic() < deadline, "mitmdump printed no answer of the flow"
+        time.sleep(0.05)
+    assert all(title in printed for title in views.TITLES.values())
+
+
+def printed_flow(log: str, marker: str) -> str:
+    """What mitmdump printed of the flow whose request carried ``marker``: from the client side's
+    title before it on."""
+    at = log.find(marker)
+    return log[log.rfind(views.TITLES["client request"], 0, at) :] if at >= 0 else ""
