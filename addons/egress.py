@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
-from mitmproxy import http
+from mitmproxy import ctx, http
 from mitmproxy.utils import asyncio_utils
 
 import translators
@@ -132,7 +132,19 @@ def show_destination(flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
     route = "passthrough" if ex.passthrough else f"translated {ex.client_protocol} → {ex.backend_protocol}"
     note = f"{ex.target.instance}:{ex.target.model} · {route}"
     flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
-    logger.info(f"LLM {ex.client_protocol} call → {note} · {flow.request.url}")
+    say_destination(flow, f"LLM {ex.client_protocol} call → {note} · {flow.request.url}")
+
+
+def say_destination(flow: http.HTTPFlow, line: str) -> None:
+    """mitmdump prints the line with its own flow lines (and only for the flows it shows): a log
+    record per request would cost a hook call on every addon (mitmproxy's ``add_log``), about a
+    twentieth of a small call's CPU. Without a dumper (mitmweb) it is an ordinary log line."""
+    master = getattr(ctx, "master", None)
+    dumper = master.addons.get("dumper") if master else None
+    if dumper is None:
+        logger.info(line)
+    elif ctx.options.flow_detail > 0 and dumper.match(flow):
+        dumper.echo(line, dim=True)
 
 
 def show_own_path(flow: http.HTTPFlow) -> None:
