@@ -8,9 +8,10 @@ the body itself wherever they matter to a reader: roles (an OpenAI ``tool`` mess
 ``model``), request parameters by their field names (``max_completion_tokens``,
 ``stream_options.include_usage``), stop reasons (``tool_calls``, ``STOP``). What the proxy added
 or made up is marked: a parameter the provider received that the client did not send, a call id
-found nowhere in the bytes the call came from. A body the canonical model cannot hold (a
-same-protocol pass-through with item types it refuses, a damaged body) is shown as pretty JSON
-with the reason, never as an error. Lines are wrapped, because mitmweb's detail pane does not.
+found nowhere in the bytes the call came from (and, apart, one the wire does not carry). A body
+the canonical model cannot hold (a same-protocol pass-through with item types it refuses, a
+damaged body) is shown as pretty JSON with the reason, never as an error. Lines are wrapped,
+because mitmweb's detail pane does not.
 
 A translated call has two sides and mitmproxy's flow holds one of each: its request is what the
 provider received, its response what the client received. ``KeepStreams`` records the other two
