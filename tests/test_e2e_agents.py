@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from support.agents import AGENT_TIMEOUT, BACKENDS, FENCE, Run, Task, agents_config, run_agent
+from support.agents import AGENT_TIMEOUT, BACKENDS, FENCE_FLAGS, Run, Task, agents_config, run_agent
 from support.fakes import AGENT_MODEL, AGENT_OUTPUT, Fakes
 from support.proxy import Proxy
 
@@ -54,7 +54,7 @@ def proxies(
         if backend not in started:
             confdir = tmp_path_factory.mktemp(f"proxy-{backend}")
             config = agents_config(fakes, None if backend == SELECTOR else backend)
-            started[backend] = Proxy(confdir, config, ["--set", f"block_list={FENCE}"])
+            started[backend] = Proxy(confdir, config, FENCE_FLAGS)
             started[backend].start()
         return started[backend]
 

@@ -45,13 +45,24 @@ AGENT_TIMEOUT = 90  # seconds per agent run
 PROMPT = "Write the marker file with your shell tool, then tell me what the command printed."
 # Nothing leaves the machine: the proxy closes (444) every request to a non-loopback host that is not
 # an LLM call it routes (the agents' settings, plugin and telemetry calls), as if offline.
-FENCE = (
-    ":!~d 127.0.0.1 & !~d localhost & "
-    + " & ".join(
-        f"!~u {path}" for path in ("/v1/messages", "/v1/responses", "/v1/chat/completions", "/models/")
-    )
-    + ":444"
-)  # mitmproxy's block_list: separator, flow filter (no parentheses), status
+LLM_PATHS = ("/v1/messages", "/v1/responses", "/v1/chat/completions", "/models/")
+CLAUDE_SETTINGS = "/api/claude_code/"  # Claude Code's remote settings and policy limits
+
+
+def fence(*passing: str) -> str:
+    """mitmproxy's block_list entry closing all but loopback and the paths in `passing`
+    (separator, flow filter without parentheses, status)."""
+    paths = " & ".join(f"!~u {path}" for path in passing)
+    return f":!~d 127.0.0.1 & !~d localhost & {paths}:444"
+
+
+FENCE = fence(*LLM_PATHS)
+# The same, but Claude Code's settings calls get a 404, as for an account without remote settings:
+# closed, Claude Code retries them with backoff for some 17 seconds before it sends its prompt.
+FENCE_FLAGS = [
+    *("--set", f"block_list=:~d api.anthropic.com & ~u {CLAUDE_SETTINGS}:404"),
+    *("--set", f"block_list={fence(*LLM_PATHS, CLAUDE_SETTINGS)}"),
+]
 
 
 # --- backends ------------------------------------------------------------------------------------
