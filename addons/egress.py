@@ -60,6 +60,7 @@ FRAMING_HEADERS = frozenset(
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 KEY_STATUSES = frozenset({401, 403})  # this key is bad: try the next one
 RELAY_BACKLOG = 4096
+INTERNAL = "the proxy failed while calling the provider (its log says why)"
 PEEK_LIMIT = 64 * 1024  # bytes read to find a stream's first event before committing
 
 
@@ -213,13 +214,11 @@ class Relay:
         if ex is None:
             reply = error_reply(ProxyError("internal", "egress relay: unknown or expired flow"))
         else:
-            outcome = await self.dispatch(ex)
-            for _ in range(self.settings.config.empty_answer.retries):
-                if not outcome.empty or not self._recover(ex, outcome):
-                    break
-                outcome = await self.dispatch(ex)
-            if outcome.response is not None and ex.review is not None:
-                outcome = await ex.review(outcome)  # the verifier holds this stream (addons/verifier.py)
+            try:
+                outcome = await self._stream_outcome(ex)
+            except Exception:  # a bug of the proxy's: answered as an error, never as a traceback
+                logger.exception("LLM egress relay failed")
+                outcome = Outcome(reply=error_reply(ex.fail(ProxyError("internal", INTERNAL))))
             if outcome.response is not None:
                 try:
                     return await self._relay_body(request, ex, outcome.response, outcome.head)
@@ -228,6 +227,17 @@ class Relay:
             assert outcome.reply is not None
             reply = outcome.reply
         return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+
+    async def _stream_outcome(self, ex: exchange.Exchange) -> Outcome:
+        """A stream's chosen answer: dispatched, asked again while empty, held for the verifier."""
+        outcome = await self.dispatch(ex)
+        for _ in range(self.settings.config.empty_answer.retries):
+            if not outcome.empty or not self._recover(ex, outcome):
+                break
+            outcome = await self.dispatch(ex)
+        if outcome.response is not None and ex.review is not None:
+            outcome = await ex.review(outcome)  # the verifier holds this stream (addons/verifier.py)
+        return outcome
 
     async def fetch(self, ex: exchange.Exchange) -> http.Response:
         """A whole answer, fetched here in the request hook: no relay hop."""
@@ -542,7 +552,12 @@ class Egress:
         upstream = ex.upstream
         assert upstream is not None
         if not ex.stream:
-            flow.response = await self.relay.fetch(ex)
+            try:
+                flow.response = await self.relay.fetch(ex)
+            except Exception:  # a bug of the proxy's: the client still gets an answer it can read
+                logger.exception("LLM egress failed")
+                flow.response = error_response(ex.client_protocol, ex.fail(ProxyError("internal", INTERNAL)))
+                return
             show_destination(flow, ex)
             return
         await self.relay.ready.wait()

@@ -1213,6 +1213,29 @@ async def test_the_egress_fetches_a_whole_answer_itself_and_the_translation_rend
     assert json.loads(flow.response.content)["choices"][0]["message"]["content"] == "Hello"
 
 
+@pytest.mark.parametrize(("path", "body", "protocol"), [
+    (CHAT, chat("anthropic:claude-sonnet-4-5"), "openai-chat"),
+    ("/v1/messages", messages("openai:gpt-4o"), "anthropic"),
+])  # fmt: skip
+async def test_a_failure_inside_the_egress_is_a_native_internal_error_not_a_dead_connection(
+    pipe, monkeypatch, caplog, path, body, protocol
+):
+    flow = front_door(path, body)
+    for addon in (pipe.frontdoor, pipe.router, pipe.policies, pipe.counting):
+        addon.request(flow)
+
+    async def broken(ex: exchange.Exchange) -> http.Response:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(pipe.egress.relay, "fetch", broken)
+    await pipe.egress.request(flow)
+    assert flow.response is not None and flow.response.status_code == 500
+    kind, message = native_error(protocol, flow.response)  # the client's own envelope
+    assert kind == {"openai-chat": "server_error", "anthropic": "api_error"}[protocol]
+    assert "its log says why" in message and "KeyError" not in flow.response.text
+    assert "LLM egress failed" in caplog.text
+
+
 async def test_the_egress_points_a_stream_at_the_relay_with_the_prepared_headers(pipe):
     flow = front_door(CHAT, chat("anthropic:claude-sonnet-4-5", stream=True))
     for addon in (pipe.frontdoor, pipe.router, pipe.policies, pipe.counting):
