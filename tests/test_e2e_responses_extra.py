@@ -18,8 +18,20 @@ from typing import Any
 
 import openai
 import pytest
+from support.agents import Task, agents_config, run_agent
 from support.builders import CLIENT_KEY, proxied_http
-from support.fakes import ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY, Fakes
+from support.fakes import (
+    AGENT_MODEL,
+    AGENT_OUTPUT,
+    ANTHROPIC_KEY,
+    GEMINI_KEY,
+    OPENAI_KEY,
+    Answer,
+    FakeAnthropic,
+    FakeGemini,
+    Fakes,
+)
+from support.fakes.common import Json
 from support.fakes.openai_extra import FAKE_SEAL, STORED_ID, FakeOpenAIExtra
 from support.proxy import Proxy
 
@@ -223,3 +235,52 @@ def test_without_an_openai_backend_stored_responses_get_a_native_400_saying_why(
             call()
         assert "stores no responses" in caught.value.message and "no OpenAI backend" in caught.value.message
     assert extra_fakes.openai.requests == []
+
+
+# -- the real Codex, compacting on a translated route ------------------------------------------------
+
+DONE = "Compacted, and the command printed its marker."
+SUMMARY_MARK = openai_responses.SUMMARY_NOTE.strip()  # as it reads inside a JSON string (no newline)
+
+
+class CompactedAnthropic(FakeAnthropic):
+    """Answers plain text once a summary the proxy made is in the conversation (an agent model
+    would otherwise call the shell again, and compaction would never end at a tiny token limit)."""
+
+    def answer(self, body: Json) -> Answer:
+        return Answer(DONE) if SUMMARY_MARK in json.dumps(body["messages"]) else super().answer(body)
+
+
+class CompactedGemini(FakeGemini):
+    def answer(self, model: str, body: Json) -> Answer:
+        return Answer(DONE) if SUMMARY_MARK in json.dumps(body["contents"]) else super().answer(model, body)
+
+
+@pytest.fixture(scope="module")
+def compacting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fakes, Proxy]]:
+    fakes = Fakes(anthropic=CompactedAnthropic(ANTHROPIC_KEY), gemini=CompactedGemini(GEMINI_KEY)).start()
+    running = Proxy(tmp_path_factory.mktemp("compacting"), agents_config(fakes, None)).start()
+    yield fakes, running
+    running.stop()
+    fakes.stop()
+
+
+@pytest.mark.parametrize(("backend", "mode"), [("anthropic", "front-door"), ("gemini", "https-proxy")])
+def test_codex_compacts_its_context_on_a_translated_route_and_finishes_the_turn(
+    compacting, tmp_path, backend, mode
+):
+    """Codex 0.171 with a token limit its first answer exceeds: after the shell call it asks for
+    a compaction (a compaction_trigger), gets the target model's summary as one compaction item, and
+    continues from it."""
+    fakes, proxy = compacting
+    fakes.reset()
+    task = Task(model=f"{backend}:{AGENT_MODEL}", flags=("-c", "model_auto_compact_token_limit=15"))
+
+    run = run_agent("codex", backend, mode, lambda _: proxy, fakes, tmp_path / "home", task)
+
+    sent = [json.dumps(r.body) for r in run.upstream]
+    asked = [i for i, text in enumerate(sent) if openai_responses.COMPACT_INSTRUCTION in text]
+    assert asked, f"Codex never compacted: {len(sent)} requests\n{run.output}"
+    assert any(SUMMARY_MARK in text for text in sent[asked[0] + 1 :]), "the summary came back"
+    assert run.answer.strip() == DONE
+    assert (run.workdir / "marker.txt").read_text() == f"{AGENT_OUTPUT}\n", "the shell tool really ran"
