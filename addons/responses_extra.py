@@ -44,6 +44,7 @@ from translators.errors import ProxyError
 PROTOCOL = openai_responses.NAME
 # Operations the front door's table opens (addons/frontdoor.py) -> the OpenAI path under the base URL.
 OPENAI_PATHS = {"compact": "/responses/compact", "input_tokens": "/responses/input_tokens"}
+STORED_PREFIX = "/v1/responses/"
 STORED_PATH = re.compile(r"^/v1/responses/(?P<id>[^/]+)(?P<rest>/cancel|/input_items)?$")
 STORED_METHODS = {"": "GET", "/input_items": "GET", "/cancel": "POST"}
 NOT_STORED_IDS = frozenset({"compact", "input_tokens"})  # the front door's own rows
@@ -159,6 +160,8 @@ class StoredResponses:
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
+        if not flow.request.path.startswith(STORED_PREFIX):
+            return  # every other request: one string comparison
         path, _, query = flow.request.path.partition("?")
         match = STORED_PATH.match(path)
         if match is None or match["id"] in NOT_STORED_IDS:
