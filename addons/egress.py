@@ -124,12 +124,17 @@ def in_band_error(protocol: str, error: ProxyError) -> bytes:
 def show_destination(flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
     """The flow list and mitmdump's lines name where the call went: the answering attempt's URL
     becomes the request's (once the upstream call is made, so the relay's loopback address or the
-    front door's placeholder never shows), ``backend:model`` and the route join the comment (after
-    any policy's note) and a log line says the same."""
+    front door's placeholder never shows) and its headers the prepared upstream headers (the client's
+    own credentials and the relay's routing header never show; the key is added later and never
+    shows either), ``backend:model`` and the route join the comment (after any policy's note) and a
+    line beside mitmdump's flow lines says the same."""
     if ex.target is None:
         return
     if url := ex.attempts[-1].url if ex.attempts else ex.upstream.url if ex.upstream else "":
         flow.request.url = url
+    if ex.upstream is not None:  # the headers the provider got, the key not among them
+        shown = {"host": urlsplit(ex.upstream.url).netloc, **ex.upstream.headers}
+        flow.request.headers = http.Headers([(k.encode(), v.encode()) for k, v in shown.items()])
     route = "passthrough" if ex.passthrough else f"translated {ex.client_protocol} → {ex.backend_protocol}"
     note = f"{ex.target.instance}:{ex.target.model} · {route}"
     flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
