@@ -120,6 +120,21 @@ RESULT_MARKS: dict[str, tuple[bytes, ...]] = {
     "anthropic": (b'"tool_result"',),
     "gemini": (b'"functionResponse"', b'"function_response"'),
 }
+
+
+def at_least(content: bytes, needles: tuple[bytes, ...], count: int) -> bool:
+    """Do ``needles`` occur ``count`` times in ``content``? The search stops there: an agent's body
+    carries its results early, and counting them all costs a scan of megabytes."""
+    for needle in needles:
+        start = content.find(needle)
+        while start != -1:
+            count -= 1
+            if count <= 0:
+                return True
+            start = content.find(needle, start + len(needle))
+    return count <= 0
+
+
 EMPTY_BODY = 8 * 1024  # bytes: no empty answer's body is larger (ids, usage, an empty block)
 
 
@@ -193,9 +208,8 @@ class Policies:
         session, guard = ex.session, ToolLoopGuard(self.settings.config.tool_loop)
         if session is None or not offered_tools(ex):
             return None
-        marks = sum(ex.client_content.count(m) for m in RESULT_MARKS[ex.client_protocol])
         state = session.state.setdefault(guard.name, {})
-        if marks < guard.max_repeats:
+        if not at_least(ex.client_content, RESULT_MARKS[ex.client_protocol], guard.max_repeats):
             state.clear()
             return None
         # The pairs from the decoded body where its protocol allows: no parse of the conversation.

@@ -45,6 +45,7 @@ DROPPED_HEADERS = frozenset(
 MODEL_MEMBER = re.compile(rb'"model"\s*:\s*"')
 # A key written with an escape ("mod\\u0065l") could hide the top-level member from MODEL_MEMBER.
 ESCAPED_KEY = re.compile(rb'"[^"\\]*\\u[0-9a-fA-F]{4}[^"]*"\s*:')
+SPLICE_LIMIT = 64 * 1024  # bytes: above, re-serialising costs less than proving the splice safe
 REQUEST_FIELDS = (
     "temperature",
     "top_p",
@@ -92,7 +93,11 @@ def with_model(content: bytes, body: dict, model: str) -> bytes:
     """``content`` with its top-level ``model`` replaced. When the document holds exactly one
     ``"model": "…"`` member (a key inside a JSON string is escaped and cannot match) and no key is
     written with a backslash-u escape, that one is the top-level member and its value is spliced;
-    otherwise the body is serialised anew."""
+    otherwise the body is serialised anew. Proving that takes two searches of the whole body, which
+    cost several times orjson's serialisation of the decoded document: bodies over ``SPLICE_LIMIT``
+    are serialised anew (the same document, in orjson's bytes)."""
+    if len(content) > SPLICE_LIMIT:
+        return wire.dumps({**body, "model": model})
     members = list(islice(MODEL_MEMBER.finditer(content), 2))
     old = body.get("model")
     if len(members) == 1 and isinstance(old, str) and not ESCAPED_KEY.search(content):

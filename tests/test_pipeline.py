@@ -36,7 +36,7 @@ from addons.policies import Policies
 from addons.router import RouteRequests
 from addons.settings import Settings
 from addons.translate import StreamObserver, StreamTranslator, TranslateResponses
-from addons.upstream import with_model
+from addons.upstream import SPLICE_LIMIT, with_model
 from policies.gate import BLOCKED, ToolCallGate
 from translators import wire
 from translators.errors import ProxyError
@@ -618,6 +618,13 @@ def test_a_second_model_member_gives_way_to_a_fresh_serialisation_of_the_same_do
     ex = pipe.send(flow)
     assert ex is not None and ex.passthrough
     assert json.loads(flow.request.content) == {**sent, "model": "gpt-4o"}
+
+
+def test_a_large_body_whose_model_changes_is_the_same_document_serialised_anew():
+    body = {"messages": [{"role": "user", "content": "x" * (SPLICE_LIMIT + 10)}], "model": "a:b", "n": 1.5}
+    content = json.dumps(body, indent=1).encode()
+    sent = with_model(content, json.loads(content), "b")
+    assert json.loads(sent) == {**body, "model": "b"} and sent != content.replace(b'"a:b"', b'"b"')
 
 
 def test_with_model_splices_only_the_top_level_member():
