@@ -101,7 +101,12 @@ def most_repeated(conversation: ChatRequest | list[Pair]) -> Repeat | None:
     pairs = pairs_of(conversation) if isinstance(conversation, ChatRequest) else conversation
     if not pairs:
         return None
-    (tool, arguments, result), count = Counter(pairs).most_common(1)[0]
+    # Results are whole file contents and command outputs: only the calls made more than once
+    # have their results compared (hashed), not every result of a long session.
+    calls = Counter((tool, arguments) for tool, arguments, _ in pairs)
+    repeated = {call for call, n in calls.items() if n > 1}
+    counts = Counter(pair for pair in pairs if pair[:2] in repeated) or Counter(pairs[:1])
+    (tool, arguments, result), count = counts.most_common(1)[0]
     return Repeat(tool, arguments, count, f"{tool}\0{arguments}\0{hash(result)}")
 
 
