@@ -32,7 +32,7 @@ import translators
 from addons import exchange, listeners
 from addons.egress import ERROR_HEADER, Relay
 from addons.replies import error_response, json_response
-from addons.router import ROUTE_HEADER
+from addons.router import choose
 from addons.settings import Settings
 from addons.upstream import Upstream, upstream_headers, with_model
 from backends.families import FAMILIES
@@ -70,23 +70,10 @@ class ResponsesExtra:
         ex = exchange.get(flow)
         if ex is None or flow.response or ex.operation not in OPENAI_PATHS:
             return
-        router = self.settings.router
-        override = flow.request.headers.get(ROUTE_HEADER)
-        if (
-            ex.surface == "proxy"
-            and not override
-            and not (router.serves_family(ex.host_family or "") or router.is_explicit(ex.selector))
-        ):
-            exchange.drop(flow)  # no backend of the addressed provider: the client's own call
-            return
         try:
-            route = router.route(
-                ex.selector,
-                host_family=ex.host_family,
-                client_protocol=PROTOCOL,
-                surface=ex.surface,
-                override=override,
-            )
+            route = choose(flow, ex, self.settings, PROTOCOL)
+            if route is None:
+                return  # no backend of the addressed provider: the client's own call
             target = route.targets[0]
             if speaks_responses(target):
                 self._pass(flow, ex, target)

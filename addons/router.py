@@ -11,9 +11,32 @@ from mitmproxy import http
 from addons import exchange
 from addons.replies import error_response
 from addons.settings import Settings
+from backends.routing import Route
 from translators.errors import ProxyError
 
 ROUTE_HEADER = "x-llm-route"
+
+
+def choose(flow: http.HTTPFlow, ex: exchange.Exchange, settings: Settings, protocol: str) -> Route | None:
+    """The flow's route for a client speaking ``protocol`` (raises ProxyError), or None when it is
+    not the proxy's to route: in HTTPS-proxy mode with no backend of the addressed provider the
+    exchange is dropped and the client's own credentials go through untouched."""
+    router = settings.router
+    override = flow.request.headers.get(ROUTE_HEADER)
+    if (
+        ex.surface == "proxy"
+        and not override
+        and not (router.serves_family(ex.host_family or "") or router.is_explicit(ex.selector))
+    ):
+        exchange.drop(flow)
+        return None
+    return router.route(
+        ex.selector,
+        host_family=ex.host_family,
+        client_protocol=protocol,
+        surface=ex.surface,
+        override=override,
+    )
 
 
 class RouteRequests:
@@ -24,26 +47,11 @@ class RouteRequests:
         ex = exchange.get(flow)
         if ex is None or flow.response or ex.operation != "generate":
             return
-        router = self.settings.router
-        override = flow.request.headers.get(ROUTE_HEADER)
-        if (
-            ex.surface == "proxy"
-            and not override
-            and not (router.serves_family(ex.host_family or "") or router.is_explicit(ex.selector))
-        ):
-            # No backend of the addressed provider: the client's own credentials go through untouched.
-            exchange.drop(flow)
-            return
         try:
-            route = router.route(
-                ex.selector,
-                host_family=ex.host_family,
-                client_protocol=ex.client_protocol,
-                surface=ex.surface,
-                override=override,
-            )
+            route = choose(flow, ex, self.settings, ex.client_protocol)
         except ProxyError as e:
             flow.response = error_response(ex.client_protocol, ex.fail(e))
             return
-        ex.defaults, ex.candidates = route.defaults, route.targets
-        ex.target = route.targets[0]
+        if route is not None:
+            ex.defaults, ex.candidates = route.defaults, route.targets
+            ex.target = route.targets[0]
