@@ -17,7 +17,8 @@ from mitmproxy import http
 from addons import access, exchange, listeners, models
 from addons.replies import error_response
 from addons.settings import Settings
-from backends.families import family_for_host
+from backends.families import GENERATE, family_for_host
+from backends.presets import PRESETS
 from translators import wire
 from translators.errors import ProxyError
 
@@ -36,6 +37,7 @@ GEMINI_METHODS = {
 class Endpoint:
     protocol: str
     kind: str  # "generate" | "count_tokens" | "models" | "websocket" | "compact" | "input_tokens"
+    family: str | None = None  # the family a provider host's path belongs to, if not the host's
 
 
 # (method, path) -> endpoint, per surface. Gemini paths carry the model and match GEMINI_PATH.
@@ -58,6 +60,19 @@ ANTHROPIC_PORT: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/messages/count_tokens"): Endpoint("anthropic", "count_tokens"),
     ("GET", "/v1/models"): Endpoint("anthropic", "models"),
 }
+
+
+def preset_hosts() -> dict[str, dict[tuple[str, str], Endpoint]]:
+    """Each preset's generation endpoint under each of its ``https`` base URLs, marked with the
+    preset (``api.deepseek.com`` serves two: Chat at the root, Messages under ``/anthropic``)."""
+    hosts: dict[str, dict[tuple[str, str], Endpoint]] = {}
+    for preset in PRESETS:
+        for host, base in preset.intercepted:
+            path = GENERATE[preset.protocol].format(base=base)
+            hosts.setdefault(host, {})[("POST", path)] = Endpoint(preset.protocol, "generate", preset.name)
+    return hosts
+
+
 # Intercepted provider hosts: host -> (method, path) -> endpoint. Anything else on them passes.
 PROVIDER_HOSTS: dict[str, dict[tuple[str, str], Endpoint]] = {
     "api.openai.com": {
@@ -73,6 +88,7 @@ PROVIDER_HOSTS: dict[str, dict[tuple[str, str], Endpoint]] = {
     },
     "openrouter.ai": {("POST", "/api/v1/chat/completions"): Endpoint("openai-chat", "generate")},
     "generativelanguage.googleapis.com": {},
+    **preset_hosts(),
 }
 
 
@@ -112,6 +128,8 @@ class FrontDoor:
         else:
             table = ANTHROPIC_PORT if where == "anthropic_port" else FRONT_DOOR
         endpoint = table.get((method, path))
+        if endpoint is not None and endpoint.family:
+            host_family = endpoint.family
         gemini_model = None
         if endpoint is None and method == "POST" and (m := GEMINI_PATH.match(path)):
             if where != "anthropic_port" and host_family in (None, "gemini"):

@@ -16,6 +16,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 import translators
+from backends.presets import PRESETS
 from backends.routing import Target
 from translators import wire
 from translators.canonical import ChatRequest, ReasoningConfig
@@ -23,6 +24,7 @@ from translators.canonical import ChatRequest, ReasoningConfig
 if TYPE_CHECKING:
     from addons.exchange import Exchange
 
+PRESET_NAMES = frozenset(preset.name for preset in PRESETS)
 # Client headers never forwarded: credentials (the proxy injects its own), hop-by-hop and
 # framing headers, and anything the proxy itself uses.
 DROPPED_HEADERS = frozenset(
@@ -69,10 +71,21 @@ class Upstream:
     passthrough: bool
 
 
+def speaks_dialect_of_another(ex: Exchange, target: Target) -> bool:
+    """Did the client call a preset provider's own host (``dashscope.aliyuncs.com``) while another
+    family answers? Then its body is that provider's dialect (Qwen Code adds DashScope's
+    ``preserve_thinking``, which OpenAI refuses) and is rendered anew instead of passed on."""
+    return ex.host_family in PRESET_NAMES and ex.host_family != target.family.name
+
+
 def prepare(ex: Exchange, target: Target) -> Upstream:
     """The request for ``target``; raises ProxyError when the target cannot express it."""
     passthrough = (
-        target.protocol == ex.client_protocol and not target.params and not ex.defaults and not ex.rewritten
+        target.protocol == ex.client_protocol
+        and not target.params
+        and not ex.defaults
+        and not ex.rewritten
+        and not speaks_dialect_of_another(ex, target)
     )
     if passthrough:
         body = None

@@ -104,6 +104,7 @@ def preset_family(preset: Preset) -> Family:
         preset.base_url,
         header,
         prefix,
+        hosts=preset.hosts,
         extra_headers=dict(extra),
         reasoning_echo=echo,
         env_key=preset.env_key,

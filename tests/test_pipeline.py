@@ -463,6 +463,95 @@ def test_an_intercepted_call_whose_selector_names_a_backend_is_routed(pipe):
     assert ex.upstream.url == "http://127.0.0.1:9/v1/messages"
 
 
+# The OpenAI- and Anthropic-compatible presets' own hosts (backends/presets.py), as agents call them.
+PRESET_CALLS = {
+    "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions": ("openai-chat", "dashscope"),
+    "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/chat/completions": ("openai-chat", "dashscope"),
+    "https://api.deepseek.com/chat/completions": ("openai-chat", "deepseek"),
+    "https://api.deepseek.com/v1/chat/completions": ("openai-chat", "deepseek"),
+    "https://api.deepseek.com/anthropic/v1/messages": ("anthropic", "deepseek-anthropic"),
+    "https://api.groq.com/openai/v1/chat/completions": ("openai-chat", "groq"),
+}
+PRESET_BACKENDS = """backends:
+  dashscope: {type: dashscope, base_url: "http://127.0.0.1:9/dashscope/v1", api_keys: ["fake-dashscope"]}
+  deepseek-anthropic: {type: deepseek-anthropic, base_url: "http://127.0.0.1:9/ds", api_keys: ["fake-ds"]}
+"""
+
+
+@pytest.fixture
+def preset_pipe(request, monkeypatch):
+    """The pipeline with a DashScope and a DeepSeek (Anthropic-compatible) backend as well."""
+    monkeypatch.setitem(globals(), "CONFIG", CONFIG.replace("backends:\n", PRESET_BACKENDS, 1))
+    return request.getfixturevalue("pipe")
+
+
+def qwen_code_chat(model: str) -> dict[str, Any]:
+    """What Qwen Code sends DashScope: Chat Completions plus DashScope's own members."""
+    return {**chat(model), "preserve_thinking": True, "metadata": {"sessionId": "s1"}}
+
+
+@pytest.mark.parametrize(("url", "expected"), PRESET_CALLS.items(), ids=list(PRESET_CALLS))
+def test_the_https_proxy_takes_the_generation_endpoints_of_preset_hosts_for_their_preset(pipe, url, expected):
+    body = messages("deepseek-chat") if expected[0] == "anthropic" else chat("some-model")
+    flow = intercepted(url, body)
+    pipe.frontdoor.request(flow)
+    ex = exchange.get(flow)
+    assert ex is not None
+    assert (ex.client_protocol, ex.host_family) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.deepseek.com/models",  # a preset host, not a generation endpoint
+        "https://dashscope.aliyuncs.com/api/v1/services/aigc/text-generation/generation",  # its own API
+        "http://localhost:11434/v1/chat/completions",  # a local server (ollama) is never intercepted
+    ],
+)
+def test_other_paths_of_preset_hosts_and_local_servers_pass_untouched(pipe, url):
+    flow = intercepted(url, chat("qwen3-coder-plus"))
+    before = (flow.request.url, flow.request.content, dict(flow.request.headers))
+    assert pipe.send(flow) is None and flow.response is None
+    assert (flow.request.url, flow.request.content, dict(flow.request.headers)) == before
+
+
+def test_a_preset_host_call_without_a_backend_of_its_preset_keeps_the_clients_credentials(pipe):
+    url = "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions"
+    flow = intercepted(url, qwen_code_chat("qwen3-coder-plus"))
+    before = (flow.request.url, flow.request.content, dict(flow.request.headers))
+    pipe.send(flow)
+    assert exchange.get(flow) is None and flow.response is None
+    assert (flow.request.url, flow.request.content, dict(flow.request.headers)) == before
+
+
+def test_qwen_codes_default_host_goes_to_the_dashscope_backend_byte_for_byte(preset_pipe):
+    url = "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions"
+    ex = preset_pipe.send(intercepted(url, qwen_code_chat("qwen3-coder-plus")))
+    assert ex is not None and ex.target.instance == "dashscope" and ex.upstream.passthrough
+    assert ex.upstream.url == "http://127.0.0.1:9/dashscope/v1/chat/completions"
+    assert ex.upstream.body is None  # the client's bytes, DashScope's own members with them
+
+
+def test_a_preset_host_call_routed_elsewhere_loses_the_presets_own_members(preset_pipe):
+    """A selector sends Qwen Code's DashScope call to OpenAI: same protocol, but OpenAI refuses
+    DashScope's members, so the request is rendered anew instead of passed on."""
+    flow = intercepted(
+        "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions", qwen_code_chat("openai:gpt-4o")
+    )
+    ex = preset_pipe.send(flow)
+    assert ex is not None and ex.target.instance == "openai" and not ex.upstream.passthrough
+    sent = json.loads(ex.upstream.body)
+    assert sent["model"] == "gpt-4o" and "preserve_thinking" not in sent and "metadata" not in sent
+    assert ex.upstream.url == "http://127.0.0.1:9/v1/chat/completions"
+
+
+def test_a_preset_hosts_anthropic_path_is_routed_to_its_anthropic_preset(preset_pipe):
+    flow = intercepted("https://api.deepseek.com/anthropic/v1/messages", messages("deepseek-chat"))
+    ex = preset_pipe.send(flow)
+    assert ex is not None and ex.target.instance == "deepseek-anthropic" and ex.upstream.passthrough
+    assert ex.upstream.url == "http://127.0.0.1:9/ds/v1/messages"
+
+
 def test_codex_websocket_probe_is_refused_at_once_with_426(pipe):
     flow = front_door(RESPONSES, method="GET", headers={"upgrade": "websocket"})
     pipe.send(flow)

@@ -4,10 +4,13 @@ server wants earlier reasoning back (docs/wire.md §1.7)."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
+from addons.frontdoor import PROVIDER_HOSTS
 from backends.config import ENV_KEYS, config_from_environment, parse_config
-from backends.families import FAMILIES
+from backends.families import FAMILIES, family_for_host
 from backends.presets import PRESET_ENV_KEYS, PRESETS
 from backends.routing import Router
 from translators import openai_chat
@@ -116,3 +119,31 @@ def test_a_preset_is_a_selector_prefix_and_keeps_its_protocol_for_other_clients(
         "anthropic",
         "https://api.deepseek.com/anthropic/v1/messages",
     )
+
+
+REMOTE = [p for p in PRESETS if p.base_url.startswith("https://")]
+
+
+@pytest.mark.parametrize("preset", REMOTE, ids=lambda p: p.name)
+def test_every_url_a_preset_is_called_at_is_intercepted_as_that_preset(preset):
+    """The HTTPS proxy's host table is derived from the presets: the generation URL of each base
+    URL a provider documents (``base_url`` and ``also``) is taken, for that preset's family."""
+    family = FAMILIES[preset.name]
+    for base in (preset.base_url, *preset.also):
+        url = urlsplit(family.url(preset.protocol, base, "m", stream=True))
+        endpoint = PROVIDER_HOSTS[url.hostname][("POST", url.path)]
+        expected = (preset.protocol, "generate", preset.name)
+        assert (endpoint.protocol, endpoint.kind, endpoint.family) == expected
+        assert family_for_host(url.hostname).name.partition("-")[0] == preset.name.partition("-")[0]
+
+
+def test_local_servers_are_not_intercepted():
+    local = {urlsplit(p.base_url).hostname for p in PRESETS if not p.base_url.startswith("https://")}
+    assert local == {"localhost"} and not local & set(PROVIDER_HOSTS)
+    assert all(p.intercepted == () for p in PRESETS if p.env_key is None)
+
+
+def test_qwen_codes_default_base_url_is_one_of_dashscopes():
+    dashscope = next(p for p in PRESETS if p.name == "dashscope")
+    assert ("dashscope.aliyuncs.com", "/compatible-mode/v1") in dashscope.intercepted
+    assert ("dashscope-intl.aliyuncs.com", "/compatible-mode/v1") in dashscope.intercepted
