@@ -6,20 +6,26 @@ that cut both tags. Backends are presets given only a key (``type: deepseek``) o
 (``type: ollama``). An Anthropic client gets the reasoning as thinking blocks, the answer as text;
 Gemini and Responses clients get thought parts and a reasoning item; a Chat client, whose
 protocol the server speaks, gets the server's own answer untouched — and the server refuses, as
-DeepSeek does, a tool-calling turn sent back without its reasoning.
+DeepSeek does, a tool-calling turn sent back without its reasoning. The other way round, a Chat
+client served by Anthropic with extended thinking (``ThinkingAnthropic``) gets the thinking as
+``reasoning_content``, whole and streamed, beside an answer the official SDK parses.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anthropic
 import openai
 import pytest
+from aiohttp import web
 from google import genai
 from google.genai import types
 from support.builders import CLIENT_KEY, WEATHER_SCHEMA
-from support.fakes import OPENAI_KEY
+from support.fakes import ANTHROPIC_KEY, OPENAI_KEY
+from support.fakes.anthropic import FakeAnthropic
+from support.fakes.common import Answer, Stream
 from support.fakes.openai import (
     PASS_BACK_MODEL,
     PASS_BACK_REFUSED,
@@ -57,8 +63,57 @@ def _fresh(reasoner, local):
     local.reset()
 
 
+THOUGHTS = ("The user greets me. ", "I greet back.")
+SIGNATURE = "EqQBCkYIBxgCKkB-signed"
+
+
+def bump_index(frame: bytes) -> bytes:
+    """An Anthropic SSE frame with its content-block index one higher (a block now comes first)."""
+    head, _, data = frame.partition(b"data: ")
+    event = json.loads(data)
+    if "index" in event:
+        event["index"] += 1
+    return head + b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+class ThinkingAnthropic(FakeAnthropic):
+    """Anthropic with extended thinking on: a signed thinking block (two thinking deltas, then its
+    signature, when streamed) before the usual answer."""
+
+    name = "thinking-anthropic"
+
+    def message(self, model: str, answer: Answer, request: web.Request) -> dict[str, Any]:
+        body = super().message(model, answer, request)
+        block = {"type": "thinking", "thinking": "".join(THOUGHTS), "signature": SIGNATURE}
+        return {**body, "content": [block, *body["content"]]}
+
+    def stream(self, model: str, answer: Answer, request: web.Request) -> Stream:
+        plain = super().stream(model, answer, request)
+        deltas = [{"type": "thinking_delta", "thinking": t} for t in THOUGHTS]
+        deltas.append({"type": "signature_delta", "signature": SIGNATURE})
+        thinking = [
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "thinking", "thinking": ""},
+            },
+            *({"type": "content_block_delta", "index": 0, "delta": d} for d in deltas),
+            {"type": "content_block_stop", "index": 0},
+        ]
+        frames = [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in thinking]
+        rest = [bump_index(f) for f in plain.frames]
+        return Stream([rest[0], *frames, *rest[1:]], plain.error, head=plain.head + len(frames))
+
+
 @pytest.fixture(scope="module")
-def reasoning_proxy(reasoner, local, tmp_path_factory):
+def thinker():
+    fake = ThinkingAnthropic(ANTHROPIC_KEY).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def reasoning_proxy(reasoner, local, thinker, tmp_path_factory):
     from support.proxy import Proxy
 
     config = (
@@ -66,6 +121,7 @@ def reasoning_proxy(reasoner, local, tmp_path_factory):
         f'  deepseek: {{base_url: "{reasoner.base_url}/v1", api_keys: ["{OPENAI_KEY}"]}}\n'
         f'  ollama: {{base_url: "{local.base_url}/v1"}}\n'
         f'  groq: {{base_url: "{reasoner.base_url}/v1", api_keys: ["{OPENAI_KEY}"]}}\n'
+        f'  anthropic: {{base_url: "{thinker.base_url}", api_keys: ["{ANTHROPIC_KEY}"]}}\n'
         "default_backend: deepseek\n"
     )
     running = Proxy(tmp_path_factory.mktemp("reasoning"), config).start()
@@ -143,6 +199,24 @@ def test_a_chat_client_gets_the_servers_reasoning_as_the_server_sent_it(reasonin
         reasoning, text = (message.model_extra or {})["reasoning_content"], message.content
 
     assert (reasoning, text) == (REASONING_TEXT, ANSWER)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_chat_client_gets_anthropic_thinking_as_reasoning_content(reasoning_proxy, stream):
+    sdk = chat_client(reasoning_proxy)
+    args = {"model": "anthropic:claude-sonnet-4-5", "messages": [{"role": "user", "content": "Hi"}]}
+    if stream:
+        deltas = [c.choices[0].delta for c in sdk.chat.completions.create(**args, stream=True) if c.choices]
+        pieces = [(d.model_extra or {}).get("reasoning_content") for d in deltas]
+        reasoning = [p for p in pieces if p]
+        text = "".join(d.content or "" for d in deltas)
+        assert pieces.index(reasoning[0]) < next(i for i, d in enumerate(deltas) if d.content)
+    else:
+        message = sdk.chat.completions.create(**args).choices[0].message
+        reasoning, text = [(message.model_extra or {})["reasoning_content"]], message.content
+
+    assert "".join(reasoning) == "".join(THOUGHTS) and text == "Hello from thinking-anthropic!"
+    assert SIGNATURE not in str(reasoning)
 
 
 def tool_turn(reasoning: dict[str, str]) -> list[dict[str, Any]]:

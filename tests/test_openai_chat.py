@@ -935,7 +935,7 @@ def test_missing_usage_counts_are_unknown_not_zero() -> None:
 # -- render_response ------------------------------------------------------------------------------
 
 
-def test_rendered_response_is_a_valid_chat_completion_without_unknown_keys() -> None:
+def test_rendered_response_is_a_valid_chat_completion_whose_only_extra_is_the_reasoning() -> None:
     response = ChatResponse(
         id="msg_1",
         model="claude-x",
@@ -956,7 +956,8 @@ def test_rendered_response_is_a_valid_chat_completion_without_unknown_keys() -> 
     rendered = chat.render_response(response, request())
     completion = ChatCompletion.model_validate(rendered)
 
-    assert extra_keys(completion) == []
+    assert extra_keys(completion) == [".choices[0].message.reasoning_content"]
+    assert completion.choices[0].message.model_extra == {"reasoning_content": "hmm"}  # no signature
     assert completion.id == "msg_1" and completion.model == "claude-x"
     choice = completion.choices[0]
     assert choice.message.content == "Let me check." and choice.message.refusal is None
@@ -1378,13 +1379,14 @@ def test_tool_call_chunks_follow_the_sdk_shape() -> None:
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
-def test_orphan_deltas_reasoning_and_empty_text_produce_no_chunks() -> None:
+def test_orphan_deltas_signature_only_reasoning_and_empty_text_produce_no_chunks() -> None:
     """docs/snags.md #1: no delta for a call that was never started, no empty chunks."""
     chunks = chunks_of(
         encode(
             [
                 MessageStart(id="m", model="x"),
-                ReasoningDelta(text="secret thoughts", origin="anthropic"),
+                ReasoningDelta(signature="sig", origin="anthropic"),
+                ReasoningDelta(text="", redacted=True, signature="data", origin="anthropic"),
                 TextDelta(text=""),
                 ToolCallDelta(index=3, arguments='{"x":1}'),
                 ToolCallEnd(index=3),
@@ -1773,3 +1775,59 @@ def test_earlier_reasoning_goes_back_as_the_server_asks(echo: Any, members: list
 
     assert [{k: v for k, v in m.items() if k.startswith("reasoning")} for m in assistants] == members
     assert "sig" not in json.dumps(rendered) and "x" not in [m.get("reasoning_content") for m in assistants]
+
+
+# -- reasoning for Chat clients ---------------------------------------------------------------------
+
+
+def test_a_chat_client_gets_the_answers_reasoning_as_reasoning_content_in_the_message() -> None:
+    response = ChatResponse(
+        id="m",
+        model="x",
+        content=[
+            Reasoning(text="first", signature="s", origin="anthropic"),
+            Reasoning(redacted=True, signature="hidden"),
+            Reasoning(text="second", origin="gemini"),
+            Text(text="Paris"),
+        ],
+        stop_reason="end_turn",
+    )
+    message = ChatCompletion.model_validate(chat.render_response(response, request())).choices[0].message
+
+    assert message.content == "Paris"
+    assert message.model_extra == {"reasoning_content": "first\n\nsecond"}
+
+
+def test_an_answer_without_reasoning_has_no_reasoning_member() -> None:
+    response = ChatResponse(id="m", model="x", content=[Text(text="hi")], stop_reason="end_turn")
+
+    assert "reasoning_content" not in chat.render_response(response, request())["choices"][0]["message"]
+
+
+def test_streamed_reasoning_goes_out_as_delta_reasoning_content_before_the_text() -> None:
+    stream = encode(
+        [
+            MessageStart(id="m", model="x"),
+            ReasoningDelta(text="thinking ", origin="anthropic"),
+            ReasoningDelta(text="hard", origin="anthropic"),
+            ReasoningDelta(signature="sig", origin="anthropic"),
+            TextDelta(text="Paris"),
+            Stop(reason="end_turn"),
+            End(),
+        ]
+    )
+    chunks = [ChatCompletionChunk.model_validate(c) for c in chunks_of(stream)]
+    deltas = [c.choices[0].delta for c in chunks]
+
+    assert [d.model_extra.get("reasoning_content") for d in deltas] == [None, "thinking ", "hard", None, None]
+    assert "".join(d.content or "" for d in deltas) == "Paris"
+    assert b"sig" not in stream
+
+
+def test_think_tags_of_a_compatible_server_reach_a_chat_client_as_reasoning_content() -> None:
+    """A stage re-encodes a same-protocol answer: the `<think>` opening still reaches the client."""
+    events = decode(content_stream("<think>pla", "n</think>\n\nHel", "lo"))
+    deltas = [c["choices"][0]["delta"] for c in chunks_of(encode(events))]
+
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == "plan"
+    assert "".join(d.get("content", "") for d in deltas) == "Hello"

@@ -4,9 +4,10 @@ Chat is also the dialect of most OpenAI-compatible servers (OpenRouter, vLLM, De
 parsers accept the non-standard bits those add (``reasoning_content`` / ``reasoning`` text, a
 ``<think>…</think>`` opening of the content, error chunks with empty ``choices``, numeric error
 codes, repeated tool-call indexes), while the renderers emit only what the official SDK types
-describe — except the reasoning a server asks to get back on assistant messages, which
-``render_request`` adds when told to (``ReasoningEcho``: servers disagree, from "required" to
-"refused"). Wire facts: docs/wire.md §1.
+describe — except reasoning: ``render_request`` sends it back on assistant messages when the
+server asks (``ReasoningEcho``: servers disagree, from "required" to "refused"), and the response
+renderers give it to the client as ``reasoning_content`` (the member DeepSeek, vLLM and most
+compatible servers write, which the official SDK keeps as an extra field). Wire facts: docs/wire.md §1.
 
 The OpenAI Responses module shares this module's conventions (content parts, tool choices, response
 formats, usage details, error codes); what it reuses is public here.
@@ -157,6 +158,7 @@ _DONE = b"data: [DONE]\n\n"
 # Reasoning some servers (Qwen QwQ, DeepSeek R1 distills on vLLM/llama.cpp/Together) write into
 # the content itself, when the content opens with it (docs/wire.md §1.7).
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+REASONING_FIELD = "reasoning_content"  # where Chat clients get the answer's reasoning
 
 
 @dataclass(frozen=True)
@@ -547,9 +549,7 @@ def _render_assistant(parts: list[Part], echo: ReasoningEcho) -> list[dict[str, 
         return []
     message: dict[str, Any] = {"role": "assistant", "content": text or None}
     if echo.mode != "drop":
-        reasoning = "\n\n".join(
-            p.text for p in parts if isinstance(p, Reasoning) and p.text and not p.redacted
-        )
+        reasoning = reasoning_text(parts)
         if reasoning or echo.mode == "always":
             message[echo.field] = reasoning
     if calls:
@@ -772,12 +772,20 @@ def _render_usage(usage: Usage) -> dict[str, Any]:
     }
 
 
+def reasoning_text(parts: list[Part]) -> str:
+    """The readable reasoning of an answer or message (no signatures, no redacted blocks)."""
+    return "\n\n".join(p.text for p in parts if isinstance(p, Reasoning) and p.text and not p.redacted)
+
+
 def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
-    """A ``chat.completion``; Reasoning has no standard field and is left out, tool-call ids are
-    kept as they are (the client echoes them back to this proxy, not to OpenAI)."""
+    """A ``chat.completion``; Reasoning text becomes ``reasoning_content`` (no standard field:
+    the compatible servers' one), tool-call ids are kept as they are (the client echoes them back
+    to this proxy, not to OpenAI)."""
     calls = [p for p in response.content if isinstance(p, ToolCall)]
     text = "".join(p.text for p in response.content if isinstance(p, Text))
     message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+    if reasoning := reasoning_text(response.content):
+        message[REASONING_FIELD] = reasoning
     if calls:
         message["tool_calls"] = [_render_call(call, call.id) for call in calls]
     return {
@@ -986,8 +994,9 @@ class StreamEncoder(Encoder):
     """Canonical events → ``chat.completion.chunk`` SSE ending in ``data: [DONE]``.
 
     ``id``/``created``/``model`` are fixed at MessageStart and rendered once into a byte prefix
-    shared by every chunk. Usage is sent (in the final ``choices: []`` chunk) only when the client
-    asked for it with ``stream_options.include_usage``.
+    shared by every chunk. Reasoning text goes out as ``delta.reasoning_content`` chunks. Usage is
+    sent (in the final ``choices: []`` chunk) only when the client asked for it with
+    ``stream_options.include_usage``.
     """
 
     def __init__(self, request: ChatRequest) -> None:
@@ -1004,6 +1013,8 @@ class StreamEncoder(Encoder):
                 self._start(event, out)
             case TextDelta() if event.text:
                 self._chunk(out, {"content": event.text})
+            case ReasoningDelta() if event.text and not event.redacted:
+                self._chunk(out, {REASONING_FIELD: event.text})
             case ToolCallStart():
                 self._on_call_start(event, out)
             case ToolCallDelta() if event.arguments and event.index in self._calls:
@@ -1019,7 +1030,7 @@ class StreamEncoder(Encoder):
                 error = _error_envelope(ProxyError.from_dict(event.error))
                 out.append(b"data: " + dumps(error) + b"\n\n" + _DONE)
                 self._finished = True
-            # ReasoningDelta (no standard Chat field), ToolCallEnd, empty deltas: nothing to send.
+            # Signature-only reasoning, ToolCallEnd, empty deltas: nothing to send.
 
     def _start(self, event: MessageStart, out: list[bytes]) -> None:
         if self._head:
