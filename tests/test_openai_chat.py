@@ -1831,3 +1831,107 @@ def test_think_tags_of_a_compatible_server_reach_a_chat_client_as_reasoning_cont
 
     assert "".join(d.get("reasoning_content", "") for d in deltas) == "plan"
     assert "".join(d.get("content", "") for d in deltas) == "Hello"
+
+
+# -- `</think>` without its opening tag: the model's template opened it (docs/wire.md §1.7) ---------
+
+R1 = "DeepSeek-R1-Distill-Qwen-32B"  # as vLLM names a model it serves from the hub
+TEMPLATED = f"{THOUGHT}</think>\n\n{ANSWER}"
+
+
+def model_stream(model: str, *deltas: dict[str, Any]) -> bytes:
+    frames = [{"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    frames.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return b"".join(
+        b"data: " + json.dumps({"id": "x", "model": model, **f}).encode() + b"\n\n" for f in frames
+    )
+
+
+def whole(model: str, **message: Any) -> list[Any]:
+    body = {"model": model, "choices": [{"message": {"role": "assistant", **message}}]}
+    return chat.parse_response(body).content
+
+
+@pytest.mark.parametrize("model", [R1, "deepseek-r1:14b", "Qwen/QwQ-32B", "Qwen3-30B-A3B-Thinking-2507"])
+def test_a_closing_tag_ends_the_reasoning_of_a_model_whose_template_opens_it(model: str) -> None:
+    assert whole(model, content=TEMPLATED) == [
+        Reasoning(text=THOUGHT, origin="openai-chat"),
+        Text(text=ANSWER),
+    ]
+    assert whole(model, content=f"<think>{TEMPLATED}")[0] == Reasoning(text=THOUGHT, origin="openai-chat")
+    assert said(decode(model_stream(model, {"content": TEMPLATED}))) == (
+        THOUGHT,
+        ANSWER,
+        ["reasoning_delta", "text_delta"],
+    )
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "deepseek-chat", "deepseek-reasoner", "qwen3-coder-plus"])
+def test_other_models_keep_a_closing_tag_without_its_opening_as_text(model: str) -> None:
+    assert whole(model, content=TEMPLATED) == [Text(text=TEMPLATED)]
+    assert said(decode(model_stream(model, {"content": TEMPLATED}))) == ("", TEMPLATED, ["text_delta"])
+
+
+def test_a_server_that_parsed_the_reasoning_itself_sends_plain_content_even_for_r1() -> None:
+    """vLLM with a reasoning parser: `reasoning_content` first, then the answer alone."""
+    text = "The tag </think> closes reasoning."
+    parsed = whole(R1, reasoning_content=THOUGHT, content=text)
+    stream = model_stream(R1, {"reasoning_content": THOUGHT}, {"content": text})
+
+    assert parsed == [Reasoning(text=THOUGHT, origin="openai-chat"), Text(text=text)]
+    assert said(decode(stream)) == (THOUGHT, text, ["reasoning_delta", "text_delta"])
+
+
+def test_an_r1_answer_cut_short_before_its_closing_tag_is_all_reasoning() -> None:
+    assert whole(R1, content="still thinking") == [Reasoning(text="still thinking", origin="openai-chat")]
+    assert said(decode(model_stream(R1, {"content": "still thinking"}))) == (
+        "still thinking",
+        "",
+        ["reasoning_delta"],
+    )
+
+
+@pytest.mark.parametrize("cut", range(len(TEMPLATED) + 1))
+def test_a_template_opened_reasoning_is_found_whatever_character_the_content_is_cut_at(cut: int) -> None:
+    events = decode(model_stream(R1, {"content": TEMPLATED[:cut]}, {"content": TEMPLATED[cut:]}))
+
+    assert said(events) == (THOUGHT, ANSWER, ["reasoning_delta", "text_delta"])
+
+
+STREAM_OF_R1 = model_stream(R1, {"content": TEMPLATED})
+
+
+@pytest.mark.parametrize("cut", range(len(STREAM_OF_R1) + 1))
+def test_a_template_opened_reasoning_is_found_whatever_byte_the_stream_is_cut_at(cut: int) -> None:
+    decoder = chat.StreamDecoder()
+    events = decoder.feed(STREAM_OF_R1[:cut]) + decoder.feed(STREAM_OF_R1[cut:]) + decoder.close()
+
+    assert said(events) == (THOUGHT, ANSWER, ["reasoning_delta", "text_delta"])
+
+
+def test_a_template_opened_reasoning_holds_back_only_what_could_still_be_the_closing_tag() -> None:
+    """One character per delta: reasoning leaves at once but for a possible start of `</think>`
+    (at most 7 characters), the answer as soon as it comes."""
+    tags, out = chat.ThinkTags(opened=True), []
+    close = TEMPLATED.index(chat.THINK_CLOSE)
+    for i, character in enumerate(TEMPLATED):
+        tags.feed(character, out)
+        reasoning, text, _ = said(out)
+        if i < close:
+            assert TEMPLATED[: i + 1].startswith(reasoning)
+            assert i + 1 - len(reasoning) <= len(chat.THINK_CLOSE) - 1
+        else:
+            assert reasoning == THOUGHT and ANSWER.startswith(text)
+    assert said(out)[:2] == (THOUGHT, ANSWER)
+
+
+def test_a_template_opened_reasoning_drops_a_leading_think_tag_and_holds_only_its_prefix() -> None:
+    tags, out = chat.ThinkTags(opened=True), []
+    tags.feed("<th", out)
+    assert out == []  # perhaps `<think>`
+    tags.feed("e", out)
+    assert said(out)[0] == "<the"  # it was not: reasoning
+    tags, out = chat.ThinkTags(opened=True), []
+    for piece in ("<think", ">a</think>", "b"):
+        tags.feed(piece, out)
+    assert said(out)[:2] == ("a", "b")

@@ -158,6 +158,10 @@ _DONE = b"data: [DONE]\n\n"
 # Reasoning some servers (Qwen QwQ, DeepSeek R1 distills on vLLM/llama.cpp/Together) write into
 # the content itself, when the content opens with it (docs/wire.md §1.7).
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+# Models whose chat template writes the opening <think> into the prompt, so that a server without
+# a reasoning parser (vLLM, llama.cpp) returns the reasoning, then `</think>`, then the answer: a
+# part of the model name the server answers with, lower case (docs/wire.md §1.7).
+TEMPLATE_OPENS_THINK = ("deepseek-r1", "r1-distill", "qwq", "thinking-2507")
 REASONING_FIELD = "reasoning_content"  # where Chat clients get the answer's reasoning
 
 
@@ -695,21 +699,31 @@ def _response_call(call: Any) -> ToolCall | None:
     )
 
 
-def split_think(content: str) -> tuple[str, str]:
+def template_opens_think(model: str) -> bool:
+    """Does this model's chat template open the reasoning (``TEMPLATE_OPENS_THINK``)?"""
+    name = model.lower()
+    return any(part in name for part in TEMPLATE_OPENS_THINK)
+
+
+def split_think(content: str, opened: bool = False) -> tuple[str, str]:
     """``content`` that opens with ``<think>`` as (reasoning, text): the reasoning runs to
     ``</think>`` (or to the end, when the answer was cut short), the text follows it with its
-    leading white space dropped. Other content is all text."""
-    if not content.startswith(THINK_OPEN):
+    leading white space dropped. ``opened``: the prompt opened the tag (``template_opens_think``),
+    so the content is reasoning from its start, ``<think>`` or not. Other content is all text."""
+    if content.startswith(THINK_OPEN):
+        content = content[len(THINK_OPEN) :]
+    elif not opened:
         return "", content
-    reasoning, _, text = content[len(THINK_OPEN) :].partition(THINK_CLOSE)
+    reasoning, _, text = content.partition(THINK_CLOSE)
     return reasoning, text.lstrip()
 
 
-def _response_parts(message: dict[str, Any]) -> list[Part]:
+def _response_parts(message: dict[str, Any], model: str) -> list[Part]:
     reasoning = _reasoning_text(message)
     content = message.get("content")
     if isinstance(content, str):
-        thought, content = split_think(content)
+        # A server that filled a reasoning member has split the reasoning off itself.
+        thought, content = split_think(content, not reasoning and template_opens_think(model))
         reasoning += thought
     parts: list[Part] = [Reasoning(text=reasoning, origin=NAME)] if reasoning else []
     for text in (content, message.get("refusal")):
@@ -731,7 +745,7 @@ def parse_response(body: Any) -> ChatResponse:
         raise ProxyError("upstream_error", f"response: expected a JSON object, got {json_type(body)}")
     choice = _first_choice(body) or {}
     message = as_object(choice.get("message"))
-    parts = _response_parts(message)
+    parts = _response_parts(message, str(body.get("model") or ""))
     has_calls = any(isinstance(p, ToolCall) for p in parts)
     stop_reason = _stop_reason(choice.get("finish_reason"), has_calls, bool(message.get("refusal")))
     return response_of(body, parts, stop_reason, parse_usage(body.get("usage")))
@@ -816,11 +830,20 @@ class ThinkTags:
     ``plain`` (ordinary text from here on: the decoder then stops asking). A tag may arrive cut
     anywhere; only what could still be one is held back, so at most ``len(THINK_OPEN) - 1``
     characters before the opening tag and ``len(THINK_CLOSE) - 1`` inside the reasoning.
+
+    ``opened``: the model's template opened the tag (``template_opens_think``). The content then
+    starts in state ``template``: reasoning from its first character (a ``<think>`` sent anyway is
+    dropped) unless a reasoning member arrives first (``parsed_by_server``: the server split it).
     """
 
-    def __init__(self) -> None:
-        self.state = "open"
+    def __init__(self, opened: bool = False) -> None:
+        self.state = "template" if opened else "open"
         self._held = ""
+
+    def parsed_by_server(self) -> None:
+        """Reasoning came in its own member before any content: the usual rules apply."""
+        if self.state == "template" and not self._held:
+            self.state = "open"
 
     def feed(self, text: str, events: list[Event]) -> None:
         _THINK_STEPS[self.state](self, text, events)
@@ -832,8 +855,16 @@ class ThinkTags:
             events.append(
                 ReasoningDelta(text=held, origin=NAME) if self.state == "thinking" else TextDelta(text=held)
             )
-        if self.state == "open":
+        if self.state in ("open", "template"):
             self.state = "plain"
+
+    def _template(self, text: str, events: list[Event]) -> None:
+        held = self._held + text
+        if THINK_OPEN.startswith(held) and held != THINK_OPEN:
+            self._held = held  # perhaps the opening tag after all: held until it cannot be
+            return
+        self._held, self.state = "", "thinking"
+        self._thinking(held.removeprefix(THINK_OPEN), events)
 
     def _open(self, text: str, events: list[Event]) -> None:
         held = self._held + text
@@ -873,6 +904,7 @@ class ThinkTags:
 
 
 _THINK_STEPS: dict[str, Callable[[ThinkTags, str, list[Event]], None]] = {
+    "template": ThinkTags._template,
     "open": ThinkTags._open,
     "thinking": ThinkTags._thinking,
     "after": ThinkTags._after,
@@ -884,8 +916,9 @@ class StreamDecoder(SSEDecoder):
     """``chat.completion.chunk`` SSE → canonical events.
 
     Each chunk splits into ordered events (docs/snags.md #3): reasoning, text, refusal, tool calls,
-    finish, usage. Content that opens with ``<think>`` goes through ``ThinkTags`` until its
-    reasoning is over; plain content never does after its first delta. Tool calls are keyed by
+    finish, usage. Content that opens with ``<think>`` (or any content, for a model whose template
+    opens the tag, until a reasoning member says the server split it) goes through ``ThinkTags``
+    until its reasoning is over; plain content never does after its first delta. Tool calls are keyed by
     the provider's ``index``; a new ``id`` on a known index starts a new call (servers that send
     every parallel call as index 0), and canonical indexes follow the order of first appearance.
     """
@@ -925,11 +958,16 @@ class StreamDecoder(SSEDecoder):
     def _start(self, events: list[Event], chunk: dict[str, Any]) -> None:
         if not self._started:
             self._started = True
-            events.append(MessageStart(id=str(chunk.get("id") or ""), model=str(chunk.get("model") or "")))
+            model = str(chunk.get("model") or "")
+            if self._tags is not None and template_opens_think(model):
+                self._tags = ThinkTags(opened=True)
+            events.append(MessageStart(id=str(chunk.get("id") or ""), model=model))
 
     def _on_choice(self, choice: dict[str, Any], events: list[Event]) -> None:
         delta = as_object(choice.get("delta"))
         if reasoning := _reasoning_text(delta):
+            if self._tags is not None:
+                self._tags.parsed_by_server()
             events.append(ReasoningDelta(text=reasoning, origin=NAME))
         if isinstance(text := delta.get("content"), str) and text:
             if self._tags is None:
