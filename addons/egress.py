@@ -508,6 +508,7 @@ class Relay:
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=provider_headers(upstream)
         )
+        ex.release_body()  # the request is sent for good: only the answer matters from here
         await response.prepare(request)
         assert ex.target is not None
         idle = ex.target.backend.timeouts.idle

@@ -122,6 +122,7 @@ class Exchange:
     # changes it sets ``rewritten``, which takes the flow off the byte-for-byte fast path.
     request: ChatRequest | None = None
     rewritten: bool = False
+    end_user: str | None = None  # kept when the decoded body is let go (``release_body``)
     target: Target | None = None  # the current (finally: the answering) target
     upstream: Upstream | None = None  # the current target's request, consumed by the egress
     candidates: list[Target] = field(default_factory=list)  # targets in failover order
@@ -169,7 +170,7 @@ class Exchange:
     def canonical(self) -> ChatRequest:
         """The client's request in canonical form, parsed once (raises ProxyError)."""
         if self.request is None:
-            body = self.body
+            body = self.body if self.body is not None else wire.loads(self.client_content)
             if self.operation == "count_tokens":
                 body = generation_body(self.client_protocol, body)
             module = translators.get(self.client_protocol)
@@ -185,11 +186,22 @@ class Exchange:
             self.parsed_answer = cached = (content, parsed)
         return cached[1]
 
+    def release_body(self) -> None:
+        """Let the decoded body go while the answer streams: an agent's conversation decodes to
+        several times its JSON size, held by every open stream for nothing. What is still read
+        later is kept (the end user) or decoded again from the client's bytes (``canonical``);
+        a compressed body, whose bytes cannot be decoded as they are, is kept."""
+        if self.body is not None and "content-encoding" not in {k.lower() for k in self.client_headers}:
+            self.end_user = self.client_user()
+            self.body = None
+
     def client_user(self) -> str | None:
         """The end user the request names, read from the decoded body: identifying a client must
         not cost a parse of an agent's whole conversation."""
         if self.request is not None:
             return self.request.user
+        if self.body is None:
+            return self.end_user
         for path in USER_FIELDS.get(self.client_protocol, ()):
             value: Any = self.body
             for key in path:

@@ -13,6 +13,7 @@ each decision of the request path and of the answer's way back, one at a time.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -1332,6 +1333,26 @@ async def test_a_failure_inside_the_egress_is_a_native_internal_error_not_a_dead
     assert kind == {"openai-chat": "server_error", "anthropic": "api_error"}[protocol]
     assert "its log says why" in message and "KeyError" not in flow.response.text
     assert "LLM egress failed" in caplog.text
+
+
+def test_a_streaming_exchange_lets_its_decoded_body_go_and_still_reads_what_comes_later(pipe):
+    flow = front_door(CHAT, chat("openai:gpt-4o", stream=True, user="end-user-7"))
+    ex = pipe.send(flow)
+    assert ex is not None and ex.request is None  # the fast path: never parsed
+    ex.release_body()
+    assert ex.body is None
+    assert ex.client_user() == "end-user-7"  # usage reads it when the stream has ended
+    assert ex.canonical().messages[0].content[0].text == "Hi"  # decoded again from the client's bytes
+
+
+def test_a_compressed_body_is_kept_decoded(pipe):
+    # http.Request.make encodes the content by its content-encoding header: raw_content is gzip.
+    flow = front_door(CHAT, chat("openai:gpt-4o", stream=True), headers={"content-encoding": "gzip"})
+    assert gzip.decompress(flow.request.raw_content)
+    ex = pipe.send(flow)
+    assert ex is not None
+    ex.release_body()
+    assert ex.body is not None and ex.canonical().messages[0].content[0].text == "Hi"
 
 
 async def test_the_egress_points_a_stream_at_the_relay_with_the_prepared_headers(pipe):
