@@ -45,11 +45,25 @@ SYSTEM_BUNDLES = (  # Debian/Ubuntu, Fedora/RHEL, Alpine/macOS (Homebrew OpenSSL
 LOOPBACK = "localhost,127.0.0.1,::1"
 PLACEHOLDER_KEY = "unused"  # the proxy ignores the client's key and injects the provider's
 
-# agent -> (its API-key variable, its front-door variables as {name: path after the front door URL})
+# agent -> (its API-key variable, its front-door variables as {name: path after the front door URL}).
+# opencode speaks Anthropic (its provider when ANTHROPIC_API_KEY is set), Qwen Code Chat Completions
+# (its `openai` auth type, chosen in ~/.qwen/settings.json). In HTTPS-proxy mode each keeps its own
+# default host: Qwen Code's is DashScope, which the proxy intercepts like api.openai.com.
 AGENTS: dict[str, tuple[str, dict[str, str]]] = {
     "claude": ("ANTHROPIC_API_KEY", {"ANTHROPIC_BASE_URL": ""}),
     "codex": ("OPENAI_API_KEY", {}),
     "gemini": ("GEMINI_API_KEY", {"GOOGLE_GEMINI_BASE_URL": ""}),
+    "opencode": ("ANTHROPIC_API_KEY", {}),
+    "qwen": ("OPENAI_API_KEY", {"OPENAI_BASE_URL": "/v1"}),
+}
+# Front-door settings an agent reads from a variable holding its configuration as JSON (opencode
+# merges OPENCODE_CONFIG_CONTENT over its configuration files): agent -> (variable, the JSON
+# with "{front}" standing for the front door URL).
+CONFIG_CONTENT: dict[str, tuple[str, str]] = {
+    "opencode": (
+        "OPENCODE_CONFIG_CONTENT",
+        '{"provider": {"anthropic": {"options": {"baseURL": "{front}/v1"}}}}',
+    ),
 }
 # Front-door settings an agent takes only from its configuration (Codex ignores OPENAI_BASE_URL):
 # agent -> {config key: path after the front door URL}, printed as a comment with the flag form.
@@ -59,6 +73,8 @@ REPLACING_TRUST = {
     "claude": ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"),
     "codex": ("CODEX_CA_CERTIFICATE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"),
     "gemini": ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"),
+    "opencode": ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"),
+    "qwen": ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"),
 }
 
 
@@ -140,6 +156,9 @@ def front_door_env(agent: str, where: Endpoints) -> dict[str, str]:
     """The front door reads the proxy key where each protocol carries an API key: the agent's own."""
     key, urls = AGENTS[agent]
     env = {name: where.front_door + path for name, path in urls.items()}
+    if agent in CONFIG_CONTENT:
+        variable, content = CONFIG_CONTENT[agent]
+        env[variable] = content.replace("{front}", where.front_door)
     return {**env, key: where.key.secret if where.key else own_key_or_placeholder(key)}
 
 

@@ -3,6 +3,7 @@ and `doctor` against a running proxy."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -56,12 +57,30 @@ def exported(text: str, environ: dict[str, str] | None = None) -> dict[str, str]
     [
         ("claude", "ANTHROPIC_BASE_URL", "http://127.0.0.1:8000"),
         ("gemini", "GOOGLE_GEMINI_BASE_URL", "http://127.0.0.1:8000"),
+        ("qwen", "OPENAI_BASE_URL", "http://127.0.0.1:8000/v1"),
     ],
 )
 def test_front_door_points_the_agents_base_url_at_the_proxy(agent, variable, url):
     code, out, _ = printed(agent, "--front-door")
     assert code == 0
     assert exported(out)[variable] == url
+
+
+def test_opencode_front_door_is_its_configuration_in_opencode_config_content():
+    code, out, _ = printed("opencode", "--front-door", "--front-door-url", "http://127.0.0.1:9000")
+    env = exported(out)
+    assert code == 0 and env["ANTHROPIC_API_KEY"] == "unused"
+    config = json.loads(env["OPENCODE_CONFIG_CONTENT"])
+    assert config == {"provider": {"anthropic": {"options": {"baseURL": "http://127.0.0.1:9000/v1"}}}}
+
+
+@pytest.mark.parametrize("agent", ["opencode", "qwen"])
+def test_in_https_proxy_mode_opencode_and_qwen_code_keep_their_own_base_url(agent, confdir, roots):
+    """Qwen Code's own default, DashScope, is a host the proxy intercepts (backends/presets.py)."""
+    where = Endpoints("http://127.0.0.1:8000", "http://127.0.0.1:8080", confdir)
+    env = agent_env.https_proxy_env(agent, where)
+    assert not {"OPENAI_BASE_URL", "OPENCODE_CONFIG_CONTENT", "ANTHROPIC_BASE_URL"} & set(env)
+    assert env["HTTPS_PROXY"] == "http://127.0.0.1:8080"
 
 
 def test_front_door_is_the_default_mode():
@@ -84,7 +103,7 @@ def test_a_placeholder_key_is_set_only_when_the_user_has_none():
 
 
 # --- HTTPS proxy -------------------------------------------------------------------------------
-@pytest.mark.parametrize("agent", ["claude", "codex", "gemini"])
+@pytest.mark.parametrize("agent", ["claude", "codex", "gemini", "opencode", "qwen"])
 def test_https_proxy_mode_sets_the_proxy_and_keeps_loopback_direct(agent, confdir, roots):
     where = Endpoints("http://127.0.0.1:8000", "http://127.0.0.1:8081", confdir)
     env = agent_env.https_proxy_env(agent, where)
@@ -92,7 +111,7 @@ def test_https_proxy_mode_sets_the_proxy_and_keeps_loopback_direct(agent, confdi
     assert set(env["NO_PROXY"].split(",")) >= {"localhost", "127.0.0.1"}
 
 
-@pytest.mark.parametrize("agent", ["claude", "codex", "gemini"])
+@pytest.mark.parametrize("agent", ["claude", "codex", "gemini", "opencode", "qwen"])
 def test_node_gets_the_mitmproxy_ca_alone_and_replacing_variables_the_combined_bundle(agent, confdir, roots):
     env = agent_env.https_proxy_env(agent, Endpoints("", "http://127.0.0.1:8080", confdir))
     assert env["NODE_EXTRA_CA_CERTS"] == str(confdir / CA_FILE)
@@ -172,7 +191,13 @@ PROXY_KEY = "s3cret:with/odd@chars and space"  # a key may hold what a URL must 
 
 @pytest.mark.parametrize(
     ("agent", "variable"),
-    [("claude", "ANTHROPIC_API_KEY"), ("codex", "OPENAI_API_KEY"), ("gemini", "GEMINI_API_KEY")],
+    [
+        ("claude", "ANTHROPIC_API_KEY"),
+        ("codex", "OPENAI_API_KEY"),
+        ("gemini", "GEMINI_API_KEY"),
+        ("opencode", "ANTHROPIC_API_KEY"),
+        ("qwen", "OPENAI_API_KEY"),
+    ],
 )
 def test_at_the_front_door_the_proxy_key_is_the_agents_api_key(agent, variable):
     code, out, _ = printed(agent, "--front-door", "--key", f"alice:{PROXY_KEY}")
@@ -180,7 +205,7 @@ def test_at_the_front_door_the_proxy_key_is_the_agents_api_key(agent, variable):
     assert exported(out, {variable: "the-users-own-provider-key"})[variable] == PROXY_KEY
 
 
-@pytest.mark.parametrize("agent", ["claude", "codex", "gemini"])
+@pytest.mark.parametrize("agent", ["claude", "codex", "gemini", "opencode", "qwen"])
 def test_in_https_proxy_mode_the_proxy_key_is_the_proxy_urls_user_and_password(agent, confdir, roots):
     key = agent_env.ProxyKey.parse(f"alice@team:{PROXY_KEY}")
     env = agent_env.https_proxy_env(agent, Endpoints("", "http://127.0.0.1:8081", confdir, key))

@@ -77,7 +77,7 @@ AGENT_HOSTS = {
     "codex": "api.openai.com",
     "gemini": "generativelanguage.googleapis.com",
     "opencode": "api.anthropic.com",
-    "qwen": "api.openai.com",  # its own default, DashScope, is not intercepted (tests/support/agents.py)
+    "qwen": "dashscope.aliyuncs.com",  # its own default base URL
 }
 CASES = [
     (agent, backend, setting, mode)
@@ -103,8 +103,10 @@ def case_id(case: tuple[str, ...]) -> str:
 def runs(
     proxies, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Future[Run]]]:
-    """Every case of the matrix, submitted at once to a pool of ``PARALLEL`` agents."""
+    """Every selected case of the matrix (``-k`` picks some), submitted at once to a pool of
+    ``PARALLEL`` agents."""
     fakes: Fakes = request.getfixturevalue("fakes")
+    chosen = {item.callspec.id for item in request.session.items if hasattr(item, "callspec")}
     for name in (*{backend for backends in MATRIX.values() for backend in backends}, SELECTOR):
         proxies(name)  # started here, before any thread asks
     root = tmp_path_factory.mktemp("agents")
@@ -118,7 +120,7 @@ def runs(
         return run_agent(agent, backend, mode, proxies, fakes, home, task, via=via)
 
     with ThreadPoolExecutor(PARALLEL) as pool:
-        yield {case_id(case): pool.submit(one, *case) for case in CASES}
+        yield {case_id(case): pool.submit(one, *case) for case in CASES if case_id(case) in chosen}
         pool.shutdown(cancel_futures=True)
 
 

@@ -5,16 +5,15 @@ Shared by ``tests/test_e2e_agents.py`` (a tool-using turn on every backend, in b
 ``tests/test_e2e_agent_policies.py`` (the policies stop what the fakes make the agent attempt).
 Every agent runs with a temporary HOME, telemetry and updates off, a time limit, and the
 environment ``scripts/agent_env.py`` prints for users, so the README's instructions are what is
-tested; for opencode and Qwen Code, which that script does not know, ``NEW_AGENTS`` holds the same
-kind of environment (the README's agent table says it). The agents come from
-``scripts/install_agents.py``.
+tested. The agents come from ``scripts/install_agents.py``.
 
 opencode speaks Anthropic here (its provider when ``ANTHROPIC_API_KEY`` is set: its default model is
-that provider's) and takes its front door and any model outside its catalogue from its
-configuration file only; Qwen Code speaks OpenAI Chat Completions (its ``openai`` auth type) and
-takes its base URL from ``OPENAI_BASE_URL``. Its own default base URL is DashScope
-(``dashscope.aliyuncs.com``), which the HTTPS proxy does not intercept, so in that mode it is
-pointed at ``api.openai.com``.
+that provider's), takes its front door from ``OPENCODE_CONFIG_CONTENT`` and any model outside its
+catalogue from its configuration file; Qwen Code speaks OpenAI Chat Completions (its ``openai``
+auth type) and takes its base URL from ``OPENAI_BASE_URL``. In HTTPS-proxy mode it keeps its own
+default base URL, DashScope (``dashscope.aliyuncs.com/compatible-mode/v1``), which the proxy
+intercepts like any provider host; a ``dashscope`` backend makes that host's calls routed (the
+catch-all route or the selector then chooses the backend that answers).
 """
 
 from __future__ import annotations
@@ -27,15 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.agent_env import (
-    LOOPBACK,
-    MODES,
-    Endpoints,
-    combined_bundle,
-    front_door_config,
-    mitmproxy_ca,
-    own_key_or_placeholder,
-)
+from scripts.agent_env import MODES, Endpoints, front_door_config
 from scripts.install_agents import BIN
 
 from .fakes import AGENT_MODEL, ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY, FakeProvider, Fakes, RecordedRequest
@@ -85,14 +76,15 @@ BACKENDS = {
 
 
 def agents_config(fakes: Fakes, backend: str | None, model: str = AGENT_MODEL, extra: str = "") -> str:
-    """The fakes' configuration plus an OpenAI-compatible and an OpenRouter backend (both Chat
-    Completions, served by the OpenAI fake); every request goes to `backend` and `model`, or, for
-    `backend` None, where the client's selector says. `extra`: more top-level keys (``policies:``)."""
+    """The fakes' configuration plus an OpenAI-compatible, an OpenRouter and a DashScope backend (all
+    Chat Completions, served by the OpenAI fake; DashScope is the provider Qwen Code calls by
+    default); every request goes to `backend` and `model`, or, for `backend` None, where the
+    client's selector says. `extra`: more top-level keys (``policies:``)."""
     head, default = fakes.llm_yaml().rsplit("default_backend:", 1)
     url = f"{fakes.openai.base_url}/v1"
     chat = "".join(
         f'  {name}: {{type: {name}, base_url: "{url}", api_keys: ["{OPENAI_KEY}"]}}\n'
-        for name in ("compat", "openrouter")
+        for name in ("compat", "openrouter", "dashscope")
     ).replace("type: compat", "type: openai-compatible")
     route = f"routes:\n  - match: {{}}\n    target: {backend}:{model}\n" if backend else ""
     return head + chat + "default_backend:" + default + route + extra
@@ -191,11 +183,9 @@ def gemini_command(run: Setting) -> list[str]:
 
 
 def opencode_command(run: Setting) -> list[str]:
-    """Its configuration file carries the front door and, for a model outside its catalogue (a
-    selector), the model's declaration."""
+    """Its configuration file declares a model outside its catalogue (a selector); the front door
+    comes from the environment (``OPENCODE_CONFIG_CONTENT``, merged over the file)."""
     anthropic: dict[str, object] = {}
-    if run.mode == "front-door":
-        anthropic["options"] = {"baseURL": f"{run.where.front_door}/v1"}
     if run.task.model:
         anthropic["models"] = {run.task.model: {}}
     config = run.home / ".config" / "opencode" / "opencode.json"
@@ -253,37 +243,6 @@ ANSWERS = {
     "opencode": opencode_answer,
     "qwen": qwen_answer,
 }
-# The agents scripts/agent_env.py does not print for: agent -> (its key variable, mode -> its
-# base-URL variables, "{front}" standing for the front door). Node's and Bun's fetch both honour
-# HTTPS_PROXY and NODE_EXTRA_CA_CERTS, so the HTTPS-proxy mode needs nothing else.
-NEW_AGENTS: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
-    "opencode": ("ANTHROPIC_API_KEY", {"front-door": {}, "https-proxy": {}}),  # front door: its config
-    "qwen": (
-        "OPENAI_API_KEY",
-        {
-            "front-door": {"OPENAI_BASE_URL": "{front}/v1"},
-            "https-proxy": {"OPENAI_BASE_URL": "https://api.openai.com/v1"},
-        },
-    ),
-}
-
-
-def printed_env(agent: str, mode: str, where: Endpoints) -> dict[str, str]:
-    """What agent_env.py prints for the agent and mode; for the agents it does not know, the same."""
-    if agent not in NEW_AGENTS:
-        return MODES[mode](agent, where)
-    key, urls = NEW_AGENTS[agent]
-    env = {name: value.format(front=where.front_door) for name, value in urls[mode].items()}
-    if mode == "https-proxy":
-        ca = str(mitmproxy_ca(where.confdir))
-        bundle = str(combined_bundle(where.confdir))
-        env |= {
-            "HTTPS_PROXY": where.proxy,
-            "NO_PROXY": LOOPBACK,
-            "NODE_EXTRA_CA_CERTS": ca,
-            "SSL_CERT_FILE": bundle,
-        }
-    return {**env, key: own_key_or_placeholder(key)}
 
 
 @dataclass
@@ -298,7 +257,7 @@ class Run:
 def agent_env(agent: str, mode: str, proxy: Proxy, home: Path) -> dict[str, str]:
     """What agent_env.py prints for the mode, placeholders expanded, plus the fences of this test."""
     where = Endpoints(proxy.front_url, proxy.proxy_url, proxy.confdir)
-    printed = printed_env(agent, mode, where)
+    printed = MODES[mode](agent, where)
     env = {name: re.sub(r"\$\{\w+:-(\w+)\}", r"\1", value) for name, value in printed.items()}
     # Front door: anything not for the front door must still go through the proxy, to be seen.
     env.setdefault("HTTPS_PROXY", proxy.proxy_url)
