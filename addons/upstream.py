@@ -2,7 +2,8 @@
 
 One home for it, because three stages need it: the egress prepares the first target and every
 failover target, and token counting prepares a forwarded count call. Same protocol on both sides
-and nothing to rewrite → the client's body goes upstream as it came (only the model name changes
+and nothing to rewrite (and, for a call to a preset provider's own host, that provider answering)
+→ the client's body goes upstream as it came (only the model name changes
 when it differs, spliced into the bytes rather than re-serialised: agent bodies are hundreds of KB,
 and docs/snags.md #25 asks to change only what is meant). Otherwise the canonical request is
 rendered for the target's protocol.
