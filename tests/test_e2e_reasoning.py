@@ -219,6 +219,42 @@ def test_a_chat_client_gets_anthropic_thinking_as_reasoning_content(reasoning_pr
     assert SIGNATURE not in str(reasoning)
 
 
+@pytest.fixture(scope="module")
+def rewriting_proxy(reasoner, tmp_path_factory):
+    """A Chat server behind a rewrite rule on answers: a same-protocol route whose answer the
+    proxy re-encodes instead of passing on."""
+    from support.proxy import Proxy
+
+    config = (
+        "backends:\n"
+        f'  deepseek: {{base_url: "{reasoner.base_url}/v1", api_keys: ["{OPENAI_KEY}"]}}\n'
+        "default_backend: deepseek\n"
+        "policies:\n"
+        '  rewrite: [{where: assistant, find: "Hello from", replace: "Greetings from"}]\n'
+    )
+    running = Proxy(tmp_path_factory.mktemp("rewriting"), config).start()
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("style", STYLES)
+def test_a_chat_client_keeps_the_servers_reasoning_when_the_proxy_rewrites_the_answer(
+    rewriting_proxy, style, stream
+):
+    sdk = chat_client(rewriting_proxy)
+    args = {"model": f"deepseek:{style}", "messages": [{"role": "user", "content": "Hi"}]}
+    if stream:
+        deltas = [c.choices[0].delta for c in sdk.chat.completions.create(**args, stream=True) if c.choices]
+        reasoning = "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
+        text = "".join(d.content or "" for d in deltas)
+    else:
+        message = sdk.chat.completions.create(**args).choices[0].message
+        reasoning, text = (message.model_extra or {}).get("reasoning_content"), message.content
+
+    assert (reasoning, text) == (REASONING_TEXT, "Greetings from reasoner!")
+
+
 def tool_turn(reasoning: dict[str, str]) -> list[dict[str, Any]]:
     call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
     return [
