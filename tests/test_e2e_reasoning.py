@@ -5,7 +5,8 @@ in ``reasoning``, or inside ``<think>…</think>`` at the start of the content, 
 that cut both tags. Backends are presets given only a key (``type: deepseek``) or nothing at all
 (``type: ollama``). An Anthropic client gets the reasoning as thinking blocks, the answer as text;
 Gemini and Responses clients get thought parts and a reasoning item; a Chat client, whose
-protocol the server speaks, gets the server's own answer untouched — and the server refuses, as
+protocol the server speaks, gets the server's own answer untouched (or, when a rewrite rule makes
+the proxy re-encode it, its reasoning as ``reasoning_content``) — and the server refuses, as
 DeepSeek does, a tool-calling turn sent back without its reasoning. The other way round, a Chat
 client served by Anthropic with extended thinking (``ThinkingAnthropic``) gets the thinking as
 ``reasoning_content``, whole and streamed, beside an answer the official SDK parses.
