@@ -132,9 +132,11 @@ def show_destination(flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
         return
     if url := ex.attempts[-1].url if ex.attempts else ex.upstream.url if ex.upstream else "":
         flow.request.url = url
-    if ex.upstream is not None:  # the headers the provider got, the key not among them
+    if ex.upstream is not None:  # the headers and body the provider got, the key not among them
         shown = {"host": urlsplit(ex.upstream.url).netloc, **ex.upstream.headers}
         flow.request.headers = http.Headers([(k.encode(), v.encode()) for k, v in shown.items()])
+        sent = ex.upstream.body if ex.upstream.body is not None else ex.client_content
+        flow.request.raw_content = sent
     route = "passthrough" if ex.passthrough else f"translated {ex.client_protocol} → {ex.backend_protocol}"
     note = f"{ex.target.instance}:{ex.target.model} · {route}"
     flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
@@ -575,7 +577,10 @@ class Egress:
         flow.request.headers.clear()
         flow.request.headers.update(upstream.headers)
         flow.request.headers["host"] = f"127.0.0.1:{self.relay.port}"
-        flow.request.headers["content-length"] = str(len(flow.request.raw_content or b""))
+        # The relay sends the prepared body itself: mitmproxy hands it no copy to write, read and
+        # hold for the stream's lifetime. show_destination puts the body back for the flow's views.
+        flow.request.raw_content = b""
+        flow.request.headers["content-length"] = "0"
         flow.request.headers[RELAY_HEADER] = flow.id
 
     def _prepare_first(self, flow: http.HTTPFlow, ex: exchange.Exchange) -> bool:

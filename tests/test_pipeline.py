@@ -1369,7 +1369,11 @@ async def test_the_egress_points_a_stream_at_the_relay_with_the_prepared_headers
     assert dict(flow.request.headers) == {
         **ex.upstream.headers,
         "host": "127.0.0.1:65000",
-        "content-length": str(len(ex.upstream.body)),
+        "content-length": "0",  # the relay sends the prepared body itself
         RELAY_HEADER: flow.id,
     }
+    assert flow.request.raw_content == b""
+    flow.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
+    pipe.egress.responseheaders(flow)  # connected: the flow shows what the provider got
+    assert flow.request.raw_content == ex.upstream.body and RELAY_HEADER not in flow.request.headers
     assert "authorization" not in flow.request.headers
