@@ -133,7 +133,7 @@ def show_destination(flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
     if url := ex.attempts[-1].url if ex.attempts else ex.upstream.url if ex.upstream else "":
         flow.request.url = url
     if ex.upstream is not None:  # the headers and body the provider got, the key not among them
-        shown = {"host": urlsplit(ex.upstream.url).netloc, **ex.upstream.headers}
+        shown = {"host": urlsplit(ex.upstream.url).netloc, **ex.upstream.headers, **hop(flow)}
         flow.request.headers = http.Headers([(k.encode(), v.encode()) for k, v in shown.items()])
         sent = ex.upstream.body if ex.upstream.body is not None else ex.client_content
         flow.request.raw_content = sent
@@ -141,6 +141,13 @@ def show_destination(flow: http.HTTPFlow, ex: exchange.Exchange) -> None:
     note = f"{ex.target.instance}:{ex.target.model} · {route}"
     flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
     say_destination(flow, f"LLM {ex.client_protocol} call → {note} · {flow.request.url}")
+
+
+def hop(flow: http.HTTPFlow) -> dict[str, str]:
+    """The client connection's own header (``connection: close``), which mitmproxy reads from the
+    flow's request to decide whether to close the client's connection after the answer."""
+    value = flow.request.headers.get("connection")
+    return {"connection": value} if value else {}
 
 
 def say_destination(flow: http.HTTPFlow, line: str) -> None:
@@ -574,8 +581,9 @@ class Egress:
         flow.request.url = f"http://127.0.0.1:{self.relay.port}{path.path}" + (
             f"?{path.query}" if path.query else ""
         )
+        kept = hop(flow)
         flow.request.headers.clear()
-        flow.request.headers.update(upstream.headers)
+        flow.request.headers.update({**upstream.headers, **kept})
         flow.request.headers["host"] = f"127.0.0.1:{self.relay.port}"
         # The relay sends the prepared body itself: mitmproxy hands it no copy to write, read and
         # hold for the stream's lifetime. show_destination puts the body back for the flow's views.

@@ -61,10 +61,11 @@ REQUEST = (
 class FirstCaller(threading.Thread):
     """Connects in a tight loop until the port accepts, sends a request at once, reads the answer."""
 
-    def __init__(self, port: int, deadline: float = 60) -> None:
+    def __init__(self, port: int, deadline: float = 120) -> None:
         super().__init__(name="first caller", daemon=True)
         self.port, self.deadline = port, time.monotonic() + deadline
         self.answer: bytes | None = None
+        self.failure = "the front door never accepted the connection"
 
     def run(self) -> None:
         while time.monotonic() < self.deadline:
@@ -73,11 +74,15 @@ class FirstCaller(threading.Thread):
                     sock.connect(("127.0.0.1", self.port))
                 except OSError:
                     continue
-                sock.sendall(REQUEST)
-                sock.settimeout(30)
-                chunks = []
-                while chunk := sock.recv(65536):
-                    chunks.append(chunk)
+                try:
+                    sock.sendall(REQUEST)
+                    sock.settimeout(90)
+                    chunks = []
+                    while chunk := sock.recv(65536):
+                        chunks.append(chunk)
+                except OSError as e:  # accepted, then no answer: say so rather than die silently
+                    self.failure = f"accepted, then {type(e).__name__}: {e}"
+                    return
                 self.answer = b"".join(chunks)
                 return
 
@@ -88,8 +93,8 @@ def test_a_request_sent_the_moment_the_front_door_opens_is_served(fakes, tmp_pat
     caller.start()
     try:
         proxy.start()
-        caller.join(60)
-        assert caller.answer is not None, "the front door never accepted the connection"
+        caller.join(150)
+        assert caller.answer is not None, caller.failure
         head, _, body = caller.answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200"), caller.answer[:500]
         assert json.loads(body)["choices"][0]["message"]["content"] == "Hello from openai!"

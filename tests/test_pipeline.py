@@ -1290,7 +1290,8 @@ def test_a_count_call_for_an_anthropic_target_is_forwarded_to_its_count_endpoint
 
 
 async def test_the_egress_fetches_a_whole_answer_itself_and_the_translation_renders_it(pipe, monkeypatch):
-    flow = front_door(CHAT, chat("anthropic:claude-sonnet-4-5"), {"authorization": "Bearer sk-client-own"})
+    headers = {"authorization": "Bearer sk-client-own", "connection": "close"}
+    flow = front_door(CHAT, chat("anthropic:claude-sonnet-4-5"), headers)
     for addon in (pipe.frontdoor, pipe.router, pipe.policies, pipe.counting):
         addon.request(flow)
     fetched: list[exchange.Exchange] = []
@@ -1305,8 +1306,9 @@ async def test_the_egress_fetches_a_whole_answer_itself_and_the_translation_rend
     assert fetched == [ex] and ex.upstream is not None
     assert flow.comment == "anthropic:claude-sonnet-4-5 · translated openai-chat → anthropic"
     assert flow.request.url == "http://127.0.0.1:9/v1/messages"  # the provider's URL
-    # and the headers it got, never the client's credentials (nor the key, added only when sent)
-    assert dict(flow.request.headers) == {"host": "127.0.0.1:9", **ex.upstream.headers}
+    # and the headers it got, never the client's credentials (nor the key, added only when sent);
+    # the client's connection header stays: mitmproxy reads it to close the client's connection
+    assert dict(flow.request.headers) == {"host": "127.0.0.1:9", **ex.upstream.headers, "connection": "close"}
     pipe.translate.responseheaders(flow)
     pipe.translate.response(flow)
     assert json.loads(flow.response.content)["choices"][0]["message"]["content"] == "Hello"
