@@ -19,6 +19,7 @@ import openai
 import pytest
 from google.genai import types
 from mitmproxy import contentviews, io
+from mitmproxy.exceptions import FlowReadException
 from mitmproxy.http import HTTPFlow
 from mitmproxy.test import taddons
 from support.builders import CLIENT_KEY, CLIENTS, TOOL_RESULT, UPSTREAM_KEYS, WEATHER_SCHEMA
@@ -44,9 +45,13 @@ def saved_flow(path: Path, marker: str, timeout: float = 10) -> HTTPFlow:
     while time.monotonic() < deadline:
         if path.exists():
             with path.open("rb") as f:
-                for flow in io.FlowReader(f).stream():
-                    if isinstance(flow, HTTPFlow) and marker.encode() in (flow.request.raw_content or b""):
-                        return flow
+                try:
+                    for flow in io.FlowReader(f).stream():
+                        sent = (flow.request.raw_content or b"") if isinstance(flow, HTTPFlow) else b""
+                        if marker.encode() in sent:
+                            return flow
+                except FlowReadException:
+                    pass  # the file's last flow is still being written: read it again
         time.sleep(0.05)
     raise AssertionError(f"no saved flow carries {marker}")
 
