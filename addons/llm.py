@@ -9,7 +9,6 @@ tests/test_addon_order.py pins it.
 
 from __future__ import annotations
 
-import gc
 import sys
 from pathlib import Path
 
@@ -39,15 +38,7 @@ from addons.usage import UsageEndpoint, UsageLog  # noqa: E402
 from addons.verifier import Verifier  # noqa: E402
 from addons.views import KeepStreams, register  # noqa: E402
 
-GC_THRESHOLDS = (50_000, 50, 100)  # gen-0 allocations, then gen-0 and gen-1 collections per next
-
 register()  # the LLM contentviews for mitmweb and mitmdump's flow detail
-# Every request allocates thousands of short-lived containers (mitmproxy's, asyncio's, the decoded
-# body's); at Python's default thresholds the collector runs every 700 of them and keeps walking the
-# long-lived heap. Collecting less often cut CPU per request by 7-20% (docs/architecture.md,
-# "Performance"); what is loaded by now is frozen out of the collections for good.
-gc.freeze()
-gc.set_threshold(*GC_THRESHOLDS)
 settings = Settings()
 egress = Egress(settings)
 metrics = Metrics(settings)
