@@ -9,6 +9,7 @@ tests/test_addon_order.py pins it.
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -39,6 +40,9 @@ from addons.verifier import Verifier  # noqa: E402
 from addons.views import KeepStreams, register  # noqa: E402
 
 register()  # the LLM contentviews for mitmweb and mitmdump's flow detail
+# What is loaded by now lives as long as the process: frozen, the collector's full collections no
+# longer walk it (19% less CPU for a 2 MB translated request; docs/architecture.md, "Performance").
+gc.freeze()
 settings = Settings()
 egress = Egress(settings)
 metrics = Metrics(settings)
