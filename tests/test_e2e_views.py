@@ -25,6 +25,7 @@ from mitmproxy.test import taddons
 from support.builders import CLIENT_KEY, CLIENTS, TOOL_RESULT, UPSTREAM_KEYS, WEATHER_SCHEMA
 from support.fakes import Fakes
 from support.proxy import Proxy
+from test_e2e_policies import eventually
 
 from addons import views
 
@@ -70,8 +71,8 @@ def test_a_translated_call_names_the_provider_url_and_backend_model(saving, fake
     assert flow.request.url == f"{fakes.anthropic.base_url}/v1/messages"
     assert "anthropic:claude-test · translated openai-chat → anthropic" in flow.comment
     expected = f"POST {fakes.anthropic.base_url}/v1/messages"
-    assert any(expected in line for line in proxy.lines), "mitmdump's console line names the provider"
-    assert any("anthropic:claude-test · translated" in line for line in proxy.lines)
+    eventually(lambda: any(expected in line for line in proxy.lines), "a console line naming the provider")
+    eventually(lambda: any("anthropic:claude-test · translated" in line for line in proxy.lines), "the route")
 
 
 def test_a_passthrough_call_says_so(saving, fakes):
@@ -89,7 +90,8 @@ def test_a_passthrough_call_says_so(saving, fakes):
 def test_the_proxys_own_endpoint_shows_its_own_address(saving):
     proxy, flows = saving
     httpx.get(proxy.front_url + "/v1/models", timeout=10).raise_for_status()
-    assert any(f"GET {proxy.front_url}/v1/models" in line for line in proxy.lines)
+    # mitmdump prints the flow when it has answered: the line may reach its log a moment later
+    eventually(lambda: any(f"GET {proxy.front_url}/v1/models" in line for line in proxy.lines), "the line")
     assert not any("127.0.0.1:9/" in line for line in proxy.lines)
 
 
