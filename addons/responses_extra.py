@@ -28,7 +28,6 @@ import re
 
 from mitmproxy import http
 
-import translators
 from addons import exchange, listeners
 from addons.egress import ERROR_HEADER, Relay
 from addons.replies import error_response, json_response
@@ -37,7 +36,7 @@ from addons.settings import Settings
 from addons.upstream import Upstream, upstream_headers, with_model
 from backends.families import FAMILIES
 from backends.routing import Target
-from translators import openai_responses, tokens, wire
+from translators import openai_responses, tokens
 from translators.canonical import Text
 from translators.errors import ProxyError
 
@@ -125,7 +124,7 @@ class ResponsesExtra:
         if response.status_code != 200 or ERROR_HEADER in response.headers:
             return
         try:
-            answer = translators.get(ex.backend_protocol).parse_response(wire.loads(response.content or b""))
+            answer = ex.answer(response.content or b"")  # parsed once, shared with the translation
         except (ValueError, ProxyError):
             error = ProxyError("upstream_error", "the provider returned a summary the proxy cannot read")
             flow.response = error_response(PROTOCOL, ex.fail(error))

@@ -109,7 +109,7 @@ class Verifier:
         if response.status_code != 200 or ERROR_HEADER in response.headers:
             return
         try:
-            answer = translators.get(ex.backend_protocol).parse_response(wire.loads(response.content or b""))
+            answer = ex.answer(response.content or b"")  # parsed once, shared with the translation
         except (ValueError, ProxyError):
             return
         review = await self.verify(flow, ex, answer)
