@@ -40,6 +40,7 @@ from translators.canonical import (
     ToolCallEnd,
     ToolCallStart,
     ToolChoice,
+    ToolOrigin,
     ToolResult,
     Usage,
     UsageUpdate,
@@ -54,6 +55,9 @@ from translators.toolnames import (
     SEARCH_OPTIONS,
     WEB_SEARCH,
     Sources,
+    client_name,
+    origins,
+    safe_names,
     search_options,
     web_search,
 )
@@ -192,7 +196,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
         _parse_message(_check(raw, f"messages[{i}]", "an object"), f"messages[{i}]", messages, system)
     tool_choice, parallel = _parse_tool_choice(body.get("tool_choice"))
     tools, metadata, warnings = _parse_tools(_read(body, "tools", "", "an array") or [])
-    return ChatRequest(
+    request = ChatRequest(
         model=model or _read(body, "model", "", "a string", required=True),
         system=system,
         messages=messages,
@@ -213,6 +217,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
             _check(body.get("metadata") or {}, "metadata", "an object"), "user_id", "metadata", "a string"
         ),
     )
+    return safe_names(request)
 
 
 def _parse_strings(body: dict[str, Any], key: str) -> list[str]:
@@ -723,26 +728,28 @@ def _wire_stop(reason: StopReason | None, has_calls: bool) -> str:
 def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
     has_calls = any(isinstance(part, ToolCall) for part in response.content)
     reason = _wire_stop(response.stop_reason, has_calls)
+    known = origins(request.tools)
     return {
         "id": response.id or _new_message_id(),
         "type": "message",
         "role": "assistant",
         "model": response.model or request.model,
-        "content": [block for part in response.content if (block := _client_block(part)) is not None],
+        "content": [block for part in response.content if (block := _client_block(part, known)) is not None],
         "stop_reason": reason,
         "stop_sequence": response.stop_sequence if reason == "stop_sequence" else None,
         "usage": _wire_usage(response.usage, complete=True),
     }
 
 
-def _client_block(part: Part) -> dict[str, Any] | None:
-    """A content block for an Anthropic client. Foreign reasoning is shown as thinking with an
-    empty signature: the client echoes it back and ``render_request`` then drops it."""
+def _client_block(part: Part, known: dict[str, ToolOrigin]) -> dict[str, Any] | None:
+    """A content block for an Anthropic client (a call under the name it declared, ``known``: the
+    request's ``origins``). Foreign reasoning is shown as thinking with an empty signature: the
+    client echoes it back and ``render_request`` then drops it."""
     match part:
         case Text():
             return {"type": "text", "text": part.text} if part.text else None
         case ToolCall():
-            return _render_tool_call(part, "")
+            return {**_render_tool_call(part, ""), "name": client_name(part.name, known)}
         case Reasoning() if part.origin == NAME and part.signature:
             return _render_reasoning(part, "")
         case Reasoning() if part.text and not part.redacted:
@@ -918,6 +925,7 @@ class StreamEncoder:
 
     def __init__(self, request: ChatRequest) -> None:
         self._request = request
+        self._known = origins(request.tools)
         self._out: list[bytes] = []
         self._started = False
         self._done = False
@@ -1051,7 +1059,8 @@ class StreamEncoder:
         self._open_tool(event)
 
     def _open_tool(self, start: ToolCallStart) -> None:
-        self._open_block({"type": "tool_use", "id": tool_id(start.id), "name": start.name, "input": {}})
+        name = client_name(start.name, self._known)
+        self._open_block({"type": "tool_use", "id": tool_id(start.id), "name": name, "input": {}})
         self._open_call = start.index
 
     def _on_tool_delta(self, event: ToolCallDelta) -> None:

@@ -51,6 +51,7 @@ from translators.canonical import (
     ToolCallEnd,
     ToolCallStart,
     ToolChoice,
+    ToolOrigin,
     ToolResult,
     Usage,
     UsageUpdate,
@@ -59,7 +60,16 @@ from translators.errors import CODES, ProxyError, code_for_status
 from translators.mapping import EFFORT_BUDGET
 from translators.sse import SSEEvent
 from translators.streams import Encoder, SSEDecoder
-from translators.toolnames import MAPPED, REMOVED, WEB_SEARCH, Sources, web_search
+from translators.toolnames import (
+    MAPPED,
+    REMOVED,
+    WEB_SEARCH,
+    Sources,
+    client_name,
+    origins,
+    safe_names,
+    web_search,
+)
 from translators.wire import (
     Reader,
     count,
@@ -477,7 +487,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
     try:
         declared, metadata, warnings = _parse_tools(_get(body, "tools"))
         tool_choice, tools = _parse_tool_config(_get(body, "toolConfig"), declared)
-        return ChatRequest(
+        request = ChatRequest(
             model=model.removeprefix("models/"),
             system=_parse_system(_get(body, "systemInstruction")),
             messages=_parse_contents(_get(body, "contents")),
@@ -492,6 +502,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else "body"
         raise invalid(FIELD_PATH_OUT.get(field, field), error["msg"]) from None
+    return safe_names(request)
 
 
 def _parse_system(instruction: Any) -> list[Text]:
@@ -1130,8 +1141,9 @@ def _render_usage(usage: Usage) -> dict[str, int]:
 
 def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
     """A ``GenerateContentResponse``; function calls carry the canonical id so that the client
-    echoes it and its results match by id."""
-    items = ((0, j, part) for j, part in enumerate(response.content))
+    echoes it and its results match by id; and under the names the client declared."""
+    known = origins(request.tools)
+    items = ((0, j, _as_declared(part, known)) for j, part in enumerate(response.content))
     parts = _render_parts(items, {}, client=True) or [{"text": ""}]
     return {
         "candidates": [
@@ -1145,6 +1157,13 @@ def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
         "modelVersion": response.model or request.model,
         "responseId": response.id,
     }
+
+
+def _as_declared(part: Part, known: dict[str, ToolOrigin]) -> Part:
+    """A call under the name its tool was declared with (``known``: the request's ``origins``)."""
+    if isinstance(part, ToolCall) and part.name in known:
+        return part.model_copy(update={"name": client_name(part.name, known)})
+    return part
 
 
 # -- stream decoder -------------------------------------------------------------------------------
@@ -1231,8 +1250,8 @@ class StreamDecoder(SSEDecoder):
 class _PendingCall:
     __slots__ = ("fragments", "id", "name", "signature")
 
-    def __init__(self, event: ToolCallStart) -> None:
-        self.id, self.name, self.signature = event.id, event.name, event.thought_signature
+    def __init__(self, event: ToolCallStart, name: str) -> None:
+        self.id, self.name, self.signature = event.id, name, event.thought_signature
         self.fragments: list[str] = []
 
     def part(self) -> dict[str, Any]:
@@ -1254,6 +1273,7 @@ class StreamEncoder(Encoder):
         self._id = ""
         self._model = request.model
         self._calls: dict[int, _PendingCall] = {}
+        self._known = origins(request.tools)
         self._stop: Stop | None = None
         self._usage = Usage()
         self._chunks = 0
@@ -1269,7 +1289,7 @@ class StreamEncoder(Encoder):
             case ReasoningDelta():
                 self._reasoning(event, out)
             case ToolCallStart():
-                self._calls[event.index] = _PendingCall(event)
+                self._calls[event.index] = _PendingCall(event, client_name(event.name, self._known))
             case ToolCallDelta():
                 if (call := self._calls.get(event.index)) is not None:
                     call.fragments.append(event.arguments)

@@ -47,6 +47,7 @@ from translators.canonical import (
     ToolCallEnd,
     ToolCallStart,
     ToolChoice,
+    ToolOrigin,
     ToolResult,
     Usage,
     UsageUpdate,
@@ -55,6 +56,7 @@ from translators.errors import CODES, ProxyError, code_for_status
 from translators.mapping import effort_for_budget
 from translators.sse import SSEEvent
 from translators.streams import Encoder, SSEDecoder
+from translators.toolnames import client_name, origins, safe_names
 from translators.wire import (
     arguments_text,
     as_object,
@@ -475,7 +477,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
     system, messages = _messages(body)
     options = read(body, "stream_options", "", "an object") or {}
     max_tokens = read(body, "max_completion_tokens", "", "an integer")
-    return ChatRequest(
+    request = ChatRequest(
         model=model if model is not None else read(body, "model", "", "a string", required=True),
         system=system,
         messages=messages,
@@ -496,6 +498,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
         user=read(body, "safety_identifier", "", "a string") or read(body, "user", "", "a string"),
         metadata=read(body, "metadata", "", "an object") or {},
     )
+    return safe_names(request)
 
 
 # -- request rendering ----------------------------------------------------------------------------
@@ -791,6 +794,13 @@ def reasoning_text(parts: list[Part]) -> str:
     return "\n\n".join(p.text for p in parts if isinstance(p, Reasoning) and p.text and not p.redacted)
 
 
+def _client_call(call: ToolCall, known: dict[str, ToolOrigin]) -> dict[str, Any]:
+    """A call as the client declared its tool (``known``: the request's ``origins``)."""
+    rendered = _render_call(call, call.id)
+    rendered["function"]["name"] = client_name(call.name, known)
+    return rendered
+
+
 def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
     """A ``chat.completion``; Reasoning text becomes ``reasoning_content`` (no standard field:
     the compatible servers' one), tool-call ids are kept as they are (the client echoes them back
@@ -801,7 +811,8 @@ def render_response(response: ChatResponse, request: ChatRequest) -> dict[str, A
     if reasoning := reasoning_text(response.content):
         message[REASONING_FIELD] = reasoning
     if calls:
-        message["tool_calls"] = [_render_call(call, call.id) for call in calls]
+        known = origins(request.tools)
+        message["tool_calls"] = [_client_call(call, known) for call in calls]
     return {
         "id": response.id or _new_completion_id(),
         "object": "chat.completion",
@@ -1042,6 +1053,7 @@ class StreamEncoder(Encoder):
         self._request = request
         self._head = b""  # 'data: {"id":…,"model":…,"choices":[' once started
         self._calls: dict[int, int] = {}  # canonical index -> Chat index
+        self._known = origins(request.tools)
         self._usage = Usage()
         self._stopped = False
 
@@ -1094,7 +1106,7 @@ class StreamEncoder(Encoder):
         if event.index in self._calls:
             return
         index = self._calls[event.index] = len(self._calls)
-        function = {"name": event.name, "arguments": ""}
+        function = {"name": client_name(event.name, self._known), "arguments": ""}
         call = {"index": index, "id": event.id, "type": "function", "function": function}
         self._chunk(out, {"tool_calls": [call]})
 

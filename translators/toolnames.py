@@ -6,15 +6,18 @@ Anthropic wants ``^[a-zA-Z0-9_-]{1,64}$``, Gemini a letter or underscore first (
 name that every provider accepts is chosen here, deterministically (the same declaration gives
 the same name in every request, so history replayed later maps the same way), and the client's
 declaration rides along on ``Tool.origin``; the client's encoder maps calls back with
-``Names.origin``.
+``origins``. The Responses parser declares its tools (namespaced, custom) one by one; the Chat,
+Anthropic and Gemini parsers, whose tools are plain functions, pass what they read through
+``safe_names``, and their encoders read calls back with ``client_name``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 
-from translators.canonical import Tool, ToolOrigin
+from translators.canonical import ChatRequest, Message, Part, Tool, ToolCall, ToolOrigin, ToolResult
 
 LIMIT = 64  # the shortest cap among the providers (OpenAI, Anthropic)
 # What every provider accepts: Anthropic's character set, Gemini's first character.
@@ -65,6 +68,53 @@ class Names:
 def origins(tools: list[Tool]) -> dict[str, ToolOrigin]:
     """Flat name -> the client's declaration, for the tools that were reshaped."""
     return {tool.name: tool.origin for tool in tools if tool.origin is not None}
+
+
+def client_name(name: str, known: dict[str, ToolOrigin]) -> str:
+    """The name a client of plain function names declared for the call ``name`` (``known``: the
+    request's ``origins``); a name nobody reshaped is the client's own."""
+    origin = known.get(name)
+    return origin.name if origin is not None else name
+
+
+def safe_names(request: ChatRequest) -> ChatRequest:
+    """``request`` as a parser read it, with the client's names, now with the names providers see:
+    every declared tool through one ``Names`` (the client's name on ``Tool.origin``), then the calls
+    and results in history and a named tool choice mapped the same way. Safe names stay as they
+    are: a request with nothing to rename comes back equal to itself."""
+    if all(SAFE.fullmatch(name) for name in _names(request)):
+        return request  # the common case: nothing to rename, nothing copied
+    names = Names()
+    tools = [names.declare(tool, None) for tool in request.tools]
+    messages = [_renamed(message, names) for message in request.messages]
+    choice = request.tool_choice
+    if choice is not None and choice.mode == "tool" and choice.name:
+        choice = choice.model_copy(update={"name": names.of(choice.name)})
+    return request.model_copy(update={"tools": tools, "messages": messages, "tool_choice": choice})
+
+
+def _names(request: ChatRequest) -> Iterator[str]:
+    """Every tool name ``request`` carries: declared, called, answered, chosen."""
+    yield from (tool.name for tool in request.tools)
+    for message in request.messages:
+        for part in message.content:
+            if isinstance(part, ToolCall | ToolResult) and part.name:
+                yield part.name
+    if request.tool_choice is not None and request.tool_choice.name:
+        yield request.tool_choice.name
+
+
+def _renamed(message: Message, names: Names) -> Message:
+    """``message`` with its calls' and results' names as ``names`` maps them (itself if none change)."""
+    content: list[Part] = []
+    changed = False
+    for part in message.content:
+        if isinstance(part, ToolCall | ToolResult) and part.name:
+            name = names.of(part.name)
+            if name != part.name:
+                part, changed = part.model_copy(update={"name": name}), True
+        content.append(part)
+    return message.model_copy(update={"content": content}) if changed else message
 
 
 # -- hosted tools ---------------------------------------------------------------------------------
