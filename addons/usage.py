@@ -124,7 +124,7 @@ class UsageRow:
 
 
 COLUMNS = [f.name for f in fields(UsageRow)]
-INSERT = f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})"
+INSERT = f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
 def canonical_request(ex: exchange.Exchange) -> ChatRequest | None:
@@ -370,7 +370,7 @@ class UsageLog:
 
     def _store(self, finished: Finished, conn: sqlite3.Connection) -> None:
         row = usage_row(finished)
-        conn.execute(INSERT, asdict(row))
+        conn.execute(INSERT, [getattr(row, column) for column in COLUMNS])  # asdict: 4x the cost
         if self.on_row is not None:
             self.on_row(row)
 
