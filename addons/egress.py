@@ -218,6 +218,9 @@ class Relay:
             timeout=aiohttp.ClientTimeout(total=None),
             trust_env=False,  # never loop back through a proxy from the environment
             skip_auto_headers=("user-agent",),
+            # One session serves every client: a cookie a provider sets (Cloudflare's bot cookie on
+            # every answer) must not ride on the next client's request. The client gets it as sent.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         # handler_cancellation: a client that hangs up cancels the provider call too, instead of
         # the provider generating (and billing) until the stream ends or times out.

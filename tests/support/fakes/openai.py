@@ -69,6 +69,7 @@ OPENAI_PARTS = {  # role -> content part types it may carry
     "developer": frozenset({"text"}),
     "tool": frozenset({"text"}),
 }
+BOT_COOKIE = "__cf_bm=fake-bot-management; path=/; HttpOnly; SameSite=None"
 OPENAI_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 SCRIPTED_ITEM_ID = "msg_fake_openai"  # the message item of a scripted Responses answer
 OPENAI_TOOL_ID_MAX = 40
@@ -256,7 +257,8 @@ class FakeOpenAI(FakeProvider):
         return json_response(envelope, headers, status)
 
     def response_headers(self) -> dict[str, str]:
-        return {"x-request-id": "req_fake_openai"}
+        # As api.openai.com's Cloudflare front sends it on every answer.
+        return {"x-request-id": "req_fake_openai", "set-cookie": BOT_COOKIE}
 
     async def models(self, request: web.Request) -> web.Response:
         ids = ["gpt-fake-1", "gpt-fake-1-mini"]
