@@ -21,7 +21,8 @@ def named_host_proxy(fakes, tmp_path_factory):
     config = fakes.llm_yaml().replace("default_backend", "#")
     port = fakes.openai.base_url.rsplit(":", 1)[1]
     config += (
-        f'  named: {{type: openai, base_url: "http://localhost:{port}/v1", api_keys: ["sk-fake-openai-0001"]}}\n'
+        f'  named: {{type: openai, base_url: "http://localhost:{port}/v1", '
+        'api_keys: ["sk-fake-openai-0001"]}\n'
         "default_backend: named\n"
     )
     running = Proxy(tmp_path_factory.mktemp("cookies"), config).start()
