@@ -278,3 +278,17 @@ def publish(flow: http.HTTPFlow) -> None:
 def drop(flow: http.HTTPFlow) -> None:
     _LIVE.pop(flow, None)
     flow.metadata.pop(KEY, None)
+
+
+def header_dict(headers: http.Headers) -> dict[str, str]:
+    """``dict(headers.items())`` in one pass over the fields (mitmproxy looks each name up by
+    scanning every field, lowercasing each): names as first written, repeated ones folded with
+    ", " as mitmproxy folds them."""
+    folded: dict[str, str] = {}
+    written: dict[str, str] = {}  # lowercased name -> the name as first written
+    for raw_name, raw_value in headers.fields:
+        name = raw_name.decode("utf-8", "surrogateescape")
+        value = raw_value.decode("utf-8", "surrogateescape")
+        key = written.setdefault(name.lower(), name)
+        folded[key] = f"{folded[key]}, {value}" if key in folded else value
+    return folded

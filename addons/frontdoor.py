@@ -199,7 +199,7 @@ class FrontDoor:
             host_family=host_family,
             started=started,
             client_url=client_url(flow, where),
-            client_headers=dict(flow.request.headers.items()),
+            client_headers=exchange.header_dict(flow.request.headers),
             client_content=content,
             key=access.key_of(flow),
         )

@@ -189,7 +189,7 @@ class StoredResponses:
             selector=f"{target.instance}:{STORED_MODEL}",
             operation="stored",
             client_content=flow.request.raw_content or b"",
-            client_headers=dict(flow.request.headers.items()),
+            client_headers=exchange.header_dict(flow.request.headers),
         )
         headers = upstream_headers(ex, target, True)
         if flow.request.method == "POST":

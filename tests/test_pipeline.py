@@ -1379,3 +1379,13 @@ async def test_the_egress_points_a_stream_at_the_relay_with_the_prepared_headers
     pipe.egress.responseheaders(flow)  # connected: the flow shows what the provider got
     assert flow.request.raw_content == ex.upstream.body and RELAY_HEADER not in flow.request.headers
     assert "authorization" not in flow.request.headers
+
+
+def test_the_client_headers_are_kept_as_mitmproxy_reads_them():
+    """``Exchange.client_headers`` is built in one pass over the fields: the same dict as
+    ``dict(headers.items())``, names as first written and a repeated header folded."""
+    headers = http.Headers(
+        [(b"Host", b"proxy"), (b"X-Trace", b"1"), (b"authorization", b"Bearer k"), (b"x-trace", b"2")]
+    )
+    assert exchange.header_dict(headers) == dict(headers.items())
+    assert exchange.header_dict(headers) == {"Host": "proxy", "X-Trace": "1, 2", "authorization": "Bearer k"}
