@@ -45,6 +45,7 @@ from policies.tools import ToolAccess
 from policies.workdir import working_directory
 from translators.canonical import ChatResponse, Text, ToolCall
 from translators.errors import ProxyError
+from translators.toolnames import origins
 
 logger = logging.getLogger(__name__)
 
@@ -254,6 +255,7 @@ class Policies:
             client=client_identity(ex.client_headers, ex.client_user, address),
             cwd=working_directory(ex.canonical()) if cwd else None,
             tools=offered,
+            renamed={flat: origin.name for flat, origin in origins(ex.canonical().tools).items()},
         )
 
     async def response(self, flow: http.HTTPFlow) -> None:

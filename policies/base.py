@@ -46,6 +46,12 @@ class Context:
     client: str = ""  # the client's identity (proxy key name, credential hash or address)
     cwd: str | None = None  # the agent's working directory, where the request reveals it
     tools: tuple[str, ...] = field(default_factory=tuple)  # names of the tools the request offers
+    # Provider-safe name -> the client's, for tools the translation renamed (translators/toolnames.py):
+    # policies judge, and their notes name, the tools as the client declared them.
+    renamed: dict[str, str] = field(default_factory=dict)
+
+    def client_name(self, tool: str) -> str:
+        return self.renamed.get(tool, tool)
 
 
 class Reactor(Protocol):

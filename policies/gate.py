@@ -86,8 +86,9 @@ class ToolCallGate:
         out: list[Event] = []
         for event in events:
             match event:
-                case ToolCallStart() if self.held or self._watched(event.name):
-                    self.held[event.index] = Held(event, watched=self._watched(event.name))
+                case ToolCallStart() if self.held or self._watched(self.context.client_name(event.name)):
+                    watched = self._watched(self.context.client_name(event.name))
+                    self.held[event.index] = Held(event, watched=watched)
                 case ToolCallDelta() if event.index in self.held:
                     self._hold(self.held[event.index], event.arguments)
                 case ToolCallEnd() if event.index in self.held:
@@ -136,8 +137,13 @@ class ToolCallGate:
         if held.size <= MAX_HELD_BYTES or not held.watched:  # what is judged is bounded
             held.arguments.append(piece)
 
+    def _call(self, held: Held) -> Call:
+        """The held call as the policies see it: under the name the client declared."""
+        name = self.context.client_name(held.start.name)
+        return Call(name=name, arguments="".join(held.arguments), id=held.start.id)
+
     def _verdict(self, held: Held) -> Verdict:
-        call = Call(name=held.start.name, arguments="".join(held.arguments), id=held.start.id)
+        call = self._call(held)
         verdict = ALLOW
         if held.size > MAX_HELD_BYTES:
             reason = f"its arguments exceed the {MAX_HELD_BYTES // 1024 // 1024} MB the proxy can check"
@@ -159,8 +165,7 @@ class ToolCallGate:
         if verdict.action == "block":
             self.blocked += 1
             separator, self.text = ("\n\n" if self.text else ""), True
-            call = Call(name=held.start.name, arguments="".join(held.arguments), id=held.start.id)
-            return [TextDelta(text=separator + blocked_note(call, verdict))]
+            return [TextDelta(text=separator + blocked_note(self._call(held), verdict))]
         arguments = "".join(held.arguments)
         if verdict.action == "rewrite" and verdict.arguments is not None:
             arguments = verdict.arguments

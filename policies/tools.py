@@ -10,7 +10,8 @@ Rules are an ordered list; the FIRST rule whose ``match`` fits the request decid
 not consulted. Within that rule a ``deny`` glob wins over ``allow``; when ``allow`` is given, tools
 matching none of its globs are denied too. No fitting rule: everything is allowed. Globs are
 ``fnmatch`` patterns, case-sensitive: ``model`` against ``backend:model``, ``client`` against the
-client's identity, tool globs against tool names. Example::
+client's identity, tool globs against tool names as the client declared them (also where the
+translation gave a tool a provider-safe name). Example::
 
     tools:
       - match: {model: "gemini:*"}
@@ -92,12 +93,15 @@ class ToolAccess:
         rule = self.rule_for(context)
         if rule is None or not request.tools:
             return request, []
-        kept = [tool for tool in request.tools if rule.denial(tool.name) is None]
-        removed = [tool.name for tool in request.tools if rule.denial(tool.name) is not None]
-        if not removed:
+        denied = {
+            tool.name for tool in request.tools if rule.denial(context.client_name(tool.name)) is not None
+        }
+        if not denied:
             return request, []
+        kept = [tool for tool in request.tools if tool.name not in denied]
+        removed = [context.client_name(tool.name) for tool in request.tools if tool.name in denied]
         choice = request.tool_choice
-        forced_away = choice is not None and choice.mode == "tool" and choice.name in removed
+        forced_away = choice is not None and choice.mode == "tool" and choice.name in denied
         if forced_away or (choice is not None and choice.mode == "required" and not kept):
             choice = ToolChoice(mode="auto" if kept else "none")
         return request.model_copy(update={"tools": kept, "tool_choice": choice}), removed

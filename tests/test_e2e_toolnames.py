@@ -31,7 +31,13 @@ ARGS = {"path": "docs/é.txt"}
 SCHEMA = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
 RESULT = "the file says hi"
 # backend instance -> the fake behind it
-FAKES = {"openai-chat": "openai", "responses": "openai", "anthropic": "anthropic", "gemini": "gemini"}
+FAKES = {
+    "openai": "openai",
+    "openai-chat": "openai",
+    "responses": "openai",
+    "anthropic": "anthropic",
+    "gemini": "gemini",
+}
 NOT_GEMINI = ["openai-chat", "responses", "anthropic"]
 
 
@@ -224,3 +230,32 @@ def test_an_anthropic_clients_long_tool_name_reaches_gemini_and_comes_back_then_
     )
     assert follow_up.content[0].text == f"Tool said: {RESULT}"  # type: ignore[union-attr]
     assert_only_safe_names_went_upstream(fakes, "gemini", LONG)
+
+
+# -- tool rules see the client's names ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ruled_proxy(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory):
+    """A tool rule written for the Gemini client's own name, on a backend that needs it renamed."""
+    rule = '  tools:\n    - {match: {model: "openai:*"}, deny: ["mcp.files:*"]}\n'
+    config = fakes.llm_yaml() + "policies:\n" + rule
+    running = Proxy(tmp_path_factory.mktemp("toolrules"), config).start()
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_tool_rule_for_the_clients_name_removes_and_blocks_the_renamed_tool(ruled_proxy, fakes, stream):
+    client = gemini_client(ruled_proxy)
+    model = calling("openai", DOTTED)  # a model that calls the removed tool anyway
+    config = gemini_config(DOTTED)
+    if stream:
+        chunks = list(client.models.generate_content_stream(model=model, contents="Read it", config=config))
+    else:
+        chunks = [client.models.generate_content(model=model, contents="Read it", config=config)]
+
+    assert not [call for chunk in chunks for call in chunk.function_calls or []]
+    text = "".join(chunk.text or "" for chunk in chunks)
+    assert f"[llm-proxy] blocked the {DOTTED} tool call" in text
+    assert declared_upstream(fakes, "openai") == []  # removed before it reached the provider

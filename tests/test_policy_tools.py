@@ -8,8 +8,19 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from policies.base import ALLOW, Call, Context
+from policies.gate import Decision, ToolCallGate
 from policies.tools import ToolAccess, ToolRule
-from translators.canonical import ChatRequest, Message, Text, Tool, ToolChoice
+from translators.canonical import (
+    ChatRequest,
+    Message,
+    Text,
+    TextDelta,
+    Tool,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolChoice,
+)
 
 RULES = TypeAdapter(list[ToolRule])
 
@@ -190,3 +201,43 @@ def test_filtered_request_is_still_a_valid_request() -> None:
         request("Read", "Bash", choice=ToolChoice(mode="tool", name="Bash")), OPENAI
     )
     assert ChatRequest.model_validate(filtered.model_dump()) == filtered
+
+
+# -- tools the translation renamed (translators/toolnames.py) -----------------------------------
+
+RENAMED = Context(model="openai:gpt-5", client="carol", renamed={"mcp_files_read_1a2b3c4d": "mcp.files:read"})
+
+
+def test_filter_judges_a_renamed_tool_by_the_name_the_client_declared() -> None:
+    rules = access({"deny": ["mcp.files:*"]})
+    offered = request(
+        "mcp_files_read_1a2b3c4d", "Read", choice=ToolChoice(mode="tool", name="mcp_files_read_1a2b3c4d")
+    )
+    filtered, removed = rules.filter_request(offered, RENAMED)
+    assert [t.name for t in filtered.tools] == ["Read"]
+    assert removed == ["mcp.files:read"]  # the log line names the client's tool
+    assert filtered.tool_choice == ToolChoice(mode="auto")
+
+
+def test_a_call_of_a_renamed_tool_is_blocked_and_named_as_the_client_declared_it() -> None:
+    found: list[Decision] = []
+    gate = ToolCallGate([access({"deny": ["mcp.files:*"]})], RENAMED, found.append)
+    events = gate.feed(
+        [
+            ToolCallStart(index=0, id="call_1", name="mcp_files_read_1a2b3c4d"),
+            ToolCallDelta(index=0, arguments='{"path": "/etc/passwd"}'),
+            ToolCallEnd(index=0),
+        ]
+    )
+    assert [(d.action, d.tool, d.rule) for d in found] == [("block", "mcp.files:read", "mcp.files:*")]
+    notes = [e.text for e in events if isinstance(e, TextDelta)]
+    assert notes and "the mcp.files:read tool call" in notes[0]
+    assert not any(isinstance(e, ToolCallStart) for e in events)
+
+
+def test_a_renamed_tool_that_no_rule_denies_passes_under_its_provider_safe_name() -> None:
+    """Only the policies speak the client's names: the event goes on as the provider named it, and
+    the client's encoder maps it back."""
+    gate = ToolCallGate([access({"deny": ["WebFetch"]})], RENAMED, lambda d: None)
+    events = gate.feed([ToolCallStart(index=0, id="c", name="mcp_files_read_1a2b3c4d"), ToolCallEnd(index=0)])
+    assert [e.name for e in events if isinstance(e, ToolCallStart)] == ["mcp_files_read_1a2b3c4d"]
