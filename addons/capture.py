@@ -253,7 +253,7 @@ class Capture:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise exceptions.OptionsError(f"llm_capture: cannot create {path}: {e.strerror}") from None
-        return Writer(path, rotate_mb * MB, self._redact)
+        return Writer(path, rotate_mb * MB, self._redact, tainted=self.settings.holds_secret)
 
     def _close(self) -> None:
         if self.writer is not None:

@@ -80,6 +80,10 @@ class Settings:
                 content = content.replace(secret, b"[redacted]")
         return content
 
+    def holds_secret(self, content: bytes) -> bool:
+        """Would ``redact_secrets`` change ``content``?"""
+        return any(secret in content for secret in self._secrets)
+
     def redact(self, content: bytes) -> bytes:
         """Remove provider keys and key-shaped tokens (providers echo masked keys in auth errors)."""
         return KEY_SHAPED.sub(b"[redacted]", self.redact_secrets(content))

@@ -139,6 +139,36 @@ def test_an_existing_file_is_never_opened_for_writing(tmp_path: Path, monkeypatc
     assert second.files[0] != first.files[0] and read_file(second.files[0]) == ([chunk_record(1)], None)
 
 
+def test_with_a_taint_check_only_records_holding_a_secret_are_redacted(tmp_path: Path):
+    """Encoded first, searched, redacted only when needed: the file holds the same records as
+    redacting all of them would have written, lone surrogates made valid as redaction makes them."""
+    secret = b"sk-secret-0001"
+    redacted: list[Record] = []
+
+    def redact(record: Record) -> Record:
+        redacted.append(record)
+        return scrub(record, lambda data: data.replace(secret, b"[redacted]"))
+
+    writer = Writer(tmp_path, rotate_bytes=MB, redact=redact, tainted=lambda data: secret in data)
+    clean = chunk_record(0)
+    holding = {**chunk_record(1), "data": b"key " + secret}
+    broken = {**chunk_record(2), "note": "half a pair \udcff"}
+    after = chunk_record(3)  # the encoder still works after a record it could not encode
+    for record in (clean, holding, broken, after):
+        writer.put(record)
+    writer.close()
+    [file] = capture_files(tmp_path)
+    records, damage = read_file(file)
+    assert damage is None
+    assert records == [
+        clean,
+        {**holding, "data": b"key [redacted]"},
+        {**broken, "note": "half a pair \ufffd"},
+        after,
+    ]
+    assert redacted == [holding, broken]
+
+
 def test_putting_a_record_never_waits_for_the_writer(tmp_path: Path):
     release = threading.Event()
 
