@@ -45,7 +45,7 @@ from policies.tools import ToolAccess
 from policies.workdir import working_directory
 from translators.canonical import ChatResponse, Text, ToolCall
 from translators.errors import ProxyError
-from translators.toolnames import origins
+from translators.toolnames import flat
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +255,9 @@ class Policies:
             client=client_identity(ex.client_headers, ex.client_user, address),
             cwd=working_directory(ex.canonical()) if cwd else None,
             tools=offered,
-            renamed={flat: origin.name for flat, origin in origins(ex.canonical().tools).items()},
+            # The names the translation gives the offered tools (translators/toolnames.py), from the
+            # client's own names: no parse of the request for it.
+            renamed={safe: name for name in offered if (safe := flat(name)) != name},
         )
 
     async def response(self, flow: http.HTTPFlow) -> None:

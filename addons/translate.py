@@ -293,10 +293,11 @@ class TranslateResponses:
             return
         ex.first_token = ex.first_token or ex.first_byte  # a whole answer arrives with its first byte
         chain = StageChain(ex.event_stages)
-        events = chain.feed(answer_events(answer)) + chain.close()
+        original = answer_events(answer)
+        events = chain.feed(list(original)) + chain.close()
         observe(ex, events)
-        if ex.passthrough and not (chain.changes_answer or chain.ended):
-            return
+        if ex.passthrough and not chain.ended and (not chain.changes_answer or events == original):
+            return  # nothing was changed: the provider's bytes are the client's (no render, no parse)
         if chain.changes_answer or chain.ended:
             answer = answer_from_events(events, answer)
         rendered = translators.get(ex.client_protocol).render_response(answer, ex.canonical())

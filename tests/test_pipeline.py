@@ -997,6 +997,19 @@ def test_a_same_protocol_request_the_canonical_model_cannot_carry_passes_uncheck
 # -- whole answers ---------------------------------------------------------------------------------
 
 
+def test_a_whole_same_protocol_answer_the_policies_let_pass_is_the_providers_bytes(pipe):
+    """docs/snags.md #25: the gate judged the call and allowed it, so nothing is re-rendered: the
+    client gets the provider's body byte for byte (its own field order, a field the canonical model
+    does not carry)."""
+    flow = front_door(CHAT, chat("openai:gpt-4o", tools=["Bash"]))
+    ex = pipe.send(flow)
+    assert ex is not None and ex.passthrough and ex.event_stages  # the gate is watching Bash
+    answer = chat_completion("ls -la")
+    answer["system_fingerprint"] = "fp_provider_own"
+    provider = json.dumps(answer, indent=1).encode()
+    assert pipe.answer(flow, 200, provider).content == provider
+
+
 def test_a_whole_answer_with_a_blocked_call_is_rewritten_in_the_clients_protocol(pipe):
     flow = front_door(MESSAGES, messages("openai:gpt-4o", tools=["Bash"]))
     ex = pipe.send(flow)
