@@ -32,7 +32,7 @@ from google import genai
 from google.genai import types
 from support.builders import CLIENT_KEY
 from support.fakes import STEERING_MARK, Fakes, RecordedRequest, scripted_model
-from support.proxy import Proxy, ProxyStartError
+from support.proxy import Proxy, ProxyStartError, eventually
 
 from scripts import captures
 
@@ -812,15 +812,6 @@ def policy_actions(proxy: Proxy) -> dict[tuple[str, str], float]:
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group("labels")))
         counts[(labels["policy"], labels["action"])] = float(match.group("value"))
     return counts
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 10) -> Any:
-    """Observers run in the flow's last hooks, just after the client has its answer: poll briefly."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.05)
-    return result
 
 
 def blocked_reset(proxy: Proxy, stream: bool, marker: str = "") -> Reply:

@@ -21,8 +21,7 @@ import httpx
 import openai
 import pytest
 from support.fakes import Fakes
-from support.proxy import Proxy
-from test_e2e_policies import eventually
+from support.proxy import Proxy, eventually
 
 from scripts import captures
 

@@ -24,8 +24,7 @@ from mitmproxy.http import HTTPFlow
 from mitmproxy.test import taddons
 from support.builders import CLIENT_KEY, CLIENTS, TOOL_RESULT, UPSTREAM_KEYS, WEATHER_SCHEMA
 from support.fakes import Fakes
-from support.proxy import Proxy
-from test_e2e_policies import eventually
+from support.proxy import Proxy, eventually
 
 from addons import views
 

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, Self
+from typing import Any, NoReturn, Self
 
 REPO = Path(__file__).resolve().parents[2]
 MITMDUMP = Path(sys.executable).with_name("mitmdump")
@@ -249,3 +249,12 @@ class Proxy(Server):
 
     def waiting_for(self) -> str:
         return f"log lines {self.listening()}"
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = 10) -> Any:
+    """Observers run in the flow's last hooks, just after the client has its answer: poll briefly."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.05)
+    return result
