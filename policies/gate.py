@@ -86,9 +86,8 @@ class ToolCallGate:
         out: list[Event] = []
         for event in events:
             match event:
-                case ToolCallStart() if self.held or self._watched(self.context.client_name(event.name)):
-                    watched = self._watched(self.context.client_name(event.name))
-                    self.held[event.index] = Held(event, watched=watched)
+                case ToolCallStart() if self.held or self._watched(event.name):
+                    self.held[event.index] = Held(event, watched=self._watched(event.name))
                 case ToolCallDelta() if event.index in self.held:
                     self._hold(self.held[event.index], event.arguments)
                 case ToolCallEnd() if event.index in self.held:
@@ -130,7 +129,9 @@ class ToolCallGate:
         return out
 
     def _watched(self, tool: str) -> bool:
-        return any(reactor.watches(tool) for reactor in self.reactors)
+        """Does a reactor watch the call ``tool`` (the provider's name, read as the client's)?"""
+        name = self.context.client_name(tool)
+        return any(reactor.watches(name) for reactor in self.reactors)
 
     def _hold(self, held: Held, piece: str) -> None:
         held.size += len(piece)
