@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
+from support.builders import streamed_calls
 
 from translators import anthropic, gemini, openai_chat, openai_responses
 from translators.canonical import (
@@ -358,16 +359,7 @@ def test_a_provider_stream_split_at_every_byte_gives_the_client_the_same_calls(p
 
 def _same_calls(one: list[Any], other: list[Any]) -> bool:
     """Deltas may be cut differently; the calls' names and joined arguments may not."""
-
-    def calls(events: list[Any]) -> list[tuple[str, str]]:
-        names = {e.index: e.name for e in events if isinstance(e, ToolCallStart)}
-        joined = {
-            i: "".join(e.arguments for e in events if isinstance(e, ToolCallDelta) and e.index == i)
-            for i in names
-        }
-        return [(names[i], joined[i]) for i in sorted(names)]
-
-    return calls(one) == calls(other)
+    return streamed_calls(one) == streamed_calls(other)
 
 
 # -- answers of a hosted web search: the cited pages as text -------------------------------------

@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from support.builders import streamed_calls
 from support.fakes.anthropic import ANTHROPIC_TOOL_NAME
 from support.fakes.common import awkward_pieces
 from support.fakes.gemini import GEMINI_FUNCTION_NAME
@@ -229,15 +230,6 @@ def encoded(module: ModuleType, request: Any, events: list[Any]) -> bytes:
 def decoded(module: ModuleType, *pieces: bytes) -> list[Any]:
     decoder = module.StreamDecoder()
     return [event for piece in pieces for event in decoder.feed(piece)] + decoder.close()
-
-
-def streamed_calls(events: list[Any]) -> list[tuple[str, str]]:
-    names = {e.index: e.name for e in events if isinstance(e, ToolCallStart)}
-    joined = {
-        i: "".join(e.arguments for e in events if isinstance(e, ToolCallDelta) and e.index == i)
-        for i in names
-    }
-    return [(names[i], joined[i]) for i in sorted(names)]
 
 
 @pytest.mark.parametrize("name", [*UNSAFE, SAFE_NAME])

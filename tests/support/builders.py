@@ -8,6 +8,7 @@
   and what every fake reports (``USAGE``, ``UPSTREAM_KEYS``).
 - HTTP clients for the proxy's HTTPS-proxy listener that trust its CA (``proxied_http``,
   ``proxied_http2``).
+- ``streamed_calls``: the tool calls canonical stream events carry, however their deltas were cut.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import httpx2
 import openai
 from google import genai
 from google.genai import types
+
+from translators.canonical import ToolCallDelta, ToolCallStart
 
 CLIENT_KEY = "client-key-that-must-not-travel"
 UPSTREAM_KEYS = {
@@ -310,3 +313,13 @@ def anthropic_message(
         "stop_sequence": None,
         "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
     }
+
+
+def streamed_calls(events: list[Any]) -> list[tuple[str, str]]:
+    """(name, joined arguments) of each tool call in canonical ``events``, in index order."""
+    names = {e.index: e.name for e in events if isinstance(e, ToolCallStart)}
+    joined = {
+        i: "".join(e.arguments for e in events if isinstance(e, ToolCallDelta) and e.index == i)
+        for i in names
+    }
+    return [(names[i], joined[i]) for i in sorted(names)]
