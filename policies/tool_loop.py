@@ -91,7 +91,7 @@ def pairs_of(request: ChatRequest) -> list[Pair]:
                 calls[part.id] = (part.name, normalised(part.arguments))
             elif isinstance(part, ToolResult) and part.tool_call_id in calls:
                 result = "".join(p.text for p in part.content if isinstance(p, Text))
-                pairs.append((*calls[part.tool_call_id], f"{part.is_error}:{result}"))
+                pairs.append((*calls[part.tool_call_id], (part.is_error, result)))
     return pairs
 
 

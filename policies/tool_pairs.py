@@ -13,20 +13,36 @@ proxy reshapes, and Gemini, whose calls have no ids) and any shape a reader does
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from translators import wire
 
-Pair = tuple[str, str, str]  # tool name, normalised arguments, result ("<is_error>:<text>")
+# A result is (is_error, text): the text is the body's own string, not a copy of it (results are
+# whole file contents and command outputs, most of an agent's request).
+Result = tuple[bool, str]
+Pair = tuple[str, str, Result]  # tool name, normalised arguments, result
+MEMO_CHARS = 1024  # arguments up to this size are normalised once per process, not per request
+MEMO_SIZE = 4096  # at most 4 M characters of arguments held
 
 
 def normalised(arguments: str) -> str:
-    """Tool arguments compared by meaning: parsed JSON with sorted keys, else the stripped text."""
+    """Tool arguments compared by meaning: parsed JSON with sorted keys, else the stripped text.
+    An agent sends its whole history again each turn, so short ones come from a memo."""
+    if len(arguments) <= MEMO_CHARS:
+        return _memo(arguments)
+    return _normalise(arguments)
+
+
+def _normalise(arguments: str) -> str:
     try:
         value: Any = wire.loads(arguments or "{}")
     except ValueError:
         return arguments.strip()
     return wire.dumps_sorted(value)
+
+
+_memo = lru_cache(maxsize=MEMO_SIZE)(_normalise)
 
 
 class Unknown(Exception):
@@ -75,7 +91,7 @@ def chat_pairs(body: dict[str, Any]) -> list[Pair]:
                 calls[call.get("id")] = (function.get("name"), normalised(function.get("arguments") or ""))
         elif role == "tool" and message.get("tool_call_id") in calls:
             result = _text(message.get("content") or "")
-            pairs.append((*calls[message["tool_call_id"]], f"False:{result}"))
+            pairs.append((*calls[message["tool_call_id"]], (False, result)))
     return pairs
 
 
@@ -92,7 +108,7 @@ def anthropic_pairs(body: dict[str, Any]) -> list[Pair]:
                 calls[block.get("id")] = (block.get("name"), wire.dumps_sorted(block.get("input") or {}))
             elif kind == "tool_result" and block.get("tool_use_id") in calls:
                 result = _text(block.get("content") or "")
-                pairs.append((*calls[block["tool_use_id"]], f"{bool(block.get('is_error'))}:{result}"))
+                pairs.append((*calls[block["tool_use_id"]], (bool(block.get("is_error")), result)))
     return pairs
 
 
