@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any, BinaryIO
 
 import cbor2
@@ -33,6 +33,11 @@ REDACTED = "[redacted]"
 CREDENTIAL_HEADERS = frozenset(
     {"authorization", "x-api-key", "x-goog-api-key", "proxy-authorization", "anthropic-api-key", "cookie"}
 )
+# The writer gathers what arrives within GATHER_SECONDS into one write: woken for every record, its
+# thread would take the GIL from the event loop several times per request (docs/architecture.md,
+# "Performance").
+GATHER_SECONDS = 0.05
+MAX_BATCH = 1000  # records per write at most
 # Malformed input makes cbor2 raise its decode errors, or plain ValueError / OverflowError for
 # impossible values, or RecursionError for absurd nesting.
 DECODE_ERRORS = (cbor2.CBORDecodeError, ValueError, OverflowError, RecursionError)
@@ -53,8 +58,9 @@ def capture_files(path: Path) -> list[Path]:
 class Writer:
     """Appends records from one background thread, so the proxy's event loop never waits on disk.
 
-    ``put`` only enqueues. The thread passes each record through ``redact`` (removing secrets is
-    work the event loop need not do), encodes it, appends and flushes it. With ``tainted`` (does
+    ``put`` only enqueues. The thread gathers the records of ``GATHER_SECONDS``, passes each through
+    ``redact`` (removing secrets is work the event loop need not do), encodes it, and appends and
+    flushes them together. With ``tainted`` (does
     this encoding hold a secret?) it encodes first and redacts only a record that needs it: a
     secret inside any text or bytes of a record shows in its CBOR encoding as it is, and searching
     the encoding costs a tenth of redacting every string. The first failure (disk full, directory
@@ -92,14 +98,24 @@ class Writer:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        while (record := self._queue.get()) is not None:
-            if self.failed:
-                continue  # drain: nothing more is written
-            try:
-                self._append(self._clean(record))
-            except Exception as e:
-                self.failed = True
-                logger.error(f"LLM capture stopped: cannot write to {self.directory}: {e}")
+        while True:
+            batch = [self._queue.get()]
+            if batch[0] is not None:
+                time.sleep(GATHER_SECONDS)  # let the records of the same moment share one write
+            while batch[-1] is not None and len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except Empty:
+                    break
+            records = [record for record in batch if record is not None]
+            if records and not self.failed:
+                try:
+                    self._append([self._clean(record) for record in records])
+                except Exception as e:
+                    self.failed = True  # from now on what comes is drained, not written
+                    logger.error(f"LLM capture stopped: cannot write to {self.directory}: {e}")
+            if batch[-1] is None:
+                break
         if self._file is not None:
             self._file.close()
 
@@ -121,13 +137,24 @@ class Writer:
         self._encoder.encode(record)
         return buffer.getvalue()
 
-    def _append(self, data: bytes) -> None:
-        if self._file is None or (self._size and self._size + len(data) > self.rotate_bytes):
-            self._open_next()
-        assert self._file is not None
-        self._file.write(data)
-        self._file.flush()
-        self._size += len(data)
+    def _append(self, encoded: list[bytes]) -> None:
+        """One write and one flush per file for the batch; a file never passes ``rotate_bytes``
+        unless a single record does (it then has a file of its own)."""
+        pending: list[bytes] = []
+        for data in encoded:
+            if self._file is None or (self._size and self._size + len(data) > self.rotate_bytes):
+                self._write(pending)
+                pending = []
+                self._open_next()
+            pending.append(data)
+            self._size += len(data)
+        self._write(pending)
+
+    def _write(self, pending: list[bytes]) -> None:
+        if pending:
+            assert self._file is not None
+            self._file.write(b"".join(pending))
+            self._file.flush()
 
     def _open_next(self) -> None:
         if self._file is not None:
@@ -141,7 +168,7 @@ class Writer:
             except FileExistsError:
                 seq += 1
         self.files.append(path)
-        self._size = 0
+        self._size = 0  # the caller counts what it appends
 
 
 class Reader:
