@@ -60,11 +60,11 @@ class Writer:
 
     ``put`` only enqueues. The thread gathers the records of ``GATHER_SECONDS``, passes each through
     ``redact`` (removing secrets is work the event loop need not do), encodes it, and appends and
-    flushes them together. With ``tainted`` (does
-    this encoding hold a secret?) it encodes first and redacts only a record that needs it: a
-    secret inside any text or bytes of a record shows in its CBOR encoding as it is, and searching
-    the encoding costs a tenth of redacting every string. The first failure (disk full, directory
-    gone) is logged once and turns capture off for good; the proxy carries on.
+    flushes them together. With ``tainted`` (does this encoding hold a secret?) it encodes first
+    and redacts only a record that needs it: a secret inside any text or bytes of a record shows in
+    its CBOR encoding as it is, and searching the encoding costs a tenth of redacting every string.
+    The first failure (disk full, directory gone) is logged once and turns capture off for good;
+    the proxy carries on.
     """
 
     def __init__(
