@@ -82,7 +82,7 @@ def safe_names(request: ChatRequest) -> ChatRequest:
     every declared tool through one ``Names`` (the client's name on ``Tool.origin``), then the calls
     and results in history and a named tool choice mapped the same way. Safe names stay as they
     are: a request with nothing to rename comes back equal to itself."""
-    if all(SAFE.fullmatch(name) for name in _names(request)):
+    if all(SAFE.fullmatch(name) for name in set(_names(request))):
         return request  # the common case: nothing to rename, nothing copied
     names = Names()
     tools = [names.declare(tool, None) for tool in request.tools]
@@ -93,12 +93,15 @@ def safe_names(request: ChatRequest) -> ChatRequest:
     return request.model_copy(update={"tools": tools, "messages": messages, "tool_choice": choice})
 
 
+_NAMED = (ToolCall, ToolResult)
+
+
 def _names(request: ChatRequest) -> Iterator[str]:
     """Every tool name ``request`` carries: declared, called, answered, chosen."""
     yield from (tool.name for tool in request.tools)
     for message in request.messages:
         for part in message.content:
-            if isinstance(part, ToolCall | ToolResult) and part.name:
+            if type(part) in _NAMED and part.name:  # exact types: no isinstance hook per part
                 yield part.name
     if request.tool_choice is not None and request.tool_choice.name:
         yield request.tool_choice.name
