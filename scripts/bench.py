@@ -31,7 +31,7 @@ the fixed cost per request is not counted as body cost) and per streamed event; 
 stream with ``Plan.open_streams`` streams held open at once, then released, in three rounds
 (memory must be flat after they end: the last round must not add to what the one before left;
 the first rounds also fill one-time caches and pools); the stream and request translation's own
-CPU, in-process.
+CPU, in-process (in a fresh process, not the one that ran the load).
 
 Method, and why:
 - The load generator is a raw asyncio HTTP/1.1 keep-alive client in a process of its own, and the
